@@ -1,0 +1,1 @@
+"""Voices, prompts, avatars and roles; the Celery task that builds avatar bundles."""

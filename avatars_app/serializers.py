@@ -1,0 +1,129 @@
+"""REST representations of voices, prompts, avatars and roles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from livehuman_site.tenancy.api import TenantScopedSerializer
+
+from .models import Avatar, Prompt, PromptVersion, Role, Voice
+from .services import check_avatar_quota, check_upload_quota
+
+
+class VoiceSerializer(TenantScopedSerializer):
+    class Meta:
+        model = Voice
+        fields = [
+            "id",
+            "name",
+            "engine",
+            "voice_id",
+            "language",
+            "rate",
+            "pitch",
+            "volume",
+            "server_url",
+            "reference_audio",
+            "reference_text",
+        ]
+
+
+class PromptVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PromptVersion
+        fields = ["version", "system_text", "created_at"]
+
+
+class PromptSerializer(TenantScopedSerializer):
+    versions = PromptVersionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Prompt
+        fields = ["id", "name", "system_text", "version", "updated_at", "versions"]
+
+
+class AvatarSerializer(TenantScopedSerializer):
+    """An avatar and its build status; ``source_video`` is the upload (multipart)."""
+
+    class Meta:
+        model = Avatar
+        fields = [
+            "id",
+            "name",
+            "source_video",
+            "fps",
+            "lipsync_engine",
+            "status",
+            "progress",
+            "stage",
+            "error",
+            "warnings",
+            "frame_count",
+            "width",
+            "height",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "status",
+            "progress",
+            "stage",
+            "error",
+            "warnings",
+            "frame_count",
+            "width",
+            "height",
+        ]
+        extra_kwargs = {"source_video": {"write_only": True}}
+
+    def validate_source_video(self, upload: Any) -> Any:
+        check_upload_quota(self.context["scope"].tenant, upload.size)
+        return upload
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if self.instance is None:
+            check_avatar_quota(self.context["scope"].tenant)
+        return attrs
+
+
+class RoleSerializer(TenantScopedSerializer):
+    """A role; the LLM API key can be written but is never returned."""
+
+    has_llm_api_key = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Role
+        fields = [
+            "id",
+            "name",
+            "avatar",
+            "voice",
+            "prompt",
+            "asr_engine",
+            "llm_engine",
+            "llm_model",
+            "llm_base_url",
+            "llm_api_key",
+            "has_llm_api_key",
+            "temperature",
+            "greeting",
+            "language",
+            "fps",
+            "active",
+        ]
+        extra_kwargs = {"llm_api_key": {"write_only": True}}
+
+    def get_has_llm_api_key(self, role: Role) -> bool:
+        return bool(role.llm_api_key)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Model-level rules (allowed fps, base URL per engine) apply to the API as to the admin.
+        Role(**{**self._current_values(), **attrs}).clean()
+        return attrs
+
+    def _current_values(self) -> dict[str, Any]:
+        if self.instance is None:
+            return {}
+        return {field: getattr(self.instance, field) for field in ("fps", "llm_engine", "llm_base_url")}

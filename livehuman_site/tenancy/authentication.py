@@ -1,0 +1,45 @@
+"""DRF authentication by per-tenant API key: ``Authorization: Api-Key <key>``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser
+from django.utils.translation import gettext_lazy as _
+from rest_framework import authentication, exceptions
+from rest_framework_api_key.permissions import KeyParser
+
+from .models import TenantAPIKey
+
+
+class TenantAPIKeyAuthentication(authentication.BaseAuthentication):
+    """Authenticate an integration; ``request.auth`` becomes its ``TenantAPIKey``.
+
+    A header that names an API key but holds a revoked, expired or unknown key
+    is refused outright rather than treated as anonymous.
+    """
+
+    key_parser = KeyParser()
+
+    def authenticate(self, request: Any) -> tuple[AnonymousUser, TenantAPIKey] | None:
+        key = self.key_parser.get(request)
+        if not key:
+            return None
+        api_key = authenticate_api_key(key)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed(_("Invalid, revoked or expired API key."))
+        return AnonymousUser(), api_key
+
+    def authenticate_header(self, request: Any) -> str:
+        return self.key_parser.keyword
+
+
+def authenticate_api_key(key: str) -> TenantAPIKey | None:
+    """The usable key matching ``key``, or None (also used by the WebSocket consumer)."""
+    try:
+        api_key = TenantAPIKey.objects.get_from_key(key)
+    except TenantAPIKey.DoesNotExist:
+        return None
+    if api_key.has_expired or not api_key.tenant.is_active:
+        return None
+    return api_key

@@ -1,0 +1,117 @@
+"""Tenants, who belongs to them, their API keys, and the base of every tenant-owned model."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from rest_framework_api_key.models import AbstractAPIKey
+
+from livehuman_site.conf import livehuman_settings
+
+
+def _default_max_sessions() -> int:
+    return livehuman_settings.TENANT_DEFAULT_MAX_SESSIONS
+
+
+def _default_max_avatars() -> int:
+    return livehuman_settings.TENANT_DEFAULT_MAX_AVATARS
+
+
+def _default_max_upload_mb() -> int:
+    return livehuman_settings.TENANT_DEFAULT_MAX_UPLOAD_MB
+
+
+class Tenant(models.Model):
+    """A customer of the platform: owns roles, avatars, sessions, and sets their limits."""
+
+    name = models.CharField(_("name"), max_length=120)
+    slug = models.SlugField(_("slug"), unique=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    max_concurrent_sessions = models.PositiveIntegerField(_("max concurrent sessions"), default=_default_max_sessions)
+    max_avatars = models.PositiveIntegerField(_("max avatars"), default=_default_max_avatars)
+    max_upload_mb = models.PositiveIntegerField(_("max upload size (MB)"), default=_default_max_upload_mb)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("tenant")
+        verbose_name_plural = _("tenants")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+class Membership(models.Model):
+    """A user's place in a tenant. Owners and admins use the admin; members use the chat page."""
+
+    class Level(models.TextChoices):
+        OWNER = "owner", _("owner")
+        ADMIN = "admin", _("admin")
+        MEMBER = "member", _("member")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user")
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("tenant"))
+    level = models.CharField(_("level"), max_length=10, choices=Level.choices, default=Level.MEMBER)
+
+    class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="unique_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.level})"
+
+    @property
+    def can_administer(self) -> bool:
+        return self.level in {self.Level.OWNER, self.Level.ADMIN}
+
+
+class TenantQuerySet(models.QuerySet):
+    def for_tenant(self, tenant: Tenant | None) -> TenantQuerySet:
+        return self.filter(tenant=tenant) if tenant is not None else self.none()
+
+
+class TenantOwnedModel(models.Model):
+    """Base of every row a tenant owns.
+
+    Scoping (``scoping.Scope``) filters on ``tenant``; ``clean`` refuses a link
+    to another tenant's row, so neither the admin nor the API can create one.
+    """
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="%(app_label)s_%(class)s_set", verbose_name=_("tenant")
+    )
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def clean(self) -> None:
+        super().clean()
+        if self.tenant_id is None:
+            return
+        for field in self._meta.concrete_fields:
+            if not field.is_relation or field.name == "tenant":
+                continue
+            related = getattr(self, field.name, None)
+            if isinstance(related, TenantOwnedModel) and related.tenant_id != self.tenant_id:
+                raise ValidationError({field.name: _("This belongs to another tenant.")})
+
+
+class TenantAPIKey(AbstractAPIKey):
+    """An integration's key: shown once at creation, stored hashed, revocable; it acts for one tenant."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("tenant"))
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")

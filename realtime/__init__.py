@@ -1,0 +1,1 @@
+"""Everything that runs per session and per process: engines, pipeline, media tracks, pool, signaling."""

@@ -1,0 +1,1 @@
+"""Text-to-speech engines: text in, a stream of PCM chunks out."""

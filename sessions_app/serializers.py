@@ -1,0 +1,44 @@
+"""REST representations of chat sessions and messages."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from livehuman_site.conf import livehuman_settings
+from livehuman_site.tenancy.api import TenantScopedSerializer
+
+from .models import ChatSession, Message
+
+
+class ChatSessionSerializer(TenantScopedSerializer):
+    ws_url = serializers.SerializerMethodField()
+    ice_servers = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChatSession
+        fields = ["id", "role", "state", "created_at", "started_at", "ended_at", "end_reason", "ws_url", "ice_servers"]
+        read_only_fields = ["state", "created_at", "started_at", "ended_at", "end_reason"]
+
+    def get_ws_url(self, session: ChatSession) -> str:
+        return f"/ws/sessions/{session.id}/"
+
+    def get_ice_servers(self, session: ChatSession) -> list[dict]:
+        return list(livehuman_settings.ICE_SERVERS)
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "speaker",
+            "text",
+            "created_at",
+            "asr_ms",
+            "llm_first_token_ms",
+            "tts_first_audio_ms",
+            "first_frame_ms",
+            "total_ms",
+            "interrupted",
+        ]
+        read_only_fields = fields
