@@ -3,11 +3,33 @@
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 from avatars_app.models import Role
+
+
+def _page_strings() -> dict[str, str]:
+    """Texts the page's script shows, translated on the server so one catalogue serves template and script."""
+    return {
+        "idle": _("idle"),
+        "listening": _("listening"),
+        "thinking": _("thinking"),
+        "speaking": _("speaking"),
+        "connecting": _("connecting…"),
+        "disconnected": _("disconnected"),
+        "start": _("Start"),
+        "stop": _("Stop"),
+        "you": _("You"),
+        "assistant": _("Avatar"),
+        "interrupted": _("(interrupted)"),
+        "mic_denied": _("No microphone: you can still type."),
+        "session_ended": _("The session ended: %(reason)s"),
+        "error": _("Error"),
+        "timings": _("ASR %(asr)s ms · LLM %(llm)s ms · TTS %(tts)s ms · first frame %(frame)s ms · total %(total)s ms"),
+    }
 
 
 @login_required
 def chat_page(request: HttpRequest) -> HttpResponse:
     roles = request.tenant_scope.filter(Role.objects.filter(active=True)).select_related("avatar")
-    return render(request, "sessions_app/chat.html", {"roles": roles})
+    return render(request, "sessions_app/chat.html", {"roles": roles, "page_strings": _page_strings()})

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Make this checkout ready to run: system packages, the virtualenv with requirements.txt, compiled translations.
+# Idempotent and quick on a second run: pip runs only when requirements.txt changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)      # offline TTS engine (Chinese and English)
+command -v msgfmt >/dev/null || need_apt+=(gettext)            # compiles the Chinese/English UI translations
+if [ "${LIVEHUMAN_WITH_BROWSER:-0}" = 1 ]; then
+  command -v chromium >/dev/null || need_apt+=(chromium)       # the browser test drives Debian's chromium
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing system packages: ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> installing requirements.txt (first time: a few minutes)"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+.venv/bin/python manage.py compilemessages --ignore=.venv -v 0

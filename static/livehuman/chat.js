@@ -1,0 +1,289 @@
+/* The chat page: opens a session over the REST API, signals WebRTC over the
+ * session WebSocket (DESIGN.md §7), plays the avatar, and sends text, voice
+ * and interrupts. `window.liveHuman` exposes the live objects for tests.
+ */
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const strings = JSON.parse($("page-strings").textContent);
+  const root = $("chat");
+  const ui = {
+    role: $("role"), start: $("start-button"), interrupt: $("interrupt-button"),
+    sayForm: $("say-form"), sayText: $("say-text"), sayButton: $("say-button"),
+    talk: $("talk-button"), transcript: $("live-transcript"), history: $("history"),
+    subtitle: $("subtitle"), badge: $("state-badge"), readout: $("readout"), error: $("error-line"),
+    video: $("avatar-video"), audio: $("avatar-audio"), canvas: $("avatar-canvas"), stageView: $("stage-view"),
+  };
+  const format = (template, values) => template.replace(/%\((\w+)\)s/g, (_, key) => values[key] ?? "–");
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  async function api(path, body) {
+    const response = await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body || {}),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
+    return data;
+  }
+
+  function showError(message) {
+    ui.error.textContent = message ? `${strings.error}: ${message}` : "";
+  }
+
+  function setState(state) {
+    ui.badge.dataset.state = state;
+    ui.badge.textContent = strings[state] || state;
+    ui.interrupt.disabled = !(state === "speaking" || state === "thinking");
+  }
+
+  /* Conversation history: one entry per message, filled as subtitles and timings arrive. */
+  const entries = new Map();
+  function entry(key, speaker) {
+    if (!entries.has(key)) {
+      const item = document.createElement("li");
+      item.className = `message ${speaker}`;
+      item.innerHTML = `<span class="who"></span> <span class="text"></span> <small class="timings"></small>`;
+      item.querySelector(".who").textContent = speaker === "user" ? strings.you : strings.assistant;
+      ui.history.appendChild(item);
+      entries.set(key, item);
+    }
+    return entries.get(key);
+  }
+
+  class ChatClient {
+    constructor() {
+      this.session = null; this.ws = null; this.pc = null; this.mic = null;
+      this.pingSentAt = 0; this.rttMs = null; this.statsTimer = null; this.lastFrames = null;
+      this.chroma = null;
+    }
+
+    get talkMode() {
+      return document.querySelector("input[name=talk-mode]:checked").value;
+    }
+
+    async start() {
+      showError("");
+      setState("connecting");
+      ui.start.disabled = true;
+      try {
+        this.session = await api(root.dataset.sessionsUrl, { role: ui.role.value });
+        await this.openSocket();
+        await this.connectPeer();
+        ui.start.textContent = strings.stop;
+        ui.start.disabled = false;
+        for (const control of [ui.sayText, ui.sayButton, ui.talk]) control.disabled = false;
+      } catch (error) {
+        showError(error.message);
+        await this.stop(false);
+      }
+    }
+
+    openSocket() {
+      const scheme = location.protocol === "https:" ? "wss" : "ws";
+      this.ws = new WebSocket(`${scheme}://${location.host}${this.session.ws_url}`);
+      this.ws.onmessage = (event) => this.onEvent(JSON.parse(event.data));
+      this.ws.onclose = () => { if (this.session) this.stop(false, strings.disconnected); };
+      return new Promise((resolve, reject) => {
+        this.ws.onopen = resolve;
+        this.ws.onerror = () => reject(new Error(strings.disconnected));
+      });
+    }
+
+    send(message) {
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+    }
+
+    async connectPeer() {
+      this.pc = new RTCPeerConnection({ iceServers: this.session.ice_servers || [] });
+      this.pc.addTransceiver("video", { direction: "recvonly" });
+      try {
+        this.mic = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } });
+        const [track] = this.mic.getAudioTracks();
+        track.enabled = this.talkMode === "hands_free";
+        this.pc.addTransceiver(track, { direction: "sendrecv" });
+      } catch (error) {
+        this.pc.addTransceiver("audio", { direction: "recvonly" });
+        ui.transcript.textContent = strings.mic_denied;
+      }
+      this.pc.ontrack = (event) => {
+        const target = event.track.kind === "video" ? ui.video : ui.audio;
+        target.srcObject = new MediaStream([event.track]);
+        target.play().catch(() => {});
+      };
+      this.pc.onconnectionstatechange = () => {
+        if (this.pc && this.pc.connectionState === "failed") this.stop(true, strings.disconnected);
+      };
+      const offer = await this.pc.createOffer();
+      await this.pc.setLocalDescription(offer);
+      await this.iceGatheringDone();
+      this.send({ type: "offer", sdp: this.pc.localDescription.sdp });
+      this.send({ type: "mode", talk: this.talkMode });
+      this.statsTimer = setInterval(() => this.updateReadout(), 1000);
+    }
+
+    iceGatheringDone() {
+      // Host candidates gather in milliseconds; the page sends one complete offer (no trickle).
+      if (this.pc.iceGatheringState === "complete") return Promise.resolve();
+      return new Promise((resolve) => {
+        const done = () => { if (this.pc.iceGatheringState === "complete") resolve(); };
+        this.pc.addEventListener("icegatheringstatechange", done);
+        setTimeout(resolve, 2000);
+      });
+    }
+
+    onEvent(event) {
+      switch (event.type) {
+        case "answer":
+          this.pc.setRemoteDescription({ type: "answer", sdp: event.sdp });
+          break;
+        case "state":
+          setState(event.state);
+          if (event.state === "idle") ui.subtitle.textContent = "";
+          break;
+        case "transcript":
+          ui.transcript.textContent = event.text;
+          if (event.final && event.text) entry(`user-${event.message_id || Date.now()}`, "user").querySelector(".text").textContent = event.text;
+          break;
+        case "subtitle": {
+          ui.subtitle.textContent = event.text;
+          const text = entry(`assistant-${event.message_id}`, "assistant").querySelector(".text");
+          text.textContent = `${text.textContent} ${event.text}`.trim();
+          break;
+        }
+        case "timings":
+          entry(`assistant-${event.message_id}`, "assistant").querySelector(".timings").textContent = format(strings.timings, {
+            asr: event.asr_ms, llm: event.llm_first_token_ms, tts: event.tts_first_audio_ms,
+            frame: event.first_frame_ms, total: event.total_ms,
+          });
+          if (event.interrupted) {
+            entry(`assistant-${event.message_id}`, "assistant").querySelector(".timings").prepend(`${strings.interrupted} `);
+          }
+          break;
+        case "error":
+          showError(event.message);
+          break;
+        case "pong":
+          this.rttMs = Math.round(performance.now() - this.pingSentAt);
+          break;
+        case "closed":
+          this.stop(false, format(strings.session_ended, { reason: event.reason }));
+          break;
+        default:
+          break;
+      }
+    }
+
+    async updateReadout() {
+      if (!this.pc) return;
+      this.pingSentAt = performance.now();
+      this.send({ type: "ping" });
+      const stats = await this.pc.getStats();
+      let fps = null; let jitterMs = null;
+      stats.forEach((report) => {
+        if (report.type !== "inbound-rtp") return;
+        if (report.kind === "video") fps = report.framesPerSecond ?? fps;
+        if (report.kind === "audio" && report.jitterBufferEmittedCount) {
+          jitterMs = Math.round((1000 * report.jitterBufferDelay) / report.jitterBufferEmittedCount);
+        }
+      });
+      ui.readout.textContent = `fps ${fps ?? "–"} · RTT ${this.rttMs ?? "–"} ms · jitter buffer ${jitterMs ?? "–"} ms`;
+    }
+
+    say(text) {
+      this.send({ type: "say", text, interrupt: ui.badge.dataset.state === "speaking" });
+    }
+
+    interrupt() {
+      this.send({ type: "interrupt" });
+    }
+
+    setTalking(on) {
+      if (this.mic) this.mic.getAudioTracks().forEach((track) => { track.enabled = on; });
+    }
+
+    setMode(mode) {
+      this.send({ type: "mode", talk: mode });
+      this.setTalking(mode === "hands_free");
+      ui.talk.hidden = mode === "hands_free";
+    }
+
+    async stop(notifyServer = true, message = "") {
+      const session = this.session;
+      this.session = null;
+      clearInterval(this.statsTimer);
+      if (notifyServer && session) await api(`${root.dataset.sessionsUrl}${session.id}/end/`).catch(() => {});
+      if (this.ws) this.ws.close();
+      if (this.pc) this.pc.close();
+      if (this.mic) this.mic.getTracks().forEach((track) => track.stop());
+      this.ws = null; this.pc = null; this.mic = null;
+      setState("idle");
+      ui.start.textContent = strings.start;
+      ui.start.disabled = false;
+      for (const control of [ui.sayText, ui.sayButton, ui.talk, ui.interrupt]) control.disabled = true;
+      if (message) showError(message);
+    }
+  }
+
+  const client = new ChatClient();
+  window.liveHuman = client;
+
+  ui.start.addEventListener("click", () => (client.session ? client.stop() : client.start()));
+  ui.interrupt.addEventListener("click", () => client.interrupt());
+  ui.sayForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = ui.sayText.value.trim();
+    if (!text) return;
+    client.say(text);
+    ui.sayText.value = "";
+  });
+  for (const radio of document.querySelectorAll("input[name=talk-mode]")) {
+    radio.addEventListener("change", () => client.setMode(client.talkMode));
+  }
+  const holdStart = (event) => { event.preventDefault(); client.setTalking(true); };
+  const holdEnd = () => client.setTalking(false);
+  ui.talk.addEventListener("pointerdown", holdStart);
+  ui.talk.addEventListener("pointerup", holdEnd);
+  ui.talk.addEventListener("pointerleave", holdEnd);
+  // Closing the page drops the WebSocket; the server then ends the session and frees its peer connection.
+  window.addEventListener("pagehide", () => { if (client.ws) client.ws.close(); });
+
+  /* Green screen: the canvas replaces the video element while keying is on. */
+  const chroma = {
+    enabled: $("chroma-enabled"), color: $("chroma-color"), similarity: $("chroma-similarity"),
+    smoothness: $("chroma-smoothness"), spill: $("chroma-spill"), background: $("page-background"),
+  };
+  function applyChroma() {
+    if (chroma.enabled.checked && !client.chroma) {
+      try {
+        client.chroma = new window.ChromaKeyRenderer(ui.video, ui.canvas);
+      } catch (error) {
+        showError(error.message);
+        chroma.enabled.checked = false;
+        return;
+      }
+    }
+    if (!client.chroma) return;
+    client.chroma.set({
+      color: window.ChromaKeyRenderer.hexToRgb(chroma.color.value),
+      similarity: Number(chroma.similarity.value),
+      smoothness: Number(chroma.smoothness.value),
+      spill: Number(chroma.spill.value),
+    });
+    ui.canvas.hidden = !chroma.enabled.checked;
+    ui.video.classList.toggle("keyed", chroma.enabled.checked);
+    if (chroma.enabled.checked) client.chroma.start(); else client.chroma.stop();
+  }
+  for (const control of [chroma.enabled, chroma.color, chroma.similarity, chroma.smoothness, chroma.spill]) {
+    control.addEventListener("input", applyChroma);
+  }
+  chroma.background.addEventListener("change", () => { ui.stageView.dataset.background = chroma.background.value; });
+  ui.stageView.dataset.background = chroma.background.value;
+})();
