@@ -6,6 +6,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.tenancy",
+    "tests.fixtures.processes",
 ]
 
 
