@@ -1,10 +1,13 @@
-"""REST API routes under /api/v1/."""
+"""REST API routes under /api/v1/, its OpenAPI schema and docs page, and the API-format 404 for the rest."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from avatars_app.api import AvatarViewSet, PromptViewSet, RoleViewSet, VoiceViewSet
 from sessions_app.api import ChatSessionViewSet, MessageViewSet
+
+from .api_errors import UnknownEndpointView
 
 router = DefaultRouter()
 router.register("voices", VoiceViewSet)
@@ -14,10 +17,14 @@ router.register("roles", RoleViewSet)
 router.register("sessions", ChatSessionViewSet)
 
 urlpatterns = [
+    # Public pages: they ignore credentials, so a stale key in an integration's client still gets the docs.
+    path("schema/", SpectacularAPIView.as_view(authentication_classes=[]), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema", authentication_classes=[]), name="api-docs"),
     path("", include(router.urls)),
     path(
         "sessions/<uuid:session_pk>/messages/",
         MessageViewSet.as_view({"get": "list"}),
         name="session-messages",
     ),
+    re_path(r"^.*$", UnknownEndpointView.as_view(), name="api-unknown"),
 ]

@@ -16,6 +16,10 @@ DEFAULTS: dict[str, Any] = {
     # Media timing (DESIGN.md §4)
     "DEFAULT_FPS": 25,
     "ALLOWED_FPS": [20, 25, 30, 50],
+    "PLAYOUT_LEAD_FRAMES": 1,  # a new utterance goes on air this many frames after it is ready (tracks pick it up)
+    "PLAYOUT_MAX_AHEAD_FRAMES": 4,  # the player schedules at most this far ahead: the cost of an interrupt
+    "SAY_MAX_CHARS": 5000,  # longest text one `say` may queue
+    "SESSION_STATE_TIMEOUT_S": 1.0,  # REST `state` waits this long for the owning worker before using the stored state
     # Sessions and limits (DESIGN.md §1, §5)
     "MAX_SESSIONS_PER_WORKER": 8,
     "SESSION_IDLE_TIMEOUT_S": 600,
@@ -24,17 +28,29 @@ DEFAULTS: dict[str, Any] = {
     "AVATAR_MAX_SIDE": 1280,  # frames larger than this are downscaled before detection
     "AVATAR_MAX_SECONDS": 120,
     "AVATAR_MIN_FACE_RATIO": 0.6,  # share of frames in which a face must be found
-    "AVATAR_BUILD_TIME_LIMIT_S": 1800,
+    "AVATAR_BUILD_TIME_LIMIT_S": 1800,  # soft limit: the build stops and the avatar is marked failed
+    "AVATAR_BUILD_MAX_RETRIES": 2,  # retries after a storage or database error (never for a bad video)
+    "AVATAR_MIN_SOURCE_SIDE": 128,  # smaller (or larger, below) uploads are refused as an extreme resolution
+    "AVATAR_MAX_SOURCE_SIDE": 4096,
+    "AVATAR_MAX_ASPECT": 4.0,  # long side / short side
+    "AVATAR_DETECT_SIDE": 360,  # faces are searched on a grey copy this long; a face needs ~24 px there
+    "AVATAR_DETECT_EVERY": 5,  # search the whole of every k-th frame for faces; the others only near the face
+    "AVATAR_MAX_GAP_S": 0.5,  # longer stretches without a detected face are reported as warnings
+    "AVATAR_PROGRESS_INTERVAL_S": 0.5,  # how often a running build writes its progress to the database
+    "AVATAR_BUILD_QUEUE": "celery",  # Celery's default queue; name another to run builds on dedicated workers (-Q)
     # Lip-sync batching (DESIGN.md §5)
     "LIPSYNC_BATCH_SIZE": 8,
     "LIPSYNC_BATCH_WAIT_MS": 8,
     "WAV2LIP_CHECKPOINT": "",
+    # Speech synthesis servers (GPT-SoVITS): longest wait for the answer's next bytes before the sentence fails
+    "TTS_TIMEOUT_S": 20.0,
     # Conversation (DESIGN.md §3)
     "VAD_SILENCE_MS": 300,
     "VAD_MIN_SPEECH_MS": 250,
     "LLM_TIMEOUT_S": 30,
     "LLM_HISTORY_CHARS": 6000,
-    "FUNASR_MODEL_DIR": "",
+    "FUNASR_MODEL_DIR": "",  # folder with the streaming paraformer (manage.py download_funasr_models)
+    "FUNASR_PUNC_MODEL_DIR": "",  # optional punctuation model folder; empty: transcripts without punctuation
     # Tenancy defaults for new tenants
     "TENANT_DEFAULT_MAX_SESSIONS": 5,
     "TENANT_DEFAULT_MAX_AVATARS": 20,

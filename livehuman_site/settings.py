@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_standardized_errors",
+    "livehuman_site",  # its management commands (check_services) and Celery tasks (ping)
     "livehuman_site.tenancy",
     "avatars_app",
     "sessions_app",
@@ -143,6 +144,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "staticfiles"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request when it is missing
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
 STORAGES = {
@@ -184,21 +186,21 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["livehuman_site.tenancy.permissions.HasTenant"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "livehuman_site.api_pagination.LiveHumanPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "livehuman_site.tenancy.throttling.AnonymousRateThrottle",
+        "livehuman_site.tenancy.throttling.CallerRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("LIVEHUMAN_THROTTLE_ANON", "60/min"),
         "user": os.environ.get("LIVEHUMAN_THROTTLE_USER", "1200/min"),
     },
-    "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "livehuman_site.api_errors.ErrorFormatAutoSchema",
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
 }
 DRF_STANDARDIZED_ERRORS = {

@@ -4,10 +4,8 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.static import serve
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from livehuman_site.tenancy.views import switch_tenant_view
+from livehuman_site.tenancy.views import switch_tenant_view, tenant_media_view
 from sessions_app.views import chat_page
 
 urlpatterns = [
@@ -18,9 +16,7 @@ urlpatterns = [
     path("tenant/switch/", switch_tenant_view, name="switch_tenant"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("livehuman_site.api_urls")),
-    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    # Avatar bundles and uploads; behind a web server in production (see README).
-    path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", serve, {"document_root": settings.MEDIA_ROOT}),
+    path("api/v1/", include("livehuman_site.api_urls")),  # includes the schema and docs pages
+    # A tenant's uploads, to that tenant only (tenancy.views.tenant_media_view).
+    path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", tenant_media_view, name="tenant_media"),
 ]

@@ -11,12 +11,26 @@ from .models import ChatSession, Message
 
 
 class ChatSessionSerializer(TenantScopedSerializer):
+    """A session; on creation the client names only the ``role`` and gets where to connect."""
+
+    role_name = serializers.CharField(source="role.name", read_only=True)
     ws_url = serializers.SerializerMethodField()
     ice_servers = serializers.SerializerMethodField()
 
     class Meta:
         model = ChatSession
-        fields = ["id", "role", "state", "created_at", "started_at", "ended_at", "end_reason", "ws_url", "ice_servers"]
+        fields = [
+            "id",
+            "role",
+            "role_name",
+            "state",
+            "created_at",
+            "started_at",
+            "ended_at",
+            "end_reason",
+            "ws_url",
+            "ice_servers",
+        ]
         read_only_fields = ["state", "created_at", "started_at", "ended_at", "end_reason"]
 
     def get_ws_url(self, session: ChatSession) -> str:

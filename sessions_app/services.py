@@ -1,11 +1,15 @@
-"""Session business rules: opening a session within the limits, ending it, listing its messages."""
+"""Session business rules: who sees which sessions, opening one within the limits, ending it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
 from avatars_app.models import Role
+from livehuman_site.tenancy.models import Tenant
 from livehuman_site.tenancy.scoping import Scope
 
 from .models import ChatSession
@@ -23,17 +27,35 @@ class RoleUnavailable(Exception):
     code = "role_unavailable"
 
 
-def open_session(scope: Scope, role: Role, user=None) -> ChatSession:
+def visible_sessions(scope: Scope, user: Any, sessions: QuerySet[ChatSession] | None = None) -> QuerySet[ChatSession]:
+    """The sessions a caller may see: its tenant's, narrowed to a plain member's own conversations.
+
+    Owners, admins and API keys see every session of the tenant; a member (a
+    chat-page user) sees only the sessions they started, so members never read
+    each other's transcripts.
+    """
+    sessions = scope.filter(ChatSession.objects.all() if sessions is None else sessions)
+    if scope.api_key is None and not scope.can_administer:
+        sessions = sessions.filter(user=user if user is not None and user.is_authenticated else None)
+    return sessions
+
+
+def open_session(scope: Scope, role: Role, user: Any = None) -> ChatSession:
     """Create a session for ``role`` if the tenant is under its concurrent-session limit.
 
-    The count and the insert run under a lock on the tenant row so two requests
-    cannot both take the last place.
+    The count and the insert run under a lock on the tenant row (on SQLite the
+    IMMEDIATE transaction serialises writers) so two requests cannot both take the last place.
     """
     if not role.active:
         raise RoleUnavailable(_("The role %(role)s is not active.") % {"role": role.name})
+    if role.avatar is not None and not role.avatar.is_ready:
+        raise RoleUnavailable(
+            _("The avatar of %(role)s is not ready yet (%(status)s).")
+            % {"role": role.name, "status": role.avatar.get_status_display()}
+        )
     tenant = role.tenant
     with transaction.atomic():
-        type(tenant).objects.select_for_update().get(pk=tenant.pk)
+        Tenant.objects.select_for_update().get(pk=tenant.pk)
         open_count = ChatSession.objects.for_tenant(tenant).open().count()
         if open_count >= tenant.max_concurrent_sessions:
             raise SessionLimitReached(
@@ -49,4 +71,5 @@ def open_session(scope: Scope, role: Role, user=None) -> ChatSession:
 
 
 def end_session(session: ChatSession, reason: str = ChatSession.EndReason.CLIENT) -> bool:
+    """End a session (once); returns False when it had already ended."""
     return session.end(reason)

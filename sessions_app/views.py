@@ -25,7 +25,9 @@ def _page_strings() -> dict[str, str]:
         "mic_denied": _("No microphone: you can still type."),
         "session_ended": _("The session ended: %(reason)s"),
         "error": _("Error"),
-        "timings": _("ASR %(asr)s ms · LLM %(llm)s ms · TTS %(tts)s ms · first frame %(frame)s ms · total %(total)s ms"),
+        "timings": _(
+            "ASR %(asr)s ms · LLM %(llm)s ms · TTS %(tts)s ms · first frame %(frame)s ms · total %(total)s ms"
+        ),
     }
 
 

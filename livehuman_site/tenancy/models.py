@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
@@ -74,6 +76,20 @@ class Membership(models.Model):
         return self.level in {self.Level.OWNER, self.Level.ADMIN}
 
 
+@cache
+def is_tenant_owned(model: type[models.Model]) -> bool:
+    """True for a model whose rows belong to one tenant through a ``tenant`` foreign key.
+
+    That covers every ``TenantOwnedModel`` and also ``TenantAPIKey`` and
+    ``Membership``, whose base classes come from elsewhere.
+    """
+    try:
+        field = model._meta.get_field("tenant")
+    except FieldDoesNotExist:
+        return False
+    return isinstance(field, models.ForeignKey) and field.remote_field.model is Tenant
+
+
 class TenantQuerySet(models.QuerySet):
     def for_tenant(self, tenant: Tenant | None) -> TenantQuerySet:
         return self.filter(tenant=tenant) if tenant is not None else self.none()
@@ -103,7 +119,7 @@ class TenantOwnedModel(models.Model):
             if not field.is_relation or field.name == "tenant":
                 continue
             related = getattr(self, field.name, None)
-            if isinstance(related, TenantOwnedModel) and related.tenant_id != self.tenant_id:
+            if related is not None and is_tenant_owned(type(related)) and related.tenant_id != self.tenant_id:
                 raise ValidationError({field.name: _("This belongs to another tenant.")})
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Model, QuerySet
 
-from .models import Membership, Tenant, TenantAPIKey, TenantOwnedModel
+from .models import Membership, Tenant, TenantAPIKey, is_tenant_owned
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -23,7 +24,11 @@ SESSION_TENANT_KEY = "livehuman_tenant_id"
 
 @dataclass(frozen=True)
 class Scope:
-    """What one caller may see: one tenant's rows, or everything for a superuser."""
+    """What one caller may see: one tenant's rows, or everything for a superuser.
+
+    ``tenant`` is the tenant the caller acts for (new rows go there); a
+    superuser's scope is ``unrestricted`` for reading but still has a tenant.
+    """
 
     tenant: Tenant | None
     level: str | None = None
@@ -39,19 +44,38 @@ class Scope:
         return self.unrestricted or self.level in {Membership.Level.OWNER, Membership.Level.ADMIN}
 
     def filter(self, queryset: QuerySet) -> QuerySet:
-        """Restrict a queryset of a tenant-owned model (or of Tenant itself) to this scope."""
+        """Restrict a queryset to this scope.
+
+        Works for tenant-owned models, for Tenant itself and for users (the
+        members of the tenant, so a user picker never lists another tenant's
+        people). Any other model raises: an unscoped list is never returned by accident.
+        """
         if self.unrestricted:
             return queryset
         if self.tenant is None:
             return queryset.none()
-        if queryset.model is Tenant:
+        model = queryset.model
+        if model is Tenant:
             return queryset.filter(pk=self.tenant.pk)
-        if not issubclass(queryset.model, TenantOwnedModel):
-            raise TypeError(f"{queryset.model.__name__} is not tenant-owned and cannot be scoped")
+        if model is get_user_model():
+            return queryset.filter(pk__in=Membership.objects.filter(tenant=self.tenant).values("user_id"))
+        if not is_tenant_owned(model):
+            raise TypeError(f"{model.__name__} is not tenant-owned and cannot be scoped")
         return queryset.filter(tenant=self.tenant)
 
     def owns(self, obj: Model) -> bool:
-        return self.unrestricted or (self.tenant is not None and getattr(obj, "tenant_id", None) == self.tenant.pk)
+        """Whether ``obj`` (a tenant-owned row or a Tenant) is inside this scope."""
+        if self.unrestricted:
+            return True
+        if self.tenant is None:
+            return False
+        if isinstance(obj, Tenant):
+            return obj.pk == self.tenant.pk
+        return getattr(obj, "tenant_id", None) == self.tenant.pk
+
+    def for_tenant(self, tenant: Tenant | None) -> Scope:
+        """The scope limited to ``tenant``: the choices for a row written into that tenant."""
+        return Scope(tenant=tenant, level=self.level, api_key=self.api_key)
 
 
 EMPTY_SCOPE = Scope(tenant=None)

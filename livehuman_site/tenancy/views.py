@@ -1,14 +1,27 @@
-"""Switching the current tenant of a browser session."""
+"""Switching the current tenant of a browser session, and serving a tenant's uploaded files to that tenant only."""
 
+from __future__ import annotations
+
+import posixpath
+import re
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
+from django.views.static import serve
+from rest_framework_api_key.permissions import KeyParser
 
-from .scoping import switch_tenant
+from .authentication import authenticate_api_key
+from .models import Tenant
+from .scoping import Scope, scope_for_api_key, scope_for_request, switch_tenant
+
+# Uploads live under tenants/<tenant id>/ (see avatars_app.models._tenant_upload_path).
+_TENANT_PATH = re.compile(r"^tenants/(?P<tenant_id>\d+)/")
 
 
 @login_required
@@ -24,3 +37,29 @@ def switch_tenant_view(request: HttpRequest) -> HttpResponse:
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = "chat"
     return redirect(target)
+
+
+def _media_scope(request: HttpRequest) -> Scope:
+    """The caller's scope from a browser login or, for integrations, an ``Authorization: Api-Key`` header."""
+    key = KeyParser().get(request)
+    if key:
+        api_key = authenticate_api_key(key)
+        return scope_for_api_key(api_key) if api_key is not None else Scope(tenant=None)
+    return scope_for_request(request)
+
+
+@require_GET
+def tenant_media_view(request: HttpRequest, path: str) -> HttpResponse:
+    """A file under MEDIA_ROOT, for the tenant that owns it (and superusers); everyone else gets a 404.
+
+    Files outside ``tenants/<id>/`` (avatar bundles) are read by the workers from disk, never over HTTP.
+    In production a web server may serve MEDIA_ROOT instead, behind the same check (e.g. X-Accel-Redirect).
+    """
+    path = posixpath.normpath(path).lstrip("/")  # the tenant check must see the path serve() will open
+    match = _TENANT_PATH.match(path)
+    if match is None:
+        raise Http404
+    tenant = Tenant.objects.filter(pk=int(match["tenant_id"])).first()
+    if tenant is None or not _media_scope(request).owns(tenant):
+        raise Http404
+    return serve(request, path, document_root=settings.MEDIA_ROOT)

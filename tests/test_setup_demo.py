@@ -1,0 +1,82 @@
+"""``manage.py setup_demo``: creates the demo tenant, users, voice, prompt and role; a second run changes nothing."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from django.apps import apps
+from django.contrib.auth import authenticate, get_user_model
+from django.core.management import call_command
+
+from avatars_app.models import Avatar, Role
+from livehuman_site.tenancy.models import Membership, Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def _run() -> str:
+    out = io.StringIO()
+    call_command("setup_demo", stdout=out, stderr=out)
+    return out.getvalue()
+
+
+def _row_counts() -> dict[str, int]:
+    return {model._meta.label: model._default_manager.count() for model in apps.get_models()}
+
+
+def _passwords(output: str) -> dict[str, str]:
+    return dict(re.findall(r"User (\S+), password: (\S+)", output))
+
+
+@pytest.mark.slow  # the first run builds the demo avatar (about 15 s)
+def test_setup_demo_creates_everything_once():
+    first = _run()
+    passwords = _passwords(first)
+    assert set(passwords) == {"admin", "demo"}
+
+    tenant = Tenant.objects.get(slug="demo")
+    admin = authenticate(username="admin", password=passwords["admin"])
+    assert admin is not None and admin.is_superuser and admin.is_staff
+    assert Membership.objects.get(user=admin, tenant=tenant).level == Membership.Level.OWNER
+    member = authenticate(username="demo", password=passwords["demo"])
+    assert member is not None and not member.is_staff
+    assert Membership.objects.get(user=member, tenant=tenant).level == Membership.Level.MEMBER
+
+    role = Role.objects.select_related("voice", "prompt", "avatar").get(tenant=tenant, name="Demo")
+    assert (role.voice.engine, role.voice.language, role.voice.tenant) == ("piper", "en", tenant)
+    assert role.prompt.tenant == tenant and role.prompt.system_text
+    assert role.active and role.llm_engine == "echo"
+    assert role.avatar is not None and role.avatar.tenant == tenant and role.avatar.is_ready
+
+    counts, password_hash = _row_counts(), get_user_model().objects.get(username="admin").password
+    second = _run()
+    assert _passwords(second) == {}  # no password is printed, nor changed
+    assert "admin already exists; its password is unchanged" in second
+    assert "Created: nothing" in second
+    assert _row_counts() == counts
+    assert get_user_model().objects.get(username="admin").password == password_hash
+    assert authenticate(username="admin", password=passwords["admin"]) is not None
+
+
+def _prebuilt_avatar(tenant: Tenant) -> Avatar:
+    """Stands in for the 15-s build: this test is about the rows around the avatar, the first one about the avatar."""
+    avatar, _ = Avatar.objects.get_or_create(
+        tenant=tenant, name="prebuilt", defaults={"source_video": "x.mp4", "status": Avatar.Status.READY}
+    )
+    return avatar
+
+
+def test_setup_demo_leaves_an_existing_admin_and_role_alone(monkeypatch):
+    monkeypatch.setattr("avatars_app.demo.ensure_demo_avatar", _prebuilt_avatar)
+    User = get_user_model()
+    User.objects.create_user("admin", password="chosen-by-the-operator")
+    _run()
+    assert authenticate(username="admin", password="chosen-by-the-operator") is not None
+    role = Role.objects.get(name="Demo")
+    role.greeting = "Edited by the operator"
+    role.save()
+    _run()
+    assert Role.objects.get(pk=role.pk).greeting == "Edited by the operator"
+    assert Membership.objects.filter(user__username="admin", tenant__slug="demo").exists()
