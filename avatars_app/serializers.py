@@ -6,10 +6,11 @@ from typing import Any
 
 from rest_framework import serializers
 
+from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.api import TenantScopedSerializer
 
 from .models import Avatar, Prompt, PromptVersion, Role, Voice
-from .services import check_avatar_quota, check_upload_quota
+from .services import check_avatar_quota, check_upload_quota, file_checksum
 
 
 class VoiceSerializer(TenantScopedSerializer):
@@ -45,7 +46,8 @@ class PromptSerializer(TenantScopedSerializer):
 
 
 class AvatarSerializer(TenantScopedSerializer):
-    """An avatar and its build status; ``source_video`` is the upload (multipart)."""
+    """An avatar and its build: ``source_video`` is the upload (multipart); ``status``, ``stage``, ``progress``
+    (percent) and ``error`` follow the build, ``warnings`` holds one line per thing to check in the preview."""
 
     class Meta:
         model = Avatar
@@ -63,6 +65,10 @@ class AvatarSerializer(TenantScopedSerializer):
             "frame_count",
             "width",
             "height",
+            "source_checksum",
+            "source_size",
+            "build_started_at",
+            "build_finished_at",
             "created_at",
             "updated_at",
         ]
@@ -75,6 +81,10 @@ class AvatarSerializer(TenantScopedSerializer):
             "frame_count",
             "width",
             "height",
+            "source_checksum",
+            "source_size",
+            "build_started_at",
+            "build_finished_at",
         ]
         extra_kwargs = {"source_video": {"write_only": True}}
 
@@ -82,10 +92,24 @@ class AvatarSerializer(TenantScopedSerializer):
         check_upload_quota(self.context["scope"].tenant, upload.size)
         return upload
 
+    def validate_fps(self, fps: int) -> int:
+        allowed = livehuman_settings.ALLOWED_FPS
+        if fps not in allowed:
+            raise serializers.ValidationError(f"Choose one of: {', '.join(map(str, allowed))}.")
+        return fps
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is None:
             check_avatar_quota(self.context["scope"].tenant)
+        if "source_video" in attrs:
+            attrs["source_checksum"], attrs["source_size"] = file_checksum(attrs["source_video"])
         return attrs
+
+
+class AvatarRebuildSerializer(serializers.Serializer):
+    force = serializers.BooleanField(
+        default=False, help_text="Build again even when a bundle of the same video already exists."
+    )
 
 
 class RoleSerializer(TenantScopedSerializer):

@@ -1,13 +1,30 @@
-"""Avatar business rules: tenant quotas, registering an upload, queueing its build."""
+"""Avatar business rules: tenant quotas, registering an upload, queueing its build, reusing built bundles."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.db import transaction
 from django.utils.translation import gettext as _
 
+from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.models import Tenant
 
+from .bundle.builder import BuildOptions
+from .bundle.decode import DecodeLimits
+from .bundle.format import UnsupportedBundle
+from .bundle.reader import AvatarBundle
+from .bundle.storage import bundle_folder_name
 from .models import Avatar
+
+_CHUNK = 1024 * 1024
+_TIME_LIMIT_GRACE_S = 60  # between the soft limit (the task records the failure) and the hard kill
 
 
 def check_upload_quota(tenant: Tenant, size: int) -> None:
@@ -27,3 +44,114 @@ def check_avatar_quota(tenant: Tenant) -> None:
             _("This tenant already has %(count)d avatars, its limit.") % {"count": tenant.max_avatars},
             code="avatar_quota",
         )
+
+
+def file_checksum(source: File | IO[bytes] | Path) -> tuple[str, int]:
+    """SHA-256 (hex) and size of a file, read in chunks; an open file is rewound for whoever stores it next."""
+    digest, size = hashlib.sha256(), 0
+    if isinstance(source, Path):
+        with source.open("rb") as handle:
+            return file_checksum(File(handle))
+    if not isinstance(source, File):
+        source = File(source)
+    source.seek(0)
+    for chunk in source.chunks(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    source.seek(0)
+    return digest.hexdigest(), size
+
+
+def record_source(avatar: Avatar, upload: File) -> None:
+    """Set the checksum and size of a newly uploaded source video on the (unsaved) avatar."""
+    avatar.source_checksum, avatar.source_size = file_checksum(upload)
+
+
+def avatar_folder(avatar: Avatar) -> Path:
+    """``MEDIA_ROOT/avatars/<tenant>/<avatar>``: all bundles of one avatar, and its killed builds' leftovers."""
+    return Path(settings.MEDIA_ROOT) / "avatars" / str(avatar.tenant_id) / str(avatar.pk)
+
+
+def bundle_location(avatar: Avatar) -> Path:
+    """The folder of the avatar's current bundle (what ``AvatarBundle.open`` takes)."""
+    if not avatar.bundle_path:
+        raise UnsupportedBundle(f"Avatar {avatar.pk} ({avatar.name}) has no bundle yet: it is {avatar.status}")
+    return Path(settings.MEDIA_ROOT) / avatar.bundle_path
+
+
+def build_options(avatar: Avatar) -> BuildOptions:
+    s = livehuman_settings
+    return BuildOptions(
+        fps=avatar.fps,
+        limits=DecodeLimits(
+            max_side=s.AVATAR_MAX_SIDE,
+            min_source_side=s.AVATAR_MIN_SOURCE_SIDE,
+            max_source_side=s.AVATAR_MAX_SOURCE_SIDE,
+            max_aspect=s.AVATAR_MAX_ASPECT,
+            max_seconds=s.AVATAR_MAX_SECONDS,
+        ),
+        detect_side=s.AVATAR_DETECT_SIDE,
+        detect_every=max(1, s.AVATAR_DETECT_EVERY),
+        min_face_ratio=s.AVATAR_MIN_FACE_RATIO,
+        max_gap_seconds=s.AVATAR_MAX_GAP_S,
+    )
+
+
+def find_reusable_bundle(avatar: Avatar) -> Path | None:
+    """A valid bundle already built from the same source at the same fps: this avatar's own (a re-queued
+    build that had finished), else one of the same tenant's ready avatars (the same file uploaded again).
+    Bundles are never shared across tenants."""
+    candidates = [avatar_folder(avatar) / bundle_folder_name(avatar.source_checksum)]
+    twins = (
+        Avatar.objects.filter(tenant_id=avatar.tenant_id, source_checksum=avatar.source_checksum)
+        .filter(status=Avatar.Status.READY)
+        .exclude(pk=avatar.pk)
+        .exclude(bundle_path="")
+        .values_list("bundle_path", flat=True)
+    )
+    candidates += [Path(settings.MEDIA_ROOT) / path for path in twins]
+    for folder in candidates:
+        try:
+            manifest = AvatarBundle.open(folder).manifest
+        except UnsupportedBundle:
+            continue
+        if manifest.fps == avatar.fps and manifest.source_checksum == avatar.source_checksum:
+            return folder
+    return None
+
+
+def prepare_build(avatar: Avatar) -> str:
+    """Mark the avatar pending under a new build id and return it. The id is the Celery task id: a build that
+    no longer holds it (superseded by a newer request) stops at its next progress write."""
+    task_id = str(uuid.uuid4())
+    Avatar.objects.filter(pk=avatar.pk).update(
+        status=Avatar.Status.PENDING,
+        progress=0,
+        stage="queued",
+        error="",
+        task_id=task_id,
+        build_started_at=None,
+        build_finished_at=None,
+    )
+    avatar.refresh_from_db()
+    return task_id
+
+
+def queue_build(avatar: Avatar, *, force: bool = False) -> str:
+    """Queue ``build_avatar`` for this avatar once the current transaction commits (so the worker sees the row).
+    ``force`` rebuilds even when a bundle of the same source exists."""
+    from .tasks import build_avatar  # tasks imports this module
+
+    task_id = prepare_build(avatar)
+    limit = livehuman_settings.AVATAR_BUILD_TIME_LIMIT_S
+    transaction.on_commit(
+        lambda: build_avatar.apply_async(
+            args=[avatar.pk],
+            kwargs={"force": force},
+            task_id=task_id,
+            queue=livehuman_settings.AVATAR_BUILD_QUEUE,
+            soft_time_limit=limit,
+            time_limit=limit + _TIME_LIMIT_GRACE_S,
+        )
+    )
+    return task_id

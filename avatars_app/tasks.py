@@ -1,0 +1,168 @@
+"""``build_avatar``: turn an Avatar's uploaded video into its bundle, with progress and errors on the row.
+
+Delivery is at-least-once (``acks_late`` + ``reject_on_worker_lost``): a worker killed mid-build gives the
+message back to the broker and the next delivery starts the build again from the upload, after removing
+the killed build's partial folder. Every write to the row is conditional on the row still naming this task
+(``task_id``), so a build that was superseded by a newer request cannot overwrite the newer one's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import OperationalError
+from django.db.models import Q
+from django.utils import timezone
+
+from livehuman_site.conf import livehuman_settings
+
+from .bundle.builder import build_bundle, reuse_bundle
+from .bundle.errors import BadVideo
+from .bundle.format import Manifest
+from .bundle.storage import discard_other_bundles, discard_partials
+from .models import Avatar
+from .services import avatar_folder, build_options, file_checksum, find_reusable_bundle
+
+logger = logging.getLogger(__name__)
+
+# Worth another attempt: storage hiccups (NFS, a full disk being cleaned) and a locked or restarting database.
+TRANSIENT_ERRORS = (OSError, OperationalError)
+_RETRY_BASE_DELAY_S = 10
+
+
+class Superseded(Exception):
+    """The row no longer names this task: a newer build was queued, or the avatar was deleted."""
+
+
+class ProgressReporter:
+    """Writes stage and percent to the row: on every stage change, otherwise at most once per interval."""
+
+    def __init__(self, avatar_id: int, task_id: str, interval: float) -> None:
+        self.avatar_id = avatar_id
+        self.task_id = task_id
+        self.interval = interval
+        self._stage = ""
+        self._percent = -1
+        self._saved_at = 0.0
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        percent = max(0, min(99, int(fraction * 100)))  # 100 only when the bundle is in place
+        now = time.monotonic()
+        if stage == self._stage and (percent == self._percent or now - self._saved_at < self.interval):
+            return
+        if stage != self._stage:
+            logger.info("Avatar %s: %s", self.avatar_id, stage)
+        self._stage, self._percent, self._saved_at = stage, percent, now
+        _update(self.avatar_id, self.task_id, stage=stage, progress=percent)
+
+
+def _update(avatar_id: int, task_id: str, **fields: object) -> None:
+    if not Avatar.objects.filter(pk=avatar_id, task_id=task_id).update(**fields):
+        raise Superseded
+
+
+@shared_task(bind=True, name="avatars_app.build_avatar", acks_late=True, reject_on_worker_lost=True)
+def build_avatar(self, avatar_id: int, force: bool = False) -> str:
+    """Build (or reuse) the bundle of avatar ``avatar_id``; returns the outcome: ready, failed or superseded.
+    Queue it through ``services.queue_build``, which sets the time limits and the build id it checks."""
+    task_id = self.request.id
+    claimed = Avatar.objects.filter(Q(task_id=task_id) | Q(task_id=""), pk=avatar_id).update(
+        task_id=task_id,
+        status=Avatar.Status.BUILDING,
+        stage="starting",
+        progress=0,
+        error="",
+        build_started_at=timezone.now(),
+        build_finished_at=None,
+    )
+    if not claimed:
+        return "superseded"
+    avatar = Avatar.objects.get(pk=avatar_id)
+    try:
+        folder, manifest, stage = _build_or_reuse(avatar, task_id, force)
+        _update(
+            avatar_id,
+            task_id,
+            status=Avatar.Status.READY,
+            stage=stage,
+            progress=100,
+            error="",
+            warnings="\n".join(manifest.warnings),
+            bundle_path=folder.relative_to(Path(settings.MEDIA_ROOT)).as_posix(),
+            frame_count=manifest.frame_count,
+            width=manifest.width,
+            height=manifest.height,
+            build_finished_at=timezone.now(),
+        )
+    except Superseded:
+        logger.info("Avatar %s: build %s superseded, stopped", avatar_id, task_id)
+        return "superseded"
+    except BadVideo as exc:
+        return _fail(avatar_id, task_id, exc.message)
+    except SoftTimeLimitExceeded:
+        limit = livehuman_settings.AVATAR_BUILD_TIME_LIMIT_S
+        return _fail(avatar_id, task_id, f"The build took longer than {limit} s (AVATAR_BUILD_TIME_LIMIT_S).")
+    except TRANSIENT_ERRORS as exc:
+        return _retry_or_fail(self, avatar_id, exc)
+    except Exception as exc:
+        _fail(avatar_id, task_id, f"The build failed unexpectedly ({type(exc).__name__}: {exc}). Report this.")
+        raise
+    return "ready"
+
+
+def _build_or_reuse(avatar: Avatar, task_id: str, force: bool) -> tuple[Path, Manifest, str]:
+    folder = avatar_folder(avatar)
+    discard_partials(folder)  # what a killed earlier attempt left; we hold the build now
+    if not avatar.source_video or not Path(avatar.source_video.path).is_file():
+        raise BadVideo("missing_source", "The uploaded video is missing from storage. Upload it again.")
+    source = Path(avatar.source_video.path)
+    if not avatar.source_checksum:
+        avatar.source_checksum, avatar.source_size = file_checksum(source)
+        _update(avatar.pk, task_id, source_checksum=avatar.source_checksum, source_size=avatar.source_size)
+    existing = None if force else find_reusable_bundle(avatar)
+    if existing is not None:
+        bundle, manifest = reuse_bundle(existing, folder, avatar.source_checksum)
+        stage = "reused"
+    else:
+        reporter = ProgressReporter(avatar.pk, task_id, livehuman_settings.AVATAR_PROGRESS_INTERVAL_S)
+        bundle, manifest = build_bundle(source, folder, avatar.source_checksum, build_options(avatar), reporter)
+        stage = "ready"
+    discard_other_bundles(folder, keep=bundle.name)
+    return bundle, manifest, stage
+
+
+def _retry_or_fail(task: Task, avatar_id: int, exc: Exception) -> str:
+    """Retry after a storage or database error, later each time; record the failure when out of retries."""
+    retries = livehuman_settings.AVATAR_BUILD_MAX_RETRIES
+    task_id = task.request.id
+    if task.request.retries >= retries:
+        return _fail(avatar_id, task_id, f"The build failed {retries + 1} times; last error: {exc}")
+    try:
+        _update(avatar_id, task_id, status=Avatar.Status.PENDING, stage="retrying", error=str(exc))
+    except Superseded:  # e.g. a newer build removed this one's folder under it
+        return "superseded"
+    logger.warning("Avatar %s: build failed (%s), retrying", avatar_id, exc)
+    delay = _RETRY_BASE_DELAY_S * 2**task.request.retries
+    raise task.retry(exc=exc, countdown=delay, max_retries=retries) from exc
+
+
+def _fail(avatar_id: int, task_id: str, message: str) -> str:
+    """Record why the build stopped. The upload and any earlier bundle stay: nothing else is lost."""
+    logger.info("Avatar %s: build failed: %s", avatar_id, message)
+    try:
+        _update(
+            avatar_id,
+            task_id,
+            status=Avatar.Status.FAILED,
+            stage="failed",
+            error=message,
+            build_finished_at=timezone.now(),
+        )
+    except Superseded:
+        return "superseded"
+    return "failed"

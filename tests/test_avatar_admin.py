@@ -1,0 +1,136 @@
+"""The admin of voices, prompts, avatars and roles: upload queues the build, the build panel and its JSON
+status, the preview strip with the boxes drawn, quotas, and tenant scoping."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from django.test import Client
+
+from avatars_app.bundle.preview import FACE_COLOUR
+from avatars_app.bundle.reader import AvatarBundle
+from avatars_app.models import Avatar, Prompt, Role, Voice
+from avatars_app.services import bundle_location
+
+ADMIN = "/admin/avatars_app"
+
+
+@pytest.fixture
+def owner(world_a) -> Client:
+    client = Client()
+    client.force_login(world_a.owner)
+    return client
+
+
+def _add_avatar(client: Client, path, **fields):
+    with path.open("rb") as handle:
+        data = {"name": "Admin upload", "source_video": handle, "fps": 25, "lipsync_engine": "default", **fields}
+        return client.post(f"{ADMIN}/avatar/add/", data)
+
+
+def test_upload_in_the_admin_queues_and_builds(
+    owner, astronaut_video, settings, eager_builds, django_capture_on_commit_callbacks
+):
+    settings.LANGUAGE_CODE = "en"
+    add_page = owner.get(f"{ADMIN}/avatar/add/").content.decode()
+    assert 'name="source_video"' in add_page and "Saving with a video queues its build." in add_page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _add_avatar(owner, astronaut_video.path)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    avatar = Avatar.objects.get(name="Admin upload")
+    assert (avatar.status, avatar.progress, avatar.frame_count) == ("ready", 100, astronaut_video.frame_count)
+    assert len(avatar.source_checksum) == 64 and avatar.source_size == astronaut_video.path.stat().st_size
+
+
+def test_upload_over_quota_is_refused_in_the_form(owner, world_a, astronaut_video, settings):
+    settings.LANGUAGE_CODE = "en"
+    world_a.tenant.max_upload_mb = 0
+    world_a.tenant.save()
+    response = _add_avatar(owner, astronaut_video.path)
+    assert response.status_code == 200
+    assert "limit is 0 MB" in response.content.decode()
+    assert not Avatar.objects.exists()
+
+
+def test_ready_change_page_shows_bar_and_preview(owner, ready_avatar):
+    page = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/change/").content.decode()
+    assert 'class="avatar-build"' in page and 'data-running="false"' in page
+    assert '<progress class="avatar-build__bar" max="100" value="100"' in page
+    assert f"{ADMIN}/avatar/{ready_avatar.pk}/build-status/" in page
+    assert f'src="{ADMIN}/avatar/{ready_avatar.pk}/preview.png"' in page
+    assert "avatars_app/build_progress.js" in page
+
+
+def test_build_status_json_follows_the_row(owner, ready_avatar):
+    Avatar.objects.filter(pk=ready_avatar.pk).update(status="building", stage="decoding", progress=42)
+    page = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/change/").content.decode()
+    assert 'data-running="true"' in page and 'value="42"' in page and "preview.png" not in page
+    state = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/build-status/").json()
+    assert state["status"] == "building" and state["running"] is True
+    assert (state["stage"], state["progress"], state["preview_url"]) == ("decoding", 42, "")
+    Avatar.objects.filter(pk=ready_avatar.pk).update(status="failed", stage="failed", error="No face was found.")
+    state = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/build-status/").json()
+    assert (state["status"], state["running"], state["error"]) == ("failed", False, "No face was found.")
+
+
+def test_preview_strip_draws_the_face_box(owner, ready_avatar):
+    response = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/preview.png")
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    strip = cv2.cvtColor(cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    bundle = AvatarBundle.open(bundle_location(ready_avatar))
+    assert strip.shape[0] == 160 and strip.shape[1] > 5 * 160 * bundle.manifest.width / bundle.manifest.height
+    scale = 160 / bundle.manifest.height
+    x1, y1, x2, _ = (int(v) for v in bundle.face_boxes[0])  # first tile shows frame 0
+    top_edge = strip[round(y1 * scale), round(x1 * scale) + 3 : round(x2 * scale) - 3].astype(int)
+    assert np.abs(top_edge - FACE_COLOUR).sum(axis=1).mean() < 60  # the box is drawn along the face's top
+
+
+def test_other_tenants_avatar_is_not_found(world_b, ready_avatar):
+    stranger = Client()
+    stranger.force_login(world_b.owner)
+    for suffix in ("change/", "build-status/", "preview.png"):
+        assert stranger.get(f"{ADMIN}/avatar/{ready_avatar.pk}/{suffix}").status_code in (302, 404)
+
+
+def test_rebuild_action_queues_builds(owner, ready_avatar, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = owner.post(
+            f"{ADMIN}/avatar/", {"action": "rebuild", "_selected_action": [ready_avatar.pk]}, follow=True
+        )
+    assert response.status_code == 200 and len(queued) == 1
+    ready_avatar.refresh_from_db()
+    assert (ready_avatar.status, ready_avatar.stage) == ("pending", "queued")
+
+
+def test_voice_prompt_and_role_admin(owner, world_a, ready_avatar):
+    voice = Voice.objects.create(tenant=world_a.tenant, name="Joe")
+    prompt = Prompt.objects.create(tenant=world_a.tenant, name="Guide", system_text="Be brief.")
+    prompt.system_text = "Be brief and kind."
+    prompt.save()
+    role = Role.objects.create(
+        tenant=world_a.tenant, name="Host", voice=voice, prompt=prompt, avatar=ready_avatar, llm_api_key="sk-secret"
+    )
+    for model in ("voice", "prompt", "role", "avatar"):
+        assert owner.get(f"{ADMIN}/{model}/").status_code == 200
+    prompt_page = owner.get(f"{ADMIN}/prompt/{prompt.pk}/change/").content.decode()
+    assert "Be brief." in prompt_page and "Be brief and kind." in prompt_page  # version 1 kept inline
+    role_page = owner.get(f"{ADMIN}/role/{role.pk}/change/").content.decode()
+    assert "sk-secret" not in role_page
+    data = {
+        "name": "Host",
+        "voice": voice.pk,
+        "prompt": prompt.pk,
+        "avatar": ready_avatar.pk,
+        "asr_engine": "pocketsphinx",
+        "llm_engine": "echo",
+        "llm_api_key": "",
+        "temperature": 0.7,
+        "language": "en",
+        "fps": 25,
+        "active": "on",
+    }
+    response = owner.post(f"{ADMIN}/role/{role.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    role.refresh_from_db()
+    assert role.llm_api_key == "sk-secret"  # left empty: kept

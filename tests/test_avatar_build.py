@@ -1,0 +1,275 @@
+"""Building avatar bundles: the builder on generated videos, and the build_avatar task run in-process."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+
+from avatars_app import tasks
+from avatars_app.bundle import synthetic
+from avatars_app.bundle.builder import BuildOptions, build_bundle
+from avatars_app.bundle.decode import VideoReader
+from avatars_app.bundle.encode import write_video
+from avatars_app.bundle.format import BUNDLE_VERSION, FRAMES_FILE
+from avatars_app.bundle.npy_stream import NpyAppender
+from avatars_app.bundle.reader import AvatarBundle
+from avatars_app.bundle.storage import PARTIAL_PREFIX
+from avatars_app.demo import DEMO_SECONDS, ensure_demo_avatar
+from avatars_app.models import Avatar
+from avatars_app.services import avatar_folder, build_options, bundle_location, prepare_build, queue_build
+from tests.fixtures.tenancy import key_client
+from tests.fixtures.videos import FAST, TestVideo, assert_bundle_matches, moving_astronaut, upload
+
+
+def _options(**overrides) -> BuildOptions:
+    return dataclasses.replace(build_options(Avatar(fps=25)), **overrides)
+
+
+def _build(video: TestVideo, folder: Path, **overrides) -> AvatarBundle:
+    bundle_folder, _ = build_bundle(video.path, folder, "ab" * 32, _options(**overrides))
+    return AvatarBundle.open(bundle_folder)
+
+
+def test_bundle_matches_the_moving_face(astronaut_video, tmp_path, settings):
+    bundle = _build(astronaut_video, tmp_path / "avatar")
+    assert_bundle_matches(bundle, astronaut_video)
+    assert bundle.path.name == f"{BUNDLE_VERSION}-{'ab' * 6}"
+    assert bundle.manifest.warnings == []
+    assert [p.name for p in (tmp_path / "avatar").iterdir()] == [bundle.path.name]  # no partial folder left
+
+
+def test_crops_show_the_face_box_content(astronaut_video, tmp_path):
+    bundle = _build(astronaut_video, tmp_path / "avatar")
+    x1, y1, x2, y2 = bundle.manifest.face_boxes[10]
+    expected = cv2.resize(np.asarray(bundle.frames[10][y1:y2, x1:x2]), (96, 96), interpolation=cv2.INTER_AREA)
+    assert np.abs(bundle.crops[96][10].astype(int) - expected).mean() < 2
+
+
+def test_rotation_metadata_is_honoured(tmp_path):
+    """A phone's portrait video: pixels stored sideways plus a display matrix. Ignoring the matrix would leave
+    the face lying on its side, where the frontal cascade finds nothing."""
+    size, fps, count = (240, 320), 25, 50  # upright: 240 wide, 320 tall
+    matrices = [synthetic.placement((120 + 20 * math.sin(i / 8), 160), 0.45) for i in range(count)]
+    stored = (np.ascontiguousarray(np.rot90(synthetic.render(size, [m]), -1)) for m in matrices)
+    path = write_video(tmp_path / "portrait.mp4", stored, fps, rotation=90, options=FAST)
+    video = TestVideo(
+        path,
+        fps,
+        [synthetic.map_box(m, synthetic.ASTRONAUT_FACE) for m in matrices],
+        [synthetic.map_point(m, synthetic.ASTRONAUT_MOUTH) for m in matrices],
+    )
+    bundle = _build(video, tmp_path / "avatar")
+    assert (bundle.manifest.width, bundle.manifest.height) == size
+    assert_bundle_matches(bundle, video)
+
+
+def test_variable_frame_rate_is_resampled_by_presentation_time(tmp_path):
+    """Source frames at irregular times, each with its index painted as a grey level; output frame k must show
+    the last source frame whose time is at or before k/25 s."""
+    times = [0.0, 0.013, 0.09, 0.1, 0.21, 0.35, 0.36, 0.37, 0.52, 0.61]
+    frames = [np.full((240, 320, 3), 20 + 20 * i, np.uint8) for i in range(len(times))]
+    path = write_video(tmp_path / "vfr.mkv", frames, 30, times=times, options=FAST)
+    with VideoReader(path, _options().limits) as reader:
+        levels = [round((float(f[100:140, 140:180].mean()) - 20) / 20) for f in reader.frames(25)]
+    last_duration = Fraction(1, 30)  # the encoder's nominal frame duration for the last frame
+    end = Fraction(times[-1]).limit_denominator(1000) + last_duration
+    expected = [max(i for i, t in enumerate(times) if t <= k / 25 + 1e-9) for k in range(math.ceil(end * 25))]
+    assert levels == expected
+
+
+def test_oversized_input_is_downscaled(tmp_path, settings):
+    video = moving_astronaut(tmp_path / "big.mp4", size=(640, 480), seconds=2, scale=1.0)
+    bundle = _build(video, tmp_path / "avatar", limits=dataclasses.replace(_options().limits, max_side=320))
+    assert (bundle.manifest.width, bundle.manifest.height) == (320, 240)
+    assert_bundle_matches(bundle, video, scale=0.5)
+
+
+def test_npy_appender_writes_a_loadable_growing_array(tmp_path):
+    rows = [np.full((3, 4, 3), i, np.uint8) for i in range(5)]
+    with NpyAppender(tmp_path / "x.npy", (3, 4, 3)) as out:
+        for row in rows:
+            out.append(row)
+    loaded = np.load(tmp_path / "x.npy", mmap_mode="r")
+    assert loaded.shape == (5, 3, 4, 3)
+    assert np.array_equal(loaded, np.stack(rows))
+    with pytest.raises(ValueError):
+        NpyAppender(tmp_path / "y.npy", (3, 4, 3)).append(np.zeros((4, 4, 3), np.uint8))
+
+
+# --- the task, run in this process (no worker): upload → queued → built ---
+
+
+@pytest.fixture
+def built_avatar(world_a, astronaut_video, eager_builds, django_capture_on_commit_callbacks) -> Avatar:
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(key_client(world_a.raw_key), astronaut_video.path)
+    assert response.status_code == 201, response.json()
+    return Avatar.objects.get(pk=response.json()["id"])
+
+
+def test_upload_is_built_and_reported_ready(built_avatar, world_a, astronaut_video, settings):
+    body = key_client(world_a.raw_key).get(f"/api/v1/avatars/{built_avatar.pk}/").json()
+    assert body["status"] == "ready", body
+    assert body["progress"] == 100 and body["stage"] == "ready" and body["error"] == ""
+    assert (body["frame_count"], body["width"], body["height"]) == (astronaut_video.frame_count, 320, 240)
+    assert body["source_checksum"] == built_avatar.source_checksum and len(body["source_checksum"]) == 64
+    folder = bundle_location(built_avatar)
+    assert folder == Path(settings.MEDIA_ROOT) / "avatars" / str(world_a.tenant.pk) / str(built_avatar.pk) / (
+        f"{BUNDLE_VERSION}-{built_avatar.source_checksum[:12]}"
+    )
+    assert_bundle_matches(AvatarBundle.open(folder), astronaut_video)
+    assert built_avatar.build_started_at <= built_avatar.build_finished_at
+
+
+def test_reupload_of_the_same_file_reuses_the_bundle(
+    built_avatar, world_a, astronaut_video, eager_builds, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(key_client(world_a.raw_key), astronaut_video.path, name="Same again")
+    twin = Avatar.objects.get(pk=response.json()["id"])
+    assert (twin.status, twin.stage, twin.frame_count) == ("ready", "reused", built_avatar.frame_count)
+    assert twin.bundle_path != built_avatar.bundle_path  # its own folder: either avatar can be deleted
+    first, second = bundle_location(built_avatar), bundle_location(twin)
+    for name in (FRAMES_FILE, "crops_96.npy", "manifest.json"):
+        assert (first / name).stat().st_ino == (second / name).stat().st_ino  # linked, not rebuilt
+
+
+def test_requeued_build_of_a_built_avatar_reuses_it_unless_forced(
+    built_avatar, eager_builds, django_capture_on_commit_callbacks
+):
+    frames = bundle_location(built_avatar) / FRAMES_FILE
+    inode = frames.stat().st_ino
+    with django_capture_on_commit_callbacks(execute=True):
+        queue_build(built_avatar)
+    built_avatar.refresh_from_db()
+    assert (built_avatar.status, built_avatar.stage) == ("ready", "reused")
+    assert frames.stat().st_ino == inode
+    with django_capture_on_commit_callbacks(execute=True):
+        queue_build(built_avatar, force=True)
+    built_avatar.refresh_from_db()
+    assert (built_avatar.status, built_avatar.stage) == ("ready", "ready")
+    assert (bundle_location(built_avatar) / FRAMES_FILE).stat().st_ino != inode
+
+
+def test_rebuild_action_and_leftovers_of_a_killed_build(
+    built_avatar, world_a, eager_builds, django_capture_on_commit_callbacks
+):
+    """What a killed build leaves (a partial folder, the row stuck in ``building``) is cleared by the rebuild
+    the API queues."""
+    leftover = avatar_folder(built_avatar) / f"{PARTIAL_PREFIX}killed"
+    leftover.mkdir()
+    (leftover / FRAMES_FILE).write_bytes(b"half a frame")
+    Avatar.objects.filter(pk=built_avatar.pk).update(status="building", stage="decoding", progress=40)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = key_client(world_a.raw_key).post(f"/api/v1/avatars/{built_avatar.pk}/rebuild/", {"force": True})
+    assert response.status_code == 202
+    built_avatar.refresh_from_db()
+    assert built_avatar.status == "ready" and built_avatar.progress == 100
+    assert not leftover.exists()
+    assert [p.name for p in avatar_folder(built_avatar).iterdir()] == [bundle_location(built_avatar).name]
+
+
+def test_a_superseded_build_changes_nothing(built_avatar):
+    stale = built_avatar.task_id
+    newer = prepare_build(built_avatar)
+    assert tasks.build_avatar.apply(args=[built_avatar.pk], task_id=stale).get() == "superseded"
+    built_avatar.refresh_from_db()
+    assert (built_avatar.status, built_avatar.task_id) == ("pending", newer)
+
+
+def test_progress_writes_are_throttled(built_avatar, django_assert_num_queries):
+    reporter = tasks.ProgressReporter(built_avatar.pk, built_avatar.task_id, interval=60)
+    with django_assert_num_queries(2):  # the first call and the stage change; the 998 others are dropped
+        for i in range(999):
+            reporter("decoding", i / 1000)
+        reporter("cropping", 0.9)
+    built_avatar.refresh_from_db()
+    assert (built_avatar.stage, built_avatar.progress) == ("cropping", 90)
+
+
+def test_progress_of_a_superseded_build_stops_it(built_avatar):
+    reporter = tasks.ProgressReporter(built_avatar.pk, "someone-else", interval=0)
+    with pytest.raises(tasks.Superseded):
+        reporter("decoding", 0.5)
+
+
+def test_transient_errors_are_retried_then_reported(built_avatar, monkeypatch, settings):
+    real = tasks.build_bundle
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("storage hiccup")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "build_bundle", flaky)
+    task_id = prepare_build(built_avatar)
+    tasks.build_avatar.apply(args=[built_avatar.pk], kwargs={"force": True}, task_id=task_id, throw=False)
+    built_avatar.refresh_from_db()
+    assert (built_avatar.status, len(calls)) == ("ready", 2)
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise OSError("disk gone")
+
+    settings.LIVEHUMAN = {"AVATAR_BUILD_MAX_RETRIES": 1}
+    monkeypatch.setattr(tasks, "build_bundle", broken)
+    calls.clear()
+    task_id = prepare_build(built_avatar)
+    tasks.build_avatar.apply(args=[built_avatar.pk], kwargs={"force": True}, task_id=task_id, throw=False)
+    built_avatar.refresh_from_db()
+    assert built_avatar.status == "failed" and len(calls) == 2
+    assert "failed 2 times" in built_avatar.error and "disk gone" in built_avatar.error
+
+
+def test_time_limit_is_reported(built_avatar, monkeypatch, settings):
+    settings.LIVEHUMAN = {"AVATAR_BUILD_TIME_LIMIT_S": 7}
+
+    def slow(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(tasks, "build_bundle", slow)
+    task_id = prepare_build(built_avatar)
+    tasks.build_avatar.apply(args=[built_avatar.pk], kwargs={"force": True}, task_id=task_id, throw=False)
+    built_avatar.refresh_from_db()
+    assert built_avatar.status == "failed"
+    assert "longer than 7 s" in built_avatar.error
+
+
+def test_queue_build_passes_time_limits_from_settings(
+    world_a, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.LIVEHUMAN = {"AVATAR_BUILD_TIME_LIMIT_S": 300}
+    avatar = Avatar.objects.create(tenant=world_a.tenant, name="x", source_video="x.mp4")
+    sent = {}
+    monkeypatch.setattr(tasks.build_avatar, "apply_async", lambda **kwargs: sent.update(kwargs))
+    with django_capture_on_commit_callbacks(execute=True):
+        task_id = queue_build(avatar)
+    assert sent["task_id"] == task_id and sent["args"] == [avatar.pk]
+    assert sent["soft_time_limit"] == 300 and sent["time_limit"] > 300 and sent["queue"] == "celery"
+    avatar.refresh_from_db()
+    assert (avatar.status, avatar.stage, avatar.task_id) == ("pending", "queued", task_id)
+
+
+def test_demo_avatar_is_built_once(world_a):
+    avatar = ensure_demo_avatar(world_a.tenant)
+    assert avatar.status == "ready" and avatar.stage == "ready"
+    bundle = AvatarBundle.open(bundle_location(avatar))
+    assert bundle.frame_count == DEMO_SECONDS * avatar.fps
+    assert (bundle.manifest.width, bundle.manifest.height) == (512, 512)
+    x1, y1, x2, y2 = synthetic.ASTRONAUT_FACE
+    for box in bundle.face_boxes:  # the face barely moves: every box stays on it
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        assert x1 <= cx <= x2 and y1 <= cy <= y2
+    assert avatar.source_video.name.endswith(".mp4") and avatar.source_size > 0
+    again = ensure_demo_avatar(world_a.tenant)
+    assert again.pk == avatar.pk and again.build_finished_at == avatar.build_finished_at
+    assert Avatar.objects.filter(tenant=world_a.tenant).count() == 1

@@ -1,0 +1,165 @@
+"""Avatar builds on a real Celery worker (a child process on the Redis broker, sharing this run's file
+database and MEDIA_ROOT): the built bundle, progress seen live through the API and the admin, and builds whose
+worker is killed mid-way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+from django.test import Client
+
+from avatars_app.bundle.reader import AvatarBundle
+from avatars_app.bundle.storage import PARTIAL_PREFIX
+from avatars_app.models import Avatar
+from avatars_app.services import avatar_folder, bundle_location
+from tests.fixtures.processes import REDIS_TEST_URL, celery_worker_command, child_env, running
+from tests.fixtures.tenancy import key_client
+from tests.fixtures.videos import assert_bundle_matches, moving_astronaut, upload
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+QUEUE = f"avatar-builds-test-{os.getpid()}"  # only this run's workers take these builds
+
+
+@pytest.fixture
+def to_test_broker(settings) -> Iterator[None]:
+    """This process queues builds on the Redis test broker, in this run's own queue."""
+    from livehuman_site.celery import app
+
+    settings.LIVEHUMAN = {"AVATAR_BUILD_QUEUE": QUEUE}
+    saved = app.conf.broker_url
+    app.conf.broker_url = REDIS_TEST_URL
+    app._after_fork()  # drop pooled connections to the previous broker
+    try:
+        yield
+    finally:
+        app.conf.broker_url = saved
+        app._after_fork()
+
+
+def _start_worker(log: Path) -> Iterator[psutil.Process]:
+    env = child_env(
+        REDIS_URL=REDIS_TEST_URL,
+        LIVEHUMAN_AVATAR_BUILD_QUEUE=QUEUE,
+        LIVEHUMAN_AVATAR_PROGRESS_INTERVAL_S="0.1",
+    )
+    # prefork with one child: the child can be killed alone, as the OOM killer or a crash would
+    command = celery_worker_command("--pool=prefork", "--concurrency=1", "-Q", QUEUE, "--without-mingle")
+    command += ["--without-gossip", "--without-heartbeat"]
+    with running(command, env, log) as process:
+        _wait_for(lambda: " ready." in log.read_text(errors="replace"), 60, f"worker start ({log})")
+        yield psutil.Process(process.pid)
+
+
+@pytest.fixture
+def worker(transactional_db, to_test_broker, tmp_path) -> Iterator[psutil.Process]:
+    yield from _start_worker(tmp_path / "worker.log")
+
+
+def _wait_for(condition: Callable[[], object], timeout: float, what: str, every: float = 0.02) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _row(avatar_id: int) -> Avatar:
+    return Avatar.objects.get(pk=avatar_id)
+
+
+def _wait_until_built(avatar_id: int) -> Avatar:
+    return _wait_for(lambda: _row(avatar_id).status in {"ready", "failed"} and _row(avatar_id), 60, "the build")
+
+
+def _mid_build(avatar_id: int) -> Avatar | None:
+    avatar = _row(avatar_id)
+    return avatar if avatar.status == "building" and avatar.stage == "decoding" and avatar.progress >= 5 else None
+
+
+def test_worker_builds_an_uploaded_video(worker, world_a, tmp_path):
+    video = moving_astronaut(tmp_path / "astronaut.mp4", size=(320, 240), seconds=3)
+    response = upload(key_client(world_a.raw_key), video.path)
+    assert response.status_code == 201
+    avatar = _wait_until_built(response.json()["id"])
+    assert avatar.status == "ready", avatar.error
+    assert_bundle_matches(AvatarBundle.open(bundle_location(avatar)), video)
+    assert [p.name for p in avatar_folder(avatar).iterdir()] == [bundle_location(avatar).name]
+
+
+def test_progress_is_live_in_the_api_and_the_admin(worker, world_a, tmp_path):
+    video = moving_astronaut(tmp_path / "astronaut.mp4", size=(480, 360), seconds=3, scale=0.75)
+    admin = Client()
+    admin.force_login(world_a.owner)
+    with video.path.open("rb") as handle:
+        data = {"name": "Live", "source_video": handle, "fps": 25, "lipsync_engine": "default"}
+        assert admin.post("/admin/avatars_app/avatar/add/", data).status_code == 302
+    avatar_id = Avatar.objects.get(name="Live").pk
+    api = key_client(world_a.raw_key)
+    seen_api, seen_admin = [], []
+
+    def finished() -> bool:
+        body = api.get(f"/api/v1/avatars/{avatar_id}/").json()
+        state = admin.get(f"/admin/avatars_app/avatar/{avatar_id}/build-status/").json()
+        seen_api.append((body["status"], body["stage"], body["progress"]))
+        seen_admin.append((state["status"], state["stage"], state["progress"]))
+        return body["status"] in {"ready", "failed"} and state["status"] == body["status"]
+
+    _wait_for(finished, 60, "build", every=0.05)
+    for seen in (seen_api, seen_admin):
+        running = [p for status, stage, p in seen if status == "building" and 0 < p < 100]
+        assert running, seen  # caught mid-build
+        assert running == sorted(running)  # progress only grows
+        assert seen[-1] == ("ready", "ready", 100), seen
+    page = admin.get(f"/admin/avatars_app/avatar/{avatar_id}/change/").content.decode()
+    assert 'data-running="false"' in page and "preview.png" in page
+    preview = admin.get(f"/admin/avatars_app/avatar/{avatar_id}/preview.png")
+    assert preview.status_code == 200 and preview.content.startswith(b"\x89PNG")
+
+
+def test_killed_worker_child_build_is_delivered_again_and_finishes(worker, world_a, tmp_path):
+    video = moving_astronaut(tmp_path / "astronaut.mp4", size=(480, 360), seconds=3, scale=0.75)
+    avatar_id = upload(key_client(world_a.raw_key), video.path).json()["id"]
+    _wait_for(lambda: _mid_build(avatar_id), 60, "the build to be under way")
+    (child,) = worker.children()
+    child.send_signal(signal.SIGKILL)  # mid-build: frames half written in a partial folder
+    killed_at = time.time()
+
+    avatar = _wait_until_built(avatar_id)
+    assert avatar.status == "ready", avatar.error
+    assert avatar.build_started_at.timestamp() > killed_at  # the message came back and the build started over
+    assert_bundle_matches(AvatarBundle.open(bundle_location(avatar)), video)
+    assert not any(p.name.startswith(PARTIAL_PREFIX) for p in avatar_folder(avatar).iterdir())
+    assert child.pid not in [c.pid for c in worker.children()]
+
+
+def test_build_of_a_killed_worker_is_requeued_by_rebuild(transactional_db, to_test_broker, world_a, tmp_path):
+    video = moving_astronaut(tmp_path / "astronaut.mp4", size=(480, 360), seconds=3, scale=0.75)
+    client = key_client(world_a.raw_key)
+    first = _start_worker(tmp_path / "first-worker.log")
+    process = next(first)
+    avatar_id = upload(client, video.path).json()["id"]
+    _wait_for(lambda: _mid_build(avatar_id), 60, "the build to be under way")
+    os.killpg(process.pid, signal.SIGKILL)  # the whole worker: nobody is left to give the message back
+    process.wait(10)
+    first.close()
+
+    stuck = _row(avatar_id)
+    assert stuck.status == "building" and not stuck.bundle_path
+    assert [p.name.startswith(PARTIAL_PREFIX) for p in avatar_folder(stuck).iterdir()] == [True]
+
+    with contextmanager(_start_worker)(tmp_path / "second-worker.log"):
+        assert client.post(f"/api/v1/avatars/{avatar_id}/rebuild/").status_code == 202
+        avatar = _wait_until_built(avatar_id)
+    assert avatar.status == "ready", avatar.error
+    assert_bundle_matches(AvatarBundle.open(bundle_location(avatar)), video)
+    assert [p.name for p in avatar_folder(avatar).iterdir()] == [bundle_location(avatar).name]
