@@ -22,6 +22,11 @@ class VoiceSettings:
     reference_audio: str = ""  # local file path
     reference_text: str = ""
 
+    @property
+    def primary_language(self) -> str:
+        """ "zh-CN" → "zh": the part of the language tag engines choose voices by."""
+        return (self.language.strip() or "en").lower().replace("_", "-").split("-")[0]
+
 
 @dataclass(frozen=True)
 class PCM:

@@ -1,0 +1,48 @@
+"""The ASR interface: a streaming recogniser fed 16 kHz audio during the turn, asked for the text at its end."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+
+class ASRError(RuntimeError):
+    """Recognition failed for this utterance; the session reports it and goes on."""
+
+
+class ASREngine(ABC):
+    """One per session; the models behind it are loaded once per process and shared.
+
+    Per utterance: ``start()``, then ``accept()`` for each chunk while the
+    user speaks (decoding happens here, so at end of turn only the tail is
+    left), then ``finish()`` for the final text. ``reset()`` abandons an
+    utterance (barge-in cancelled it, the session ends).
+    Calls for one engine are sequential: await each before the next.
+    """
+
+    sample_rate: ClassVar[int] = 16_000
+
+    async def load(self) -> None:
+        """Load the shared model now (at session start), so the first utterance does not wait for it."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin an utterance (forgetting any unfinished one)."""
+
+    @abstractmethod
+    async def accept(self, pcm16k: np.ndarray) -> str | None:
+        """Take int16 mono samples at 16 kHz; return the partial transcript when it changed, else None."""
+
+    @abstractmethod
+    async def finish(self) -> str:
+        """End the utterance and return its final transcript ("" when nothing was recognised)."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Abandon the current utterance without waiting for a result."""
+
+    async def aclose(self) -> None:
+        """Release per-session resources (the session is over)."""
+        self.reset()

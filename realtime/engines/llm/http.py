@@ -1,0 +1,146 @@
+"""What the HTTP engines share: a server-sent-events reader and the request/response/error handling around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from realtime.engines.llm.base import LLMEngine, LLMError, LLMErrorCode, LLMSettings
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    """One server-sent event: its ``event`` field ("message" when the server names none) and its data."""
+
+    event: str
+    data: str
+
+
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+    """Parse server-sent events from text lines (the SSE wire format: fields, comments, blank line ends an event).
+
+    An event still open when the stream ends is dispatched too: some servers
+    omit the blank line after their last event; a cut inside it fails later,
+    when its data does not parse.
+    """
+    event, data = "", []
+    async for line in lines:
+        if not line:
+            if data:
+                yield SSEEvent(event or "message", "\n".join(data))
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue  # a comment, used by servers as a keep-alive
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+    if data:
+        yield SSEEvent(event or "message", "\n".join(data))
+
+
+def parse_json(data: str) -> dict:
+    """Decode one event's JSON payload; anything else means the stream is not what the protocol promises."""
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError:
+        raise LLMError(LLMErrorCode.BROKEN_STREAM, f"malformed event data: {data[:120]!r}") from None
+    if not isinstance(payload, dict):
+        raise LLMError(LLMErrorCode.BROKEN_STREAM, f"unexpected event data: {data[:120]!r}")
+    return payload
+
+
+def error_for_status(status: int, reason: str) -> LLMError:
+    """Map an HTTP status (of the response, or reported inside the stream) to an LLMError."""
+    if status in (401, 403):
+        code = LLMErrorCode.UNAUTHORIZED
+    elif status >= 500:
+        code = LLMErrorCode.SERVER_ERROR
+    else:
+        code = LLMErrorCode.REJECTED
+    return LLMError(code, f"HTTP {status}: {reason}" if reason else f"HTTP {status}")
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _reason(body: bytes) -> str:
+    """The human-readable part of an error body: OpenAI's error.message, Dify's message, or the text itself."""
+    text = body.decode("utf-8", "replace").strip()
+    with contextlib.suppress(ValueError):
+        payload = json.loads(text)
+        if isinstance(payload, dict):
+            error = payload.get("error")
+            if isinstance(error, dict) and error.get("message"):
+                return str(error["message"])
+            for key in ("message", "detail", "error"):
+                if payload.get(key):
+                    return str(payload[key])
+    return text[:200]
+
+
+class HTTPStreamingLLM(LLMEngine):
+    """An engine that POSTs JSON and reads the answer as server-sent events.
+
+    Subclasses say what to send (``build_request``) and how to read the
+    events (``read_deltas``); this class owns the connection, the deadline
+    for the first token and the mapping of every failure to LLMError.
+    """
+
+    def __init__(self, settings: LLMSettings) -> None:
+        super().__init__(settings)
+        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        # The read timeout catches a stall after the first token; the first token has its own deadline below.
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout_s), headers=headers)
+
+    @abstractmethod
+    def build_request(self, messages: list[dict]) -> tuple[str, dict]:
+        """The path under base_url and the JSON body that ask for a streamed answer to ``messages``."""
+
+    @abstractmethod
+    def read_deltas(self, events: AsyncIterator[SSEEvent]) -> AsyncIterator[str]:
+        """Yield the text deltas in ``events``; raise LLMError for an error event or a stream that ends early."""
+
+    async def stream(self, messages: list[dict]) -> AsyncIterator[str]:
+        path, body = self.build_request(messages)
+        url = self.settings.base_url.rstrip("/") + path
+        timeout_s = self.settings.timeout_s
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                # The deadline covers connecting, the response headers and the first delta: a server that
+                # accepts the request but thinks for longer than timeout_s fails here, not minutes later.
+                async with asyncio.timeout(timeout_s):
+                    response = await stack.enter_async_context(self._client.stream("POST", url, json=body))
+                    if response.status_code >= 400:
+                        raise error_for_status(response.status_code, _reason(await response.aread()))
+                    deltas = self.read_deltas(iter_sse(response.aiter_lines()))
+                    await stack.enter_async_context(contextlib.aclosing(deltas))
+                    first = await anext(deltas, None)
+                if first is None:
+                    return
+                yield first
+                async for delta in deltas:
+                    yield delta
+        except TimeoutError:
+            raise LLMError(LLMErrorCode.TIMEOUT, f"no answer from {url} within {timeout_s:g} s") from None
+        except httpx.TimeoutException as exc:
+            raise LLMError(LLMErrorCode.TIMEOUT, f"{url} stalled for {timeout_s:g} s ({type(exc).__name__})") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise LLMError(
+                LLMErrorCode.BROKEN_STREAM, f"connection to {url} broke: {exc or type(exc).__name__}"
+            ) from None
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            raise LLMError(LLMErrorCode.UNREACHABLE, f"cannot reach {url}: {exc or type(exc).__name__}") from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

