@@ -1,10 +1,19 @@
-"""REST endpoints for chat sessions and their messages (DESIGN.md §7)."""
+"""REST endpoints for chat sessions and their messages (DESIGN.md §7).
+
+``ChatSessionViewSet`` is the place for per-session control actions (say,
+interrupt, state, role): add an ``@action(detail=True)`` that fetches the session
+with ``self.get_object()`` (tenant-scoped, and a member's own sessions only) and
+calls a function in ``services``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -12,7 +21,8 @@ from rest_framework.response import Response
 
 from livehuman_site.tenancy.api import TenantScopedViewSetMixin
 
-from . import services
+from . import control, services
+from .control_serializers import SaySerializer, SessionStateSerializer
 from .models import ChatSession, Message
 from .serializers import ChatSessionSerializer, MessageSerializer
 
@@ -20,11 +30,13 @@ from .serializers import ChatSessionSerializer, MessageSerializer
 class SessionLimitError(exceptions.APIException):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
     default_code = "session_limit"
+    default_detail = _("The tenant's concurrent-session limit is reached.")
 
 
 class ConflictError(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+    default_detail = _("The request conflicts with the current state.")
 
 
 class ChatSessionViewSet(
@@ -41,6 +53,9 @@ class ChatSessionViewSet(
     filterset_fields = ["state", "role"]
     ordering_fields = ["created_at"]
 
+    def get_queryset(self) -> QuerySet[ChatSession]:
+        return services.visible_sessions(self.scope, self.request.user, super().get_queryset())
+
     def perform_create(self, serializer: ChatSessionSerializer) -> None:
         try:
             serializer.instance = services.open_session(
@@ -51,11 +66,41 @@ class ChatSessionViewSet(
         except services.RoleUnavailable as exc:
             raise ConflictError(str(exc), code=exc.code) from exc
 
+    @extend_schema(request=None, responses=ChatSessionSerializer)
     @action(detail=True, methods=["post"])
     def end(self, request: Request, pk: Any = None) -> Response:
+        """Mark the session ended (a no-op when it already ended)."""
         session = self.get_object()
         services.end_session(session)
         return Response(self.get_serializer(session).data, status=status.HTTP_200_OK)
+
+    @extend_schema(request=SaySerializer, responses={202: None})
+    @action(detail=True, methods=["post"])
+    def say(self, request: Request, pk: Any = None) -> Response:
+        """Make the avatar speak ``text``, after what it is saying or (``interrupt``) instead of it."""
+        body = SaySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        self._control(control.say, **body.validated_data)
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: None})
+    @action(detail=True, methods=["post"])
+    def interrupt(self, request: Request, pk: Any = None) -> Response:
+        """Stop speaking now and drop everything queued."""
+        self._control(control.interrupt)
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=SessionStateSerializer)
+    @action(detail=True, methods=["get"], url_path="state")
+    def live_state(self, request: Request, pk: Any = None) -> Response:
+        """The live speaking state from the process that owns the session, else the stored state."""
+        return Response(SessionStateSerializer(control.state(self.get_object())).data)
+
+    def _control(self, command: Any, **arguments: Any) -> None:
+        try:
+            command(self.get_object(), **arguments)
+        except control.SessionNotLive as exc:
+            raise ConflictError(str(exc), code=exc.code) from exc
 
 
 class MessageViewSet(TenantScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
@@ -65,6 +110,9 @@ class MessageViewSet(TenantScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = MessageSerializer
     filterset_fields = ["speaker", "interrupted"]
 
-    def get_queryset(self) -> Any:
-        session = get_object_or_404(self.scope.filter(ChatSession.objects.all()), pk=self.kwargs["session_pk"])
+    def get_queryset(self) -> QuerySet[Message]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no session in the URL
+            return Message.objects.none()
+        sessions = services.visible_sessions(self.scope, self.request.user)
+        session = get_object_or_404(sessions, pk=self.kwargs["session_pk"])
         return super().get_queryset().filter(session=session)

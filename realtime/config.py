@@ -1,0 +1,27 @@
+"""What a live session needs to know, as plain values: the session factory fills it from the database rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from realtime.engines.tts.base import VoiceSettings
+from realtime.pipeline.pipeline import PlayoutSettings
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """One chat session's role, voice, avatar and media settings; no Django objects, so tests build it by hand."""
+
+    session_id: str
+    role_id: int
+    role_name: str
+    fps: int
+    avatar_path: Path
+    lipsync_engine: str
+    tts_engine: str
+    voice: VoiceSettings
+    ice_servers: tuple[Mapping[str, Any], ...] = ()
+    playout: PlayoutSettings = field(default_factory=PlayoutSettings)

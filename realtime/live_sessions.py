@@ -1,0 +1,53 @@
+"""The live sessions of this process: the per-worker cap, and lookup by session id.
+
+A place is reserved before anything expensive happens (engines, peer
+connection), in one synchronous step, so two connections racing for the last
+place cannot both get it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .session import LiveSession
+
+
+class WorkerFull(Exception):
+    """This process already runs as many sessions as it may."""
+
+    code = "session_limit"
+
+
+class AlreadyLive(Exception):
+    """The session is already connected here (another tab or a reconnect that raced the old socket)."""
+
+    code = "session_busy"
+
+
+class LiveSessionRegistry:
+    def __init__(self) -> None:
+        self._sessions: dict[str, LiveSession | None] = {}
+
+    def reserve(self, session_id: str, limit: int) -> None:
+        """Take a place for ``session_id``; raises ``AlreadyLive`` or ``WorkerFull``."""
+        if session_id in self._sessions:
+            raise AlreadyLive(session_id)
+        if len(self._sessions) >= limit:
+            raise WorkerFull(limit)
+        self._sessions[session_id] = None
+
+    def attach(self, session_id: str, session: LiveSession) -> None:
+        self._sessions[session_id] = session
+
+    def release(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def get(self, session_id: str) -> LiveSession | None:
+        return self._sessions.get(session_id)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+live_sessions = LiveSessionRegistry()

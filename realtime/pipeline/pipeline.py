@@ -1,0 +1,122 @@
+"""Wires the stages of one session together and cuts them all at once on an interrupt."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from avatars_app.bundle.reader import AvatarBundle
+from realtime.clock import SessionClock
+from realtime.engines.tts.base import TTSEngine
+from realtime.frames import MessageEnd, TextChunk
+from realtime.text.splitter import split_text
+from realtime.timeline import PlayoutTimeline
+
+from .features import FeatureStage
+from .player import Player, PlayoutListener
+from .render import Renderer, RenderStage
+from .speech import SpeechStage
+from .stage import Generation, Stage
+from .tasks import TaskOwner
+
+RENDER_QUEUE_BATCHES = 16
+
+
+@dataclass(frozen=True)
+class PlayoutSettings:
+    """How far ahead each part may run. Small numbers keep latency and the cost of an interrupt low."""
+
+    lead_frames: int = 1  # a new utterance starts this many frames after now: time for the tracks to pick it up
+    max_ahead_frames: int = 4  # the player schedules at most this far ahead of the clock
+    batch_size: int = 8  # lip-sync frames per render call, at most
+    max_queued_sentences: int = 256  # a say beyond this is refused rather than queued without bound
+
+
+class PipelineListener(PlayoutListener, Protocol):
+    def audio_started(self, message_id: int) -> None:
+        """TTS produced audio for this message (called for every piece; the first one counts)."""
+
+    def sentence_failed(self, message_id: int, text: str, error: Exception) -> None:
+        """TTS could not speak this sentence; it was skipped."""
+
+
+class PipelineFull(Exception):
+    """More text is queued than ``max_queued_sentences`` allows."""
+
+
+class SpeechPipeline:
+    """One session's stages, each running in a task of the session's ``TaskOwner``."""
+
+    def __init__(
+        self,
+        *,
+        owner: TaskOwner,
+        clock: SessionClock,
+        timeline: PlayoutTimeline,
+        avatar: AvatarBundle,
+        tts: TTSEngine,
+        render: Renderer,
+        listener: PipelineListener,
+        settings: PlayoutSettings,
+        split: Callable[[str], list[str]] = split_text,
+    ) -> None:
+        self.owner = owner
+        self.generation = Generation()
+        self.split = split
+        self.player = Player(
+            self.generation,
+            clock,
+            timeline,
+            listener,
+            lead_frames=settings.lead_frames,
+            max_ahead_frames=settings.max_ahead_frames,
+            maxsize=settings.batch_size,
+        )
+        # Jobs are small (a mel window and 1/fps s of audio): a deep queue lets the next sentence's features be
+        # computed while the renderer works through this one. Rendered frames (large) queue only at the player.
+        self.render = RenderStage(
+            self.generation, render, batch_size=settings.batch_size, maxsize=RENDER_QUEUE_BATCHES * settings.batch_size
+        )
+        self.features = FeatureStage(
+            self.generation, avatar, timeline.fps, maxsize=4, first_tick=self.player.first_tick
+        )
+        self.speech = SpeechStage(
+            self.generation,
+            tts,
+            maxsize=settings.max_queued_sentences,
+            on_audio=listener.audio_started,
+            on_failure=listener.sentence_failed,
+        )
+        self.stages: list[Stage] = [self.speech, self.features, self.render, self.player]
+        for upstream, downstream in zip(self.stages, self.stages[1:], strict=False):
+            upstream.downstream = downstream
+        self._tasks: dict[Stage, asyncio.Task] = {}
+
+    def start(self) -> None:
+        for stage in self.stages:
+            self._tasks[stage] = self.owner.spawn(stage.run(), name=f"pipeline.{stage.name}")
+
+    def say(self, text: str, message_id: int) -> int:
+        """Queue ``text`` as one message, after whatever is being said; returns how many chunks it was cut into.
+
+        All or nothing: when the chunks and the message's end do not all fit, nothing is queued."""
+        generation = self.generation.value
+        items = [TextChunk(generation, message_id, chunk) for chunk in self.split(text)]
+        items.append(MessageEnd(generation, message_id))
+        inbox = self.speech.inbox
+        if inbox.maxsize - inbox.qsize() < len(items):
+            raise PipelineFull(f"{inbox.qsize()} sentences are already waiting; interrupt or wait")
+        for item in items:
+            inbox.put_nowait(item)
+        return len(items) - 1
+
+    async def interrupt(self) -> None:
+        """Make everything queued stale, stop every stage mid-item, empty every queue and the timeline, restart."""
+        self.generation.bump()
+        await self.owner.cancel(*self._tasks.values())
+        self._tasks.clear()
+        for stage in self.stages:
+            stage.reset()
+        self.start()

@@ -1,0 +1,116 @@
+"""REST say / interrupt / state reach the session's owner (its consumer) through the channel layer."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from channels.db import database_sync_to_async
+
+from sessions_app.models import ChatSession, Message
+from tests.fixtures.live import EventLog, session_communicator
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def rest(raw_key: str) -> httpx.AsyncClient:
+    """An HTTP client for the real ASGI application, in this event loop (where the consumer runs)."""
+    from livehuman_site.asgi import application
+
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application),
+        base_url="http://testserver",
+        headers={"Authorization": f"Api-Key {raw_key}"},
+    )
+
+
+@pytest.fixture
+async def owned(chat_session, world_a):
+    """The session, connected over its WebSocket (so this process owns it), and its event log."""
+    communicator = session_communicator(chat_session.pk, api_key=world_a.raw_key)
+    assert (await communicator.connect())[0]
+    log = EventLog(communicator)
+    await log.wait_for("state")
+    yield chat_session, log
+    await log.stop()
+    await communicator.disconnect()
+
+
+async def test_say_is_spoken_by_the_owner_and_state_reports_it(owned, world_a):
+    session, log = owned
+    url = f"/api/v1/sessions/{session.pk}"
+    async with rest(world_a.raw_key) as client:
+        response = await client.post(f"{url}/say/", json={"text": "Good morning. The weather is fine today."})
+        assert response.status_code == 202
+        _, subtitle = await log.wait_for("subtitle", timeout=20)
+        assert subtitle["text"] == "Good morning."
+        await log.wait_for("state", state="speaking")
+
+        state = await client.get(f"{url}/state/")
+        assert state.status_code == 200
+        assert state.json() == {
+            "state": "speaking",
+            "role": session.role_id,
+            "fps": 25,
+            "speaking_text": state.json()["speaking_text"],
+        }
+        assert state.json()["speaking_text"] in {"Good morning.", "The weather is fine today."}
+
+        _, timings = await log.wait_for("timings", timeout=20)
+        assert timings["message_id"] == subtitle["message_id"]
+        assert (await client.get(f"{url}/state/")).json()["state"] == "idle"
+    message = await database_sync_to_async(Message.objects.get)(pk=subtitle["message_id"])
+    assert message.text == "Good morning. The weather is fine today." and not message.interrupted
+
+
+async def test_interrupt_cuts_the_owner_short(owned, world_a):
+    session, log = owned
+    url = f"/api/v1/sessions/{session.pk}"
+    text = " ".join(f"Sentence {n} is rather long, so that it takes a while to say." for n in range(5))
+    async with rest(world_a.raw_key) as client:
+        assert (await client.post(f"{url}/say/", json={"text": text})).status_code == 202
+        await log.wait_for("state", state="speaking", timeout=20)
+        assert (await client.post(f"{url}/interrupt/")).status_code == 202
+        _, timings = await log.wait_for("timings", timeout=5)
+        assert (await client.get(f"{url}/state/")).json()["state"] == "idle"
+        # say with interrupt=true replaces whatever is queued
+        assert (await client.post(f"{url}/say/", json={"text": "Short one.", "interrupt": True})).status_code == 202
+        await log.wait_for("subtitle", text="Short one.", timeout=20)
+    message = await database_sync_to_async(Message.objects.get)(pk=timings["message_id"])
+    assert message.interrupted
+    assert len(log.of_type("subtitle")) < 1 + 5  # the long answer did not play out
+
+
+async def test_a_session_nobody_owns_reports_its_stored_state_and_refuses_say(chat_session, world_a):
+    url = f"/api/v1/sessions/{chat_session.pk}"
+    async with rest(world_a.raw_key) as client:
+        state = await client.get(f"{url}/state/")
+        assert state.json() == {"state": "created", "role": chat_session.role_id, "fps": 25, "speaking_text": ""}
+        refused = await client.post(f"{url}/say/", json={"text": "Anyone there?"})
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "not_connected"
+        assert (await client.post(f"{url}/interrupt/")).status_code == 409
+
+
+async def test_a_stale_owner_falls_back_to_the_stored_state(chat_session, world_a, settings):
+    settings.LIVEHUMAN = {**settings.LIVEHUMAN, "SESSION_STATE_TIMEOUT_S": 0.2}
+    await database_sync_to_async(ChatSession.objects.filter(pk=chat_session.pk).update)(state="connected")
+    async with rest(world_a.raw_key) as client:
+        state = await client.get(f"/api/v1/sessions/{chat_session.pk}/state/")
+    assert state.json()["state"] == "connected"  # the worker that owned it is gone: nobody answered in time
+
+
+async def test_other_tenants_cannot_control_the_session(owned, world_b):
+    session, log = owned
+    async with rest(world_b.raw_key) as client:
+        response = await client.post(f"/api/v1/sessions/{session.pk}/say/", json={"text": "Hijack!"})
+        assert response.status_code == 404
+        assert (await client.get(f"/api/v1/sessions/{session.pk}/state/")).status_code == 404
+    assert not log.of_type("subtitle")
+
+
+async def test_say_validates_its_body(owned, world_a):
+    session, _ = owned
+    async with rest(world_a.raw_key) as client:
+        response = await client.post(f"/api/v1/sessions/{session.pk}/say/", json={"text": "  "})
+    assert response.status_code == 400
+    assert "text" in response.json()["error"]["fields"]
