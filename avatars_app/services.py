@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import uuid
 from pathlib import Path
 from typing import IO
@@ -155,3 +156,20 @@ def queue_build(avatar: Avatar, *, force: bool = False) -> str:
         )
     )
     return task_id
+
+
+def delete_avatar_files_later(avatar: Avatar) -> None:
+    """Remove an avatar's bundles and uploaded source once the deletion of its row commits.
+
+    The paths are taken now (Django clears the instance's pk after the delete). Bundles reused by another avatar
+    were hard-linked into that avatar's own folder, so removing this folder never takes files another avatar reads.
+    """
+    folder = avatar_folder(avatar)
+    storage, source_name = avatar.source_video.storage, avatar.source_video.name
+
+    def remove() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        if source_name:
+            storage.delete(source_name)
+
+    transaction.on_commit(remove)  # a rolled-back delete keeps its files
