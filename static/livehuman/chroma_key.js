@@ -12,7 +12,8 @@ class ChromaKeyRenderer {
   constructor(video, canvas) {
     this.video = video;
     this.canvas = canvas;
-    this.gl = canvas.getContext("webgl", { premultipliedAlpha: false, alpha: true });
+    // preserveDrawingBuffer: the keyed picture can be read back (snapshots, tests) after it is composited.
+    this.gl = canvas.getContext("webgl", { premultipliedAlpha: false, alpha: true, preserveDrawingBuffer: true });
     this.params = { color: [0, 1, 0], similarity: 0.35, smoothness: 0.08, spill: 0.5 };
     this.running = false;
     if (!this.gl) throw new Error("WebGL is not available");
