@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from livehuman_site.conf import livehuman_settings
-from livehuman_site.tenancy.admin import TenantScopedAdmin, TenantScopedTabularInline
+from livehuman_site.tenancy.admin import ReadOnlyTenantInline, TenantScopedAdmin
 from livehuman_site.tenancy.models import Tenant
 from livehuman_site.tenancy.scoping import scope_for_request
 
@@ -40,20 +40,11 @@ class VoiceAdmin(TenantScopedAdmin):
     search_fields = ["name", "voice_id"]
 
 
-class PromptVersionInline(TenantScopedTabularInline):
-    """Earlier texts of the prompt, kept on every edit; history is read-only."""
+class PromptVersionInline(ReadOnlyTenantInline):
+    """Earlier texts of the prompt, kept on every edit."""
 
     model = PromptVersion
     fields = ["version", "system_text", "created_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Prompt)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from livehuman_site.tenancy.admin import TenantScopedAdmin, TenantScopedTabularInline
+from livehuman_site.tenancy.admin import ReadOnlyTenantInline, TenantScopedAdmin
 
 from . import services
 from .models import ChatSession, Message
@@ -28,20 +26,11 @@ MESSAGE_FIELDS = [
 ]
 
 
-class MessageInline(TenantScopedTabularInline):
-    """The transcript with per-stage timings; written by the pipeline, never edited by hand."""
+class MessageInline(ReadOnlyTenantInline):
+    """The transcript with per-stage timings, written by the pipeline."""
 
     model = Message
     fields = MESSAGE_FIELDS
-    readonly_fields = MESSAGE_FIELDS
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ChatSession)

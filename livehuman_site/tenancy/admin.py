@@ -1,6 +1,6 @@
 """Admin for tenancy, and the bases every tenant-owned model's admin builds on.
 
-``TenantScopedAdmin`` (and ``TenantScopedTabularInline`` / ``TenantScopedStackedInline``
+``TenantScopedAdmin`` (and ``TenantScopedTabularInline`` / ``ReadOnlyTenantInline``
 for inlines) route lists, change pages, foreign-key choices, list filters and
 new rows through the request's ``Scope``; a model admin only inherits.
 """
@@ -174,8 +174,21 @@ class TenantScopedTabularInline(TenantScopedInlineMixin, admin.TabularInline):
     pass
 
 
-class TenantScopedStackedInline(TenantScopedInlineMixin, admin.StackedInline):
-    pass
+class ReadOnlyTenantInline(TenantScopedTabularInline):
+    """A history shown under its parent (prompt versions, a session's messages): written by the system, never
+    added or edited by hand."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class MembershipInline(admin.TabularInline):
