@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 from django.test import Client
 
 from avatars_app.bundle.reader import AvatarBundle
@@ -26,6 +27,15 @@ from tests.fixtures.videos import assert_bundle_matches, moving_astronaut, uploa
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 QUEUE = f"avatar-builds-test-{os.getpid()}"  # only this run's workers take these builds
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _leave_the_test_broker_clean() -> Iterator[None]:
+    """The kill tests leave a delivered-but-unacknowledged build behind; drop it and this run's queue."""
+    yield
+    broker = redis.Redis.from_url(REDIS_TEST_URL)
+    broker.delete(QUEUE, "unacked", "unacked_index", "unacked_mutex")
+    broker.close()
 
 
 @pytest.fixture
