@@ -48,7 +48,7 @@ from realtime.pipeline import PlayoutSettings, SpeechPipeline, TaskOwner
 from realtime.pipeline.stage import Generation, Stage
 from realtime.pool import ModelPool, default_device
 from realtime.session import LiveSession, MessageTimings
-from realtime.timeline import PlayoutTimeline
+from realtime.timeline import FrameRate, PlayoutTimeline
 from tests.fixtures.bundles import write_astronaut_bundle
 from tests.fixtures.webrtc import ReceivingPeer, mouth_change, rms, spy_first_pts
 
@@ -122,7 +122,8 @@ async def pipeline_fps(engine: LipSyncEngine, bundle: AvatarBundle, frames: int)
     pipeline = SpeechPipeline(
         owner=owner,
         clock=SessionClock(),
-        timeline=PlayoutTimeline(FPS),
+        timeline=PlayoutTimeline(),
+        rate=FrameRate(FPS),
         avatar=bundle,
         tts=InstantTTS(to_int16(speech_like_audio(frames / FPS / sentences))),
         render=lambda requests: pool.render(timed, requests),

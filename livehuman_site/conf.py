@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "PLAYOUT_MAX_AHEAD_FRAMES": 4,  # the player schedules at most this far ahead: the cost of an interrupt
     "SAY_MAX_CHARS": 5000,  # longest text one `say` may queue
     "SESSION_STATE_TIMEOUT_S": 1.0,  # REST `state` waits this long for the owning worker before using the stored state
+    "ROLE_SWITCH_TIMEOUT_S": 10.0,  # REST `role` waits this long for the owning worker (a role not loaded yet loads)
     # Sessions and limits (DESIGN.md §1, §5)
     "MAX_SESSIONS_PER_WORKER": 8,
     "SESSION_IDLE_TIMEOUT_S": 600,
@@ -39,14 +40,26 @@ DEFAULTS: dict[str, Any] = {
     "AVATAR_PROGRESS_INTERVAL_S": 0.5,  # how often a running build writes its progress to the database
     "AVATAR_BUILD_QUEUE": "celery",  # Celery's default queue; name another to run builds on dedicated workers (-Q)
     # Lip-sync batching (DESIGN.md §5)
-    "LIPSYNC_BATCH_SIZE": 8,
-    "LIPSYNC_BATCH_WAIT_MS": 8,
+    "LIPSYNC_BATCH_SIZE": 8,  # frames of all sessions in one forward pass, at most
+    "LIPSYNC_BATCH_WAIT_MS": 8,  # how long a partial batch may wait for a session about to send (never when alone)
+    "PRELOAD_ROLES": False,  # load every active role's models and avatar when the worker's first session connects
+    # Degradation under load (DESIGN.md §4): a session that falls behind its clock lowers its fps a rung at a time
+    "FPS_LADDER": [50, 30, 25, 20],  # rungs below the role's own fps; all must divide 48 000
+    "DEGRADE_ENABLED": True,
+    "DEGRADE_LATE_FRAMES": 3,  # late frames within DEGRADE_WINDOW_S that make a session step down
+    "DEGRADE_WINDOW_S": 2.0,
+    "DEGRADE_HOLD_S": 2.0,  # after a change, wait this long before judging again
+    "DEGRADE_RECOVER_S": 5.0,  # on time this long, with headroom, before stepping back up (doubles if it was early)
+    "DEGRADE_HEADROOM": 0.7,  # step up only if the lip-sync load at the higher fps stays under this share of real time
     "WAV2LIP_CHECKPOINT": "",
     # Speech synthesis servers (GPT-SoVITS): longest wait for the answer's next bytes before the sentence fails
     "TTS_TIMEOUT_S": 20.0,
     # Conversation (DESIGN.md §3)
     "VAD_SILENCE_MS": 300,
     "VAD_MIN_SPEECH_MS": 250,
+    # Barge-in: which speech cuts the avatar while it talks. "always": any (the page asks the browser for echo
+    # cancellation); "push_to_talk": only speech sent with the talk button held, hands-free speech is ignored then.
+    "BARGE_IN": "always",
     "LLM_TIMEOUT_S": 30,
     "LLM_HISTORY_CHARS": 6000,
     "FUNASR_MODEL_DIR": "",  # folder with the streaming paraformer (manage.py download_funasr_models)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from realtime.conversation.settings import ConversationSettings
+from realtime.degrade import DegradePolicy
 from realtime.engines.tts.base import VoiceSettings
 from realtime.pipeline.pipeline import PlayoutSettings
 
@@ -25,3 +27,6 @@ class SessionConfig:
     voice: VoiceSettings
     ice_servers: tuple[Mapping[str, Any], ...] = ()
     playout: PlayoutSettings = field(default_factory=PlayoutSettings)
+    conversation: ConversationSettings | None = None  # None: no voice input or LLM (the avatar only says texts)
+    degrade: DegradePolicy = field(default_factory=DegradePolicy)  # when to lower and raise the fps under load
+    idle_timeout_s: float = 0.0  # end the session after this long without speech or text; 0: never

@@ -8,35 +8,49 @@ per spoken text) in a few ``database_sync_to_async`` helpers.
 Order on connect: authenticate (session login or API key) → find the session
 through the caller's tenant scope → take a place under the per-worker cap →
 only then load engines; the peer connection is made when the offer arrives.
-The tenant's cap was enforced when the session was created over REST.
+The tenant's cap was enforced when the session was created over REST, and
+is checked again here against the tenant's live sessions (any process).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.utils.translation import gettext as _
 
 from avatars_app.bundle.format import UnsupportedBundle
+from avatars_app.models import Role
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.authentication import authenticate_api_key
 from livehuman_site.tenancy.scoping import scope_for_api_key, scope_for_user
-from sessions_app.control import STATE_REPLY, session_group
+from sessions_app.control import STATE_REPLY, SWITCH_ROLE_REPLY, session_group
 from sessions_app.models import ChatSession, Message
-from sessions_app.services import visible_sessions
+from sessions_app.services import (
+    RoleNotFound,
+    RoleUnavailable,
+    change_role,
+    switch_target,
+    tenant_has_room,
+    visible_sessions,
+)
 
+from .config import SessionConfig
+from .conversation import TalkMode, TurnRows
 from .engines.base import EngineUnavailable
 from .engines.registry import UnknownEngine
 from .live_sessions import AlreadyLive, WorkerFull, live_sessions
 from .pipeline import PipelineFull
 from .pool import get_pool
+from .preload import preload_once
 from .session import LiveSession, MessageTimings, SessionError
 from .session_factory import SessionUnavailable, build_session_config
 
@@ -100,6 +114,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             "candidate": self._on_candidate,
             "say": self._on_say,
             "interrupt": self._on_interrupt,
+            "mode": self._on_mode,
+            "talk": self._on_talk,
+            "switch_role": self._on_switch_role,
         }.get(kind)
         if handler is None:
             await self._error("bad_message", _("Unknown message type %(type)r.") % {"type": kind})
@@ -136,6 +153,20 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     async def _on_interrupt(self, content: dict[str, Any]) -> None:
         await self.live.interrupt()
 
+    async def _on_mode(self, content: dict[str, Any]) -> None:
+        try:
+            mode = TalkMode(content.get("talk"))
+        except ValueError:
+            raise SessionError("bad_message", _('"mode" needs "talk": "push" or "hands_free".')) from None
+        self.live.set_talk_mode(mode)
+
+    async def _on_talk(self, content: dict[str, Any]) -> None:
+        """The push-to-talk button: ``{"on": true}`` while held, ``{"on": false}`` when let go."""
+        self.live.set_talking(bool(content.get("on")))
+
+    async def _on_switch_role(self, content: dict[str, Any]) -> None:
+        await self._send({"type": "role", **await self._switch_role(content.get("role"))})
+
     # --- group messages (REST control through the channel layer, sessions_app.control) -------------------------
 
     async def session_say(self, event: dict[str, Any]) -> None:
@@ -153,10 +184,30 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         if self.live is not None:
             await self.channel_layer.send(event["reply_channel"], {"type": STATE_REPLY, **self.live.snapshot()})
 
+    async def session_end(self, event: dict[str, Any]) -> None:
+        """REST ``end``: the row is already ended; close the media and the socket here, where they live."""
+        if self.live is not None:
+            await self.ended(ChatSession.EndReason.CLIENT)
+
+    async def session_switch_role(self, event: dict[str, Any]) -> None:
+        if self.live is None:
+            return
+        try:
+            switched = await self._switch_role(event.get("role"))
+        except SessionError as exc:
+            reply = {"ok": False, "code": exc.code, "message": str(exc)}
+        except Exception:  # a crash here would drop the socket and leave the caller waiting for its timeout
+            logger.exception("session %s: switch_role failed", self.session_id)
+            reply = {"ok": False, "code": "internal_error", "message": _("The server could not switch the role.")}
+        else:
+            reply = {"ok": True, **switched}
+            await self._send({"type": "role", **switched})  # the page shows the new role too
+        await self.channel_layer.send(event["reply_channel"], {"type": SWITCH_ROLE_REPLY, **reply})
+
     # --- SessionEvents (from the LiveSession) -----------------------------------------------------------------
 
     async def state_changed(self, state: str) -> None:
-        await self._send({"type": "state", "state": state, "fps": self.live.config.fps})
+        await self._send({"type": "state", "state": state, "fps": self.live.rate.fps})
 
     async def subtitle(self, text: str, message_id: int) -> None:
         await self._send({"type": "subtitle", "text": text, "message_id": message_id})
@@ -167,13 +218,26 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             {
                 "type": "timings",
                 "message_id": message_id,
-                "asr_ms": None,
-                "llm_first_token_ms": None,
+                "asr_ms": timings.asr_ms,
+                "llm_first_token_ms": timings.llm_first_token_ms,
                 "tts_first_audio_ms": timings.tts_first_audio_ms,
                 "first_frame_ms": timings.first_frame_ms,
                 "total_ms": timings.total_ms,
+                "interrupted": timings.interrupted,
             }
         )
+
+    async def transcript(self, text: str, final: bool, message_id: int | None) -> None:
+        await self._send({"type": "transcript", "text": text, "final": final, "message_id": message_id})
+
+    @database_sync_to_async
+    def start_turn(self, text: str, asr_ms: int) -> TurnRows:
+        session = self.chat_session
+        rows = {"tenant_id": session.tenant_id, "session": session}
+        with transaction.atomic():  # one round trip's worth of work: this wait is part of the answer's latency
+            user = Message.objects.create(**rows, speaker=Message.Speaker.USER, text=text, asr_ms=asr_ms)
+            answer = Message.objects.create(**rows, speaker=Message.Speaker.ASSISTANT, text="")
+        return TurnRows(user.pk, answer.pk)
 
     async def error(self, code: str, message: str) -> None:
         await self._error(code, message)
@@ -196,6 +260,8 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         self._reserved = True
         try:
             config = await database_sync_to_async(build_session_config)(self.chat_session)
+            if livehuman_settings.PRELOAD_ROLES:
+                preload_once(get_pool())
             self.live = await LiveSession.open(config, get_pool(), self)
         except (SessionUnavailable, EngineUnavailable, UnknownEngine, UnsupportedBundle) as exc:
             await self._end_row(ChatSession.EndReason.ERROR)
@@ -204,6 +270,18 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(session_group(self.session_id), self.channel_name)
         await self._mark_connected()
         await self._send({"type": "state", "state": self.live.state.value, "fps": config.fps})
+
+    async def _switch_role(self, role_id: Any) -> dict[str, Any]:
+        """Play another role of the session's tenant in place; ``switch_ms`` is the whole request's time here."""
+        started = time.perf_counter()
+        role, config = await self._role_config(role_id)
+        try:
+            await self.live.switch_role(config)
+        except (EngineUnavailable, UnknownEngine, UnsupportedBundle) as exc:
+            raise SessionError("engine_unavailable", str(exc)) from exc
+        await database_sync_to_async(change_role)(self.chat_session, role)
+        switch_ms = round((time.perf_counter() - started) * 1000)
+        return {"role": role.pk, "name": role.name, "fps": config.fps, "switch_ms": switch_ms}
 
     async def _refuse(self, refusal: Refused) -> None:
         await self._error(refusal.code, str(refusal))
@@ -282,7 +360,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             raise Refused("forbidden", _("You belong to no active tenant."), 4403)
         session = (
             visible_sessions(tenant_scope, user)
-            .select_related("role__voice", "role__avatar")
+            .select_related("role__voice", "role__avatar", "role__prompt")
             .filter(pk=self.session_id)
             .first()
         )
@@ -290,7 +368,17 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             raise Refused("not_found", _("No such session."), 4404)
         if not session.is_open:
             raise Refused("session_ended", _("This session has ended; start a new one."), 4409)
+        if not tenant_has_room(session):
+            raise Refused("session_limit", _("Your organisation is at its limit of live sessions."), 4429)
         return session
+
+    @database_sync_to_async
+    def _role_config(self, role_id: Any) -> tuple[Role, SessionConfig]:
+        try:
+            role = switch_target(self.chat_session, role_id)
+            return role, build_session_config(self.chat_session, role)
+        except (RoleNotFound, RoleUnavailable, SessionUnavailable) as exc:
+            raise SessionError(exc.code, str(exc)) from exc
 
     @database_sync_to_async
     def _mark_connected(self) -> None:
@@ -316,6 +404,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _record_timings(self, message_id: int, timings: MessageTimings) -> None:
         Message.objects.filter(pk=message_id).update(
+            text=timings.text,
+            asr_ms=timings.asr_ms,
+            llm_first_token_ms=timings.llm_first_token_ms,
             tts_first_audio_ms=timings.tts_first_audio_ms,
             first_frame_ms=timings.first_frame_ms,
             total_ms=timings.total_ms,

@@ -1,11 +1,16 @@
 """The model pool: one copy per process of every engine model and avatar bundle, shared by all sessions.
 
 Loading (a Piper voice, a Wav2Lip checkpoint, a bundle's memory maps) happens
-on first use, in an executor, once: a second session asking for the same model
-while it loads waits for the first load. Sessions hold a ``Lease``; releasing
-it drops the session's references, while the pool keeps the models warm for the
-next session (DESIGN.md §5). Batching lip-sync requests across sessions and
-degrading under load plug in behind ``render``.
+once per process, on first use or ahead of time (``warm``, for preloading the
+active roles), in an executor: a second session asking for the same model while
+it loads waits for the first load. Sessions hold a ``Lease``; releasing it drops
+the session's references (and anything it still had queued for the model),
+while the pool keeps the models warm for the next session and for role switches
+(DESIGN.md §5).
+
+Every lip-sync model has one ``BatchingExecutor``: the frames all sessions ask
+of that model are gathered into shared forward passes, run one at a time in the
+pool's render thread.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,26 +31,31 @@ import numpy as np
 
 from avatars_app.bundle.format import MANIFEST_FILE
 from avatars_app.bundle.reader import AvatarBundle
+from realtime.batching import BatchingExecutor
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
 from realtime.engines.registry import engine_class
 from realtime.engines.tts.base import TTSEngine, VoiceSettings
 
 logger = logging.getLogger(__name__)
 
+QUEUED_BATCHES_PER_SESSION = 2  # a render stage waits for each call, so it never has more than one batch queued
+
 
 @dataclass(eq=False)
 class Lease:
-    """A session's handle on the shared models it uses."""
+    """A session's handle on the shared models it uses; it is also the session's place in the batcher's turn."""
 
     pool: ModelPool
     tts: TTSEngine
     lipsync: LipSyncEngine
     avatar: AvatarBundle
     keys: tuple[Hashable, ...]
+    batcher: BatchingExecutor[LipSyncRequest, np.ndarray]
     released: bool = field(default=False)
 
     async def render(self, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
-        return await self.pool.render(self.lipsync, requests)
+        """This session's frames, rendered in forward passes shared with the other sessions of the model."""
+        return await self.batcher.submit(self, requests)
 
     def release(self) -> None:
         """Give the references back (idempotent); the models stay loaded in the pool."""
@@ -54,7 +65,7 @@ class Lease:
 
 
 class ModelPool:
-    """Shared engines and avatars of one process, and the executor lip-sync renders run in."""
+    """Shared engines and avatars of one process, the lip-sync batchers, and the thread renders run in."""
 
     def __init__(
         self,
@@ -62,35 +73,51 @@ class ModelPool:
         device: str | None = None,
         render_threads: int = 1,
         resolve: Callable[[str, str], type[Any]] = engine_class,
+        batch_size: int = 8,
+        batch_wait_ms: float = 8.0,
     ) -> None:
         self.device = device  # None: CUDA when torch sees a GPU, else CPU, decided at the first lip-sync load
         # One render thread by default: numpy/torch already use the cores, and one queue keeps frame order simple.
         self._executor = ThreadPoolExecutor(render_threads, thread_name_prefix="lipsync")
         self._resolve = resolve
+        self.batch_size = batch_size
+        self.batch_wait_s = batch_wait_ms / 1000
         self._loaded: dict[Hashable, Any] = {}
-        self._loading: dict[Hashable, asyncio.Lock] = {}
+        self._load_locks: dict[Hashable, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._batchers: dict[Hashable, BatchingExecutor[LipSyncRequest, np.ndarray]] = {}
         self._users: Counter[Hashable] = Counter()
         self._leases = 0
 
     async def lease(self, *, tts_engine: str, voice: VoiceSettings, lipsync_engine: str, avatar_path: Path) -> Lease:
-        """The engines and avatar a session needs, loading what is not loaded yet.
+        """The engines and avatar a session needs, loading what is not loaded yet (nothing, for a warm role).
 
         Raises what the loaders raise: ``EngineUnavailable`` (a missing package,
         checkpoint or server setting), ``UnknownEngine``, ``UnsupportedBundle``.
         """
+        keys = await self.warm(
+            tts_engine=tts_engine, voice=voice, lipsync_engine=lipsync_engine, avatar_path=avatar_path
+        )
+        tts_key, lipsync_key, avatar_key = keys
+        self._users.update(keys)
+        self._leases += 1
+        lipsync = self._loaded[lipsync_key]
+        return Lease(self, self._loaded[tts_key], lipsync, self._loaded[avatar_key], keys, self._batcher(lipsync_key))
+
+    async def warm(
+        self, *, tts_engine: str, voice: VoiceSettings, lipsync_engine: str, avatar_path: Path
+    ) -> tuple[Hashable, Hashable, Hashable]:
+        """Load a role's engines and avatar without taking a lease (preloading); returns their pool keys."""
         tts_key = ("tts", tts_engine, voice)
         lipsync_key = ("lipsync", lipsync_engine)
         avatar_key = ("avatar", _bundle_identity(avatar_path))
-        tts = await self._get(tts_key, lambda: self._resolve("tts", tts_engine)(voice))
-        lipsync = await self._get(lipsync_key, lambda: self._resolve("lipsync", lipsync_engine)(self._device()))
-        avatar = await self._get(avatar_key, lambda: AvatarBundle.open(avatar_path))
-        keys = (tts_key, lipsync_key, avatar_key)
-        self._users.update(keys)
-        self._leases += 1
-        return Lease(self, tts, lipsync, avatar, keys)
+        await self._get(tts_key, lambda: self._resolve("tts", tts_engine)(voice))
+        await self._get(lipsync_key, lambda: self._resolve("lipsync", lipsync_engine)(self._device()))
+        await self._get(avatar_key, lambda: AvatarBundle.open(avatar_path))
+        return tts_key, lipsync_key, avatar_key
 
     async def render(self, engine: LipSyncEngine, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
-        """Run ``engine.render_batch`` in the render executor (it blocks: numpy, torch)."""
+        """Run ``engine.render_batch`` in the render thread now, unbatched (it blocks: numpy, torch)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, engine.render_batch, list(requests))
 
@@ -106,7 +133,10 @@ class ModelPool:
         return list(self._loaded)
 
     async def aclose(self) -> None:
-        """Shut the pool down (process exit): close engines' clients and stop the render thread."""
+        """Shut the pool down (process exit): stop the batchers, close engines' clients, stop the render thread."""
+        for batcher in self._batchers.values():
+            await batcher.aclose()
+        self._batchers.clear()
         for resource in self._loaded.values():
             if isinstance(resource, TTSEngine):
                 await resource.aclose()
@@ -114,14 +144,33 @@ class ModelPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _get(self, key: Hashable, load: Callable[[], Any]) -> Any:
-        if key in self._loaded:
+        if key in self._loaded:  # the common case, and a role switch's: no executor round trip
             return self._loaded[key]
-        lock = self._loading.setdefault(key, asyncio.Lock())
-        async with lock:
+        return await asyncio.get_running_loop().run_in_executor(None, self._load_once, key, load)
+
+    def _load_once(self, key: Hashable, load: Callable[[], Any]) -> Any:
+        """Load ``key`` unless another thread already did. Thread locks, not asyncio ones: loads may come from any
+        event loop (tests run one per test) and from preloading, and they run in executor threads anyway."""
+        with self._locks_guard:
+            lock = self._load_locks.setdefault(key, threading.Lock())
+        with lock:
             if key not in self._loaded:
                 logger.info("loading %s", key)
-                self._loaded[key] = await asyncio.get_running_loop().run_in_executor(None, load)
-        return self._loaded[key]
+                self._loaded[key] = load()
+            return self._loaded[key]
+
+    def _batcher(self, lipsync_key: Hashable) -> BatchingExecutor[LipSyncRequest, np.ndarray]:
+        batcher = self._batchers.get(lipsync_key)
+        if batcher is None:
+            engine = self._loaded[lipsync_key]
+            batcher = self._batchers[lipsync_key] = BatchingExecutor(
+                functools.partial(self.render, engine),
+                batch_size=self.batch_size,
+                wait_s=self.batch_wait_s,
+                max_queued=QUEUED_BATCHES_PER_SESSION * self.batch_size,
+                name=f"lipsync.{engine.name}",
+            )
+        return batcher
 
     def _device(self) -> str:
         if self.device is None:
@@ -129,6 +178,7 @@ class ModelPool:
         return self.device
 
     def _return(self, lease: Lease) -> None:
+        lease.batcher.forget(lease)
         self._users.subtract(lease.keys)
         self._users += Counter()  # drop keys nobody holds any more
         self._leases -= 1
@@ -154,5 +204,9 @@ def _bundle_identity(path: Path) -> tuple[str, int]:
 
 @functools.cache
 def get_pool() -> ModelPool:
-    """This process's pool, created on first use."""
-    return ModelPool()
+    """This process's pool, created on first use, batching as the LIPSYNC_BATCH_* settings say."""
+    from livehuman_site.conf import livehuman_settings
+
+    return ModelPool(
+        batch_size=livehuman_settings.LIPSYNC_BATCH_SIZE, batch_wait_ms=livehuman_settings.LIPSYNC_BATCH_WAIT_MS
+    )

@@ -10,13 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext as _
 
-from avatars_app.models import Voice
+from avatars_app.models import Role, Voice
 from livehuman_site.conf import livehuman_settings
 from sessions_app.models import ChatSession
 
 from .config import SessionConfig
+from .conversation import BargeIn, ConversationSettings
+from .degrade import DegradePolicy
+from .engines.llm.base import LLMSettings
 from .engines.tts.base import VoiceSettings
 from .pipeline import PlayoutSettings
 
@@ -27,8 +31,9 @@ class SessionUnavailable(Exception):
     code = "role_unavailable"
 
 
-def build_session_config(session: ChatSession) -> SessionConfig:
-    role = session.role
+def build_session_config(session: ChatSession, role: Role | None = None) -> SessionConfig:
+    """The session as its role (or ``role``: the one it switches to, checked by the caller) plays it."""
+    role = role or session.role
     avatar = role.avatar
     if avatar is None or not avatar.is_ready or not avatar.bundle_path:
         raise SessionUnavailable(_("The role %(role)s has no ready avatar.") % {"role": role.name})
@@ -47,7 +52,52 @@ def build_session_config(session: ChatSession) -> SessionConfig:
             max_ahead_frames=livehuman_settings.PLAYOUT_MAX_AHEAD_FRAMES,
             batch_size=livehuman_settings.LIPSYNC_BATCH_SIZE,
         ),
+        conversation=conversation_settings(role, session_id=str(session.pk)),
+        degrade=DegradePolicy.from_settings(),
+        idle_timeout_s=livehuman_settings.SESSION_IDLE_TIMEOUT_S,
     )
+
+
+def conversation_settings(role: Role, *, session_id: str) -> ConversationSettings:
+    """The role's ASR and LLM engines and settings, and the product's turn-taking settings."""
+    return ConversationSettings(
+        asr_engine=role.asr_engine,
+        asr_options=_asr_options(role.asr_engine),
+        llm_engine=role.llm_engine,
+        llm=LLMSettings(
+            model=role.llm_model,
+            base_url=role.llm_base_url,
+            api_key=role.llm_api_key or "",
+            temperature=role.temperature,
+            system_prompt=role.prompt.system_text if role.prompt else "",
+            timeout_s=float(livehuman_settings.LLM_TIMEOUT_S),
+            history_chars=int(livehuman_settings.LLM_HISTORY_CHARS),
+            user=session_id,  # Dify wants an end-user id; the session is the closest stable one
+        ),
+        language=role.language,
+        barge_in=barge_in_setting(),
+        vad_silence_ms=livehuman_settings.VAD_SILENCE_MS,
+        vad_min_speech_ms=livehuman_settings.VAD_MIN_SPEECH_MS,
+    )
+
+
+def barge_in_setting() -> BargeIn:
+    value = livehuman_settings.BARGE_IN
+    try:
+        return BargeIn(value)
+    except ValueError:
+        choices = " or ".join(repr(choice.value) for choice in BargeIn)
+        raise ImproperlyConfigured(f"The LIVEHUMAN setting BARGE_IN must be {choices}, not {value!r}.") from None
+
+
+def _asr_options(engine: str) -> dict[str, str]:
+    """Constructor arguments of the ASR engine: only FunASR has any (its model folders, from settings)."""
+    if engine == "funasr":
+        return {
+            "model_dir": livehuman_settings.FUNASR_MODEL_DIR,
+            "punc_model_dir": livehuman_settings.FUNASR_PUNC_MODEL_DIR,
+        }
+    return {}
 
 
 def voice_settings(voice: Voice) -> VoiceSettings:

@@ -1,13 +1,18 @@
 """What goes on air next: the meeting point of the player (writes) and the two tracks (take).
 
-Video frames are keyed by their tick on the session clock (frame ``k`` is shown
-at ``k / fps``) and audio by 20 ms packet (packet ``n`` at ``n · 20 ms``). The
-player writes a frame and its audio under the same clock position, so whichever
-track takes them, they leave stamped with the same instant. Whatever is still
-here has not been sent: an interrupt clears it and the next packet is silence.
+Positions are 48 kHz sample counts on the session clock (sample ``s`` is at
+``s / 48 000`` s), so frames made at different fps — before and after the
+session degrades, or a role with another fps — sit on one time line. A video
+frame covers ``[start, start + its audio length)``; audio is kept by 20 ms
+packet (packet ``n`` at ``n · 20 ms``). The player writes a frame and its audio
+from the same position, so whichever track takes them, they leave stamped with
+the same instant. Whatever is still here has not been sent: an interrupt clears
+it and the next packet is silence.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,29 +31,47 @@ def samples_per_frame(fps: int) -> int:
     return OUTPUT_RATE // fps
 
 
-def avatar_frame_at(avatar: AvatarBundle, tick: int, fps: int) -> int:
-    """The avatar frame shown at ``tick``: its own ping-pong loop at its own fps, whatever the output fps."""
-    return avatar.pingpong_index(tick * avatar.fps // fps)
+def avatar_frame_at(avatar: AvatarBundle, at: int) -> int:
+    """The avatar frame shown at position ``at``: its own ping-pong loop at its own fps, whatever the output fps."""
+    return avatar.pingpong_index(at * avatar.fps // OUTPUT_RATE)
 
 
-class PlayoutTimeline:
-    """Frames by tick and 48 kHz int16 audio by packet, for the next few frames only."""
+class FrameRate:
+    """A session's current video fps: the degradation governor moves it, the video track and the player's
+    slot grid follow at once, and the features stage picks it up at each new sentence."""
 
     def __init__(self, fps: int) -> None:
         self.fps = fps
-        self.samples_per_frame = samples_per_frame(fps)
-        self._video: dict[int, np.ndarray] = {}
+
+    @property
+    def frame_samples(self) -> int:
+        return samples_per_frame(self.fps)
+
+
+@dataclass(frozen=True)
+class ScheduledFrame:
+    """A video frame on the time line: on screen from ``start`` until ``end`` (48 kHz samples)."""
+
+    start: int
+    end: int
+    video: np.ndarray
+
+
+class PlayoutTimeline:
+    """Frames by start position and 48 kHz int16 audio by packet, for the next few frames only."""
+
+    def __init__(self) -> None:
+        self._video: dict[int, ScheduledFrame] = {}
         self._audio: dict[int, np.ndarray] = {}
 
-    def put(self, tick: int, video: np.ndarray, audio: np.ndarray) -> None:
-        """Schedule ``video`` at ``tick`` and ``audio`` (exactly one frame's worth) from the same instant."""
-        if len(audio) != self.samples_per_frame:
-            raise ValueError(f"a frame's audio must be {self.samples_per_frame} samples, got {len(audio)}")
-        self._video[tick] = video
-        position = tick * self.samples_per_frame
+    def put(self, at: int, video: np.ndarray, audio: np.ndarray) -> None:
+        """Schedule ``video`` from ``at`` for as long as its ``audio`` (1/fps s of 48 kHz samples) lasts."""
+        if not len(audio):
+            raise ValueError("a frame needs its audio: its length is the frame's duration")
+        self._video[at] = ScheduledFrame(at, at + len(audio), video)
         written = 0
         while written < len(audio):
-            packet, offset = divmod(position + written, PACKET_SAMPLES)
+            packet, offset = divmod(at + written, PACKET_SAMPLES)
             count = min(PACKET_SAMPLES - offset, len(audio) - written)
             buffer = self._audio.get(packet)
             if buffer is None:
@@ -56,20 +79,31 @@ class PlayoutTimeline:
             buffer[offset : offset + count] = audio[written : written + count]
             written += count
 
-    def take_video(self, tick: int) -> np.ndarray | None:
-        """The frame scheduled at ``tick``, if any; frames for earlier ticks are past and dropped."""
-        _drop_before(self._video, tick)
-        return self._video.pop(tick, None)
+    def take_video(self, at: int) -> ScheduledFrame | None:
+        """The frame on screen at ``at``, if one is scheduled there; frames that ended by ``at`` are dropped."""
+        self._drop_video_before(at)
+        covering = [frame for frame in self._video.values() if frame.start <= at]
+        if not covering:
+            return None
+        frame = max(covering, key=lambda f: f.start)
+        del self._video[frame.start]
+        return frame
+
+    def next_start(self, after: int) -> int | None:
+        """Where the first frame scheduled after ``after`` starts (the idle loop must not step over it)."""
+        return min((start for start in self._video if start > after), default=None)
 
     def take_audio(self, packet: int) -> np.ndarray | None:
         """Packet ``packet``'s 960 samples, if anything was scheduled in it; earlier packets are dropped."""
-        _drop_before(self._audio, packet)
+        for stale in [key for key in self._audio if key < packet]:
+            del self._audio[stale]
         return self._audio.pop(packet, None)
 
-    def drop_past(self, tick: int) -> None:
-        """Forget what should have left before ``tick``: bounds memory when no peer is taking anything yet."""
-        _drop_before(self._video, tick)
-        _drop_before(self._audio, tick * self.samples_per_frame // PACKET_SAMPLES)
+    def drop_past(self, at: int) -> None:
+        """Forget what should have left before ``at``: bounds memory when no peer is taking anything yet."""
+        self._drop_video_before(at)
+        for stale in [key for key in self._audio if key < at // PACKET_SAMPLES]:
+            del self._audio[stale]
 
     def clear(self) -> None:
         """Forget everything not yet sent (interrupt)."""
@@ -80,8 +114,7 @@ class PlayoutTimeline:
         """Frames scheduled and not yet sent."""
         return len(self._video)
 
-
-def _drop_before(schedule: dict[int, np.ndarray], index: int) -> None:
-    # The schedule holds a few entries (the player stays a few frames ahead), so a scan is cheap.
-    for stale in [key for key in schedule if key < index]:
-        del schedule[stale]
+    def _drop_video_before(self, at: int) -> None:
+        # The schedule holds a few entries (the player stays a few frames ahead), so a scan is cheap.
+        for stale in [start for start, frame in self._video.items() if frame.end <= at]:
+            del self._video[stale]

@@ -1,4 +1,4 @@
-"""The avatar's aiortc tracks: 48 kHz / 20 ms audio and video at the role's fps, both timed by the session clock.
+"""The avatar's aiortc tracks: 48 kHz / 20 ms audio and video at the session's fps, both timed by the session clock.
 
 A track owns its pacing: ``recv`` sleeps until its next slot on the session
 clock, takes what the player scheduled there, and stamps ``pts`` from the slot
@@ -14,6 +14,7 @@ stream degrades to fewer frames.
 from __future__ import annotations
 
 import fractions
+from collections.abc import Callable
 
 import av
 import numpy as np
@@ -23,7 +24,14 @@ from avatars_app.bundle.reader import AvatarBundle
 from realtime.audio import OUTPUT_RATE
 
 from .clock import SessionClock
-from .timeline import PACKET_SAMPLES, PACKET_SECONDS, PACKETS_PER_SECOND, PlayoutTimeline, avatar_frame_at
+from .timeline import (
+    PACKET_SAMPLES,
+    PACKET_SECONDS,
+    PACKETS_PER_SECOND,
+    FrameRate,
+    PlayoutTimeline,
+    avatar_frame_at,
+)
 
 VIDEO_CLOCK_RATE = 90_000  # RTP clock of every video codec
 AUDIO_TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
@@ -69,34 +77,65 @@ class AvatarAudioTrack(MediaStreamTrack):
 
 
 class AvatarVideoTrack(MediaStreamTrack):
-    """The frame scheduled for each tick, else the avatar's idle frame for that tick."""
+    """The frame scheduled for each slot, else the avatar's idle frame for that slot.
+
+    Slots follow the session's current ``FrameRate``: while speech frames are
+    on the timeline each slot starts where the previous frame ended (so frames
+    made at any fps are shown whole, at their own time), and while idle the slots
+    sit on the current fps's grid. ``on_skipped(frames, fps)`` hears of slots
+    the sender was too late to send (the degradation governor listens).
+    """
 
     kind = "video"
 
-    def __init__(self, clock: SessionClock, timeline: PlayoutTimeline, avatar: AvatarBundle) -> None:
+    def __init__(
+        self,
+        clock: SessionClock,
+        timeline: PlayoutTimeline,
+        avatar: AvatarBundle,
+        rate: FrameRate,
+        on_skipped: Callable[[int, int], None] | None = None,
+    ) -> None:
         super().__init__()
         self._clock = clock
         self._timeline = timeline
-        self._avatar = avatar
-        self.fps = timeline.fps
-        self._next_tick: int | None = None
+        self.avatar = avatar  # swapped in place on a role switch
+        self.rate = rate
+        self.on_skipped = on_skipped
+        self._next: int | None = None  # position (48 kHz samples) of the next slot
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        tick = self._advance()
-        await self._clock.sleep_until(tick / self.fps)
-        rgb = self._timeline.take_video(tick)
-        if rgb is None:
-            rgb = self._avatar.frames[avatar_frame_at(self._avatar, tick, self.fps)]
+        at = self._slot()
+        await self._clock.sleep_until(at / OUTPUT_RATE)
+        scheduled = self._timeline.take_video(at)
+        if scheduled is not None:
+            rgb = scheduled.video
+            self._next = scheduled.end
+        else:
+            rgb = self.avatar.frames[avatar_frame_at(self.avatar, at)]
+            self._next = self._idle_after(at)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts = tick * VIDEO_CLOCK_RATE // self.fps
+        frame.pts = at * VIDEO_CLOCK_RATE // OUTPUT_RATE
         frame.time_base = VIDEO_TIME_BASE
         return frame
 
-    def _advance(self) -> int:
-        # A frame whose slot has passed is never sent late: the sender gets the current one.
-        current = self._clock.tick(self.fps)
-        tick = self._clock.next_tick(self.fps) if self._next_tick is None else max(self._next_tick, current)
-        self._next_tick = tick + 1
-        return tick
+    def _slot(self) -> int:
+        step = self.rate.frame_samples
+        if self._next is None:
+            return self._clock.next_tick(self.rate.fps) * step
+        now = self._clock.tick(OUTPUT_RATE)
+        if self._next + step <= now:
+            # That slot is over: never send a frame late; send what is on screen now.
+            if self.on_skipped is not None:
+                self.on_skipped((now - self._next) // step, self.rate.fps)
+            return now
+        return self._next
+
+    def _idle_after(self, at: int) -> int:
+        """The next slot on the current fps's grid, or the start of the next speech frame if that comes first."""
+        step = self.rate.frame_samples
+        grid = (at // step + 1) * step
+        upcoming = self._timeline.next_start(at)
+        return grid if upcoming is None else min(grid, upcoming)

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from livehuman_site.tenancy.api import TenantScopedViewSetMixin
 
 from . import control, services
-from .control_serializers import SaySerializer, SessionStateSerializer
+from .control_serializers import RoleSwitchSerializer, SaySerializer, SessionStateSerializer
 from .models import ChatSession, Message
 from .serializers import ChatSessionSerializer, MessageSerializer
 
@@ -95,6 +95,31 @@ class ChatSessionViewSet(
     def live_state(self, request: Request, pk: Any = None) -> Response:
         """The live speaking state from the process that owns the session, else the stored state."""
         return Response(SessionStateSerializer(control.state(self.get_object())).data)
+
+    @extend_schema(request=RoleSwitchSerializer, responses=ChatSessionSerializer)
+    @action(detail=True, methods=["post"], url_path="role")
+    def switch_role(self, request: Request, pk: Any = None) -> Response:
+        """Play another role of the tenant in place: avatar, voice, prompt and LLM change without reconnecting.
+
+        A connected session is switched by the worker that runs it (the reply
+        carries ``switch_ms``, the time it took there); one not connected yet
+        just starts as the new role.
+        """
+        session = self.get_object()
+        body = RoleSwitchSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            role = services.switch_target(session, body.validated_data["role"])
+            live = control.switch_role(session, role)
+        except services.RoleNotFound as exc:
+            raise exceptions.ValidationError({"role": [str(exc)]}, code=exc.code) from exc
+        except services.RoleUnavailable as exc:
+            raise ConflictError(str(exc), code=exc.code) from exc
+        except control.SessionNotLive as exc:
+            raise ConflictError(str(exc), code=exc.code) from exc
+        except control.SwitchRefused as exc:
+            raise ConflictError(str(exc), code=exc.code) from exc
+        return Response({**self.get_serializer(session).data, **live}, status=status.HTTP_200_OK)
 
     def _control(self, command: Any, **arguments: Any) -> None:
         try:

@@ -2,8 +2,10 @@
 
 A session's media lives in the daphne process whose consumer accepted its
 WebSocket; that consumer listens on the group ``session.<uuid>``. Say and
-interrupt are fire-and-forget group messages; ``state`` asks over a fresh
-reply channel and falls back to the stored state when no owner answers in time.
+interrupt are fire-and-forget group messages; ``state`` and ``switch_role`` ask
+over a fresh reply channel. ``state`` falls back to the stored state when no
+owner answers in time; a role switch of a session nobody owns just changes
+the stored role (its media starts as that role when it connects).
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.utils.translation import gettext as _
 
+from avatars_app.models import Role
 from livehuman_site.conf import livehuman_settings
 
+from . import services
 from .models import ChatSession
 
 SAY = "session.say"
 INTERRUPT = "session.interrupt"
 STATE = "session.state"
 STATE_REPLY = "session.state.reply"
+SWITCH_ROLE = "session.switch_role"
+SWITCH_ROLE_REPLY = "session.switch_role.reply"
+END = "session.end"
 
 
 def session_group(session_id: Any) -> str:
@@ -33,6 +40,14 @@ class SessionNotLive(Exception):
     """No process owns the session's media: it is not connected yet, or it has ended."""
 
     code = "not_connected"
+
+
+class SwitchRefused(Exception):
+    """The owner could not switch the role (``code`` and message come from it)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def say(session: ChatSession, text: str, interrupt: bool = False) -> None:
@@ -46,10 +61,16 @@ def interrupt(session: ChatSession) -> None:
 def state(session: ChatSession) -> dict[str, Any]:
     """The owner's live ``{state, role, fps, speaking_text}``, else the stored lifecycle state."""
     if session.state == ChatSession.State.CONNECTED:
-        reply = async_to_sync(_ask_state)(session_group(session.pk), livehuman_settings.SESSION_STATE_TIMEOUT_S)
+        timeout = livehuman_settings.SESSION_STATE_TIMEOUT_S
+        reply = async_to_sync(_ask)(session_group(session.pk), {"type": STATE}, timeout)
         if reply is not None:
             return {key: reply[key] for key in ("state", "role", "fps", "speaking_text")}
     return {"state": session.state, "role": session.role_id, "fps": session.role.fps, "speaking_text": ""}
+
+
+def close(session: ChatSession) -> None:
+    """Tell the owning process, if there is one, to close the session's connection (REST ``end``)."""
+    async_to_sync(get_channel_layer().group_send)(session_group(session.pk), {"type": END})
 
 
 def _send(session: ChatSession, event: dict[str, Any]) -> None:
@@ -58,10 +79,32 @@ def _send(session: ChatSession, event: dict[str, Any]) -> None:
     async_to_sync(get_channel_layer().group_send)(session_group(session.pk), event)
 
 
-async def _ask_state(group: str, timeout: float) -> dict[str, Any] | None:
+def switch_role(session: ChatSession, role: Role) -> dict[str, Any]:
+    """Make ``session`` play ``role`` (one of its tenant's, checked by the caller): live, by its owner, when it is
+    connected, else in the stored row. Returns the owner's ``{role, fps, switch_ms}`` (empty when not live).
+
+    Raises ``SessionNotLive`` (ended, or a connected session whose owner does not answer) and ``SwitchRefused``.
+    """
+    if session.state == ChatSession.State.ENDED:
+        raise SessionNotLive(_("The session has ended."))
+    if session.state != ChatSession.State.CONNECTED:
+        services.change_role(session, role)
+        return {}
+    event = {"type": SWITCH_ROLE, "role": role.pk}
+    reply = async_to_sync(_ask)(session_group(session.pk), event, livehuman_settings.ROLE_SWITCH_TIMEOUT_S)
+    if reply is None:
+        raise SessionNotLive(_("The server that runs this session did not answer; try again."))
+    if not reply["ok"]:
+        raise SwitchRefused(reply["code"], reply["message"])
+    session.refresh_from_db(fields=["role"])
+    return {key: reply[key] for key in ("role", "fps", "switch_ms")}
+
+
+async def _ask(group: str, event: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    """Send ``event`` to the session's owner and wait for its reply; None when nobody answers in time."""
     layer = get_channel_layer()
     reply_channel = await layer.new_channel()
-    await layer.group_send(group, {"type": STATE, "reply_channel": reply_channel})
+    await layer.group_send(group, {**event, "reply_channel": reply_channel})
     try:
         return await asyncio.wait_for(layer.receive(reply_channel), timeout)
     except TimeoutError:

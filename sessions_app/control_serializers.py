@@ -1,4 +1,4 @@
-"""Request and response bodies of the live-session control endpoints (say, state)."""
+"""Request and response bodies of the live-session control endpoints (say, state, role)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,9 @@ class SessionStateSerializer(serializers.Serializer):
     role = serializers.IntegerField()
     fps = serializers.IntegerField()
     speaking_text = serializers.CharField(allow_blank=True)
+
+
+class RoleSwitchSerializer(serializers.Serializer):
+    """The role to switch to: the id of one of the session's tenant's roles."""
+
+    role = serializers.IntegerField(min_value=1)

@@ -12,6 +12,7 @@ from avatars_app.models import Role
 from livehuman_site.tenancy.models import Tenant
 from livehuman_site.tenancy.scoping import Scope
 
+from . import control
 from .models import ChatSession
 
 
@@ -70,6 +71,50 @@ def open_session(scope: Scope, role: Role, user: Any = None) -> ChatSession:
         )
 
 
+def tenant_has_room(session: ChatSession) -> bool:
+    """May ``session`` go live? Its tenant's other connected sessions must be under the tenant's limit (checked
+    again at connect time: the limit may have been lowered since the session was created)."""
+    live = ChatSession.objects.filter(tenant_id=session.tenant_id, state=ChatSession.State.CONNECTED)
+    return live.exclude(pk=session.pk).count() < session.tenant.max_concurrent_sessions
+
+
+class RoleNotFound(Exception):
+    """No role with that id in the session's tenant."""
+
+    code = "role_not_found"
+
+
+def switch_target(session: ChatSession, role_id: Any) -> Role:
+    """The role ``session`` may switch to: one of its own tenant's, active, its avatar ready.
+
+    Looked up in the session's tenant only, whoever asks: an id from another
+    tenant is as unknown as one that does not exist.
+    """
+    digits = isinstance(role_id, int | str) and not isinstance(role_id, bool) and str(role_id).isdigit()
+    role = (
+        Role.objects.filter(tenant_id=session.tenant_id, pk=int(role_id) if digits else None)
+        .select_related("voice", "avatar", "prompt")
+        .first()
+    )
+    if role is None:
+        raise RoleNotFound(_("No role %(role)r in this tenant.") % {"role": role_id})
+    if not role.active:
+        raise RoleUnavailable(_("The role %(role)s is not active.") % {"role": role.name})
+    if role.avatar is None or not role.avatar.is_ready:
+        raise RoleUnavailable(_("The role %(role)s has no ready avatar.") % {"role": role.name})
+    return role
+
+
+def change_role(session: ChatSession, role: Role) -> None:
+    """Record that ``session`` now plays ``role`` (the live switch is the owner's job)."""
+    ChatSession.objects.filter(pk=session.pk).update(role=role)
+    session.role = role
+
+
 def end_session(session: ChatSession, reason: str = ChatSession.EndReason.CLIENT) -> bool:
-    """End a session (once); returns False when it had already ended."""
-    return session.end(reason)
+    """End a session (once), closing its live connection wherever it runs; False when it had already ended."""
+    was_connected = session.state == ChatSession.State.CONNECTED
+    ended = session.end(reason)
+    if ended and was_connected:
+        control.close(session)
+    return ended

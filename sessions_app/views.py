@@ -28,6 +28,8 @@ def _page_strings() -> dict[str, str]:
         "timings": _(
             "ASR %(asr)s ms · LLM %(llm)s ms · TTS %(tts)s ms · first frame %(frame)s ms · total %(total)s ms"
         ),
+        "server_fps": _("sent at %(fps)s fps"),
+        "role_switched": _("Now talking to %(name)s (switched in %(ms)s ms)."),
     }
 
 

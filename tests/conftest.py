@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.webrtc",
     "tests.fixtures.live",
     "tests.fixtures.videos",
+    "tests.fixtures.voice",
 ]
 
 

@@ -190,3 +190,21 @@ async def test_an_unexpected_failure_at_start_is_refused_and_gives_the_place_bac
     error, code = await refused(session_communicator(chat_session.pk, api_key=world_a.raw_key))
     assert (error["code"], code) == ("internal_error", 1011)
     assert len(live_sessions) == 0
+
+
+async def test_an_idle_session_ends_itself_and_frees_its_place(chat_session, world_a, settings):
+    settings.LIVEHUMAN = {"SESSION_IDLE_TIMEOUT_S": 1.5}
+    communicator = session_communicator(chat_session.pk, api_key=world_a.raw_key)
+    log = await open_socket(communicator)
+    await log.wait_for("state")
+    await communicator.send_json_to({"type": "say", "text": "Hi."})  # activity: the idle time starts again after it
+    await log.wait_for("timings", timeout=20)
+    answered_at = log.events[-1][0]
+    closed_at, closed = await log.wait_for("closed", timeout=10)
+    assert closed["reason"] == "idle"
+    assert closed_at - answered_at >= 1.0  # counted from the end of the answer, not from connecting
+    await log.wait_for("socket.close")
+    assert live_sessions.get(str(chat_session.pk)) is None
+    await database_sync_to_async(chat_session.refresh_from_db)()
+    assert chat_session.end_reason == ChatSession.EndReason.IDLE
+    await log.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -14,10 +15,10 @@ from realtime.clock import SessionClock
 from realtime.engines.tts.base import PCM, TTSError
 from realtime.frames import AudioChunk, FrameJob, MessageEnd
 from realtime.pipeline import PipelineFull, PlayoutSettings, SpeechPipeline, TaskOwner
-from realtime.pipeline.features import FeatureStage
+from realtime.pipeline.features import FeatureStage, _settled
 from realtime.pipeline.render import RenderStage
 from realtime.pipeline.stage import Generation, Stage
-from realtime.timeline import PlayoutTimeline
+from realtime.timeline import FrameRate, PlayoutTimeline, samples_per_frame
 from tests.fixtures.fake_engines import TTS_RATE, BlockTTS, LevelLipSync, block_level, level_of, painted_level
 
 FPS = 25
@@ -53,16 +54,18 @@ class Listener:
 
 
 class RecordingTimeline(PlayoutTimeline):
-    """Keeps every frame the player schedules: (tick, video, audio, clock tick when scheduled)."""
+    """Keeps every frame the player schedules: (tick, video, audio, clock tick when scheduled), ticks at ``fps``."""
 
     def __init__(self, fps: int, clock: SessionClock) -> None:
-        super().__init__(fps)
+        super().__init__()
+        self.fps = fps
         self.clock = clock
         self.puts: list[tuple[int, np.ndarray, np.ndarray, int]] = []
 
-    def put(self, tick: int, video: np.ndarray, audio: np.ndarray) -> None:
-        self.puts.append((tick, video, audio, self.clock.tick(self.fps)))
-        super().put(tick, video, audio)
+    def put(self, at: int, video: np.ndarray, audio: np.ndarray) -> None:
+        assert at % samples_per_frame(self.fps) == 0  # on the fps grid
+        self.puts.append((at // samples_per_frame(self.fps), video, audio, self.clock.tick(self.fps)))
+        super().put(at, video, audio)
 
 
 @dataclass
@@ -94,6 +97,7 @@ async def make_pipeline(astronaut_bundle):
             owner=owner,
             clock=clock,
             timeline=timeline,
+            rate=FrameRate(FPS),
             avatar=astronaut_bundle,
             tts=tts,
             render=render,
@@ -234,7 +238,7 @@ class Sink(Stage):
 
 async def run_features(astronaut_bundle, pieces: list[np.ndarray], fps: int = FPS) -> list[FrameJob]:
     generation = Generation()
-    stage = FeatureStage(generation, astronaut_bundle, fps, maxsize=0, first_tick=lambda: 0)
+    stage = FeatureStage(generation, astronaut_bundle, FrameRate(fps), maxsize=0, first_start=lambda: 0)
     sink = Sink(generation)
     stage.downstream = sink
     for piece in pieces:
@@ -270,9 +274,8 @@ async def test_streamed_audio_gives_the_same_frames_as_a_whole_sentence(astronau
 
 
 async def test_settled_frames_never_need_audio_that_has_not_arrived(astronaut_bundle):
-    stage = FeatureStage(Generation(), astronaut_bundle, FPS, maxsize=0, first_tick=lambda: 0)
     for length in range(0, 20_000, 37):
-        settled = stage._settled_frames(length)
+        settled = next(f for f in itertools.count() if not _settled(f * 48_000 // FPS, length))
         # frame f's window ends at column int(80 f / 25) + 15, whose STFT needs samples up to 200 c + 400
         needed = [(int(80 * f / FPS) + 15) * 200 + 400 for f in range(settled + 1)]
         assert all(n <= length for n in needed[:settled])

@@ -122,3 +122,100 @@ async def test_a_rebuilt_bundle_is_opened_again(bundle_path):
     after = (await pool.lease(**spec)).avatar
     assert after is not before
     await pool.aclose()
+
+
+# --- sharing across sessions and roles, and nothing left behind ------------------------------------------------
+
+
+def voice(rate: float = 1.0) -> VoiceSettings:
+    return VoiceSettings(rate=rate)
+
+
+async def test_roles_share_whatever_parts_they_have_in_common(tmp_path):
+    """Two roles on one avatar with different voices, and a third with the first one's voice on another avatar."""
+    first, second = write_astronaut_bundle(tmp_path / "first"), write_astronaut_bundle(tmp_path / "second")
+    resolver = CountingResolver()
+    pool = ModelPool(device="cpu", resolve=resolver)
+    host = await pool.lease(tts_engine="piper", voice=voice(), lipsync_engine="default", avatar_path=first)
+    guide = await pool.lease(tts_engine="piper", voice=voice(1.3), lipsync_engine="default", avatar_path=first)
+    twin = await pool.lease(tts_engine="piper", voice=voice(), lipsync_engine="default", avatar_path=second)
+    assert host.avatar is guide.avatar and host.avatar is not twin.avatar
+    assert host.tts is twin.tts and host.tts is not guide.tts
+    assert host.lipsync is guide.lipsync is twin.lipsync
+    assert host.batcher is guide.batcher is twin.batcher  # one batching executor per model
+    assert resolver.built.count(("lipsync", "default")) == 1
+    assert resolver.built.count(("tts", "piper")) == 2
+    # the avatar's arrays are the bundle's memory maps, not copies in this process's heap
+    assert isinstance(host.avatar.frames, np.memmap) and isinstance(host.avatar.crops[96], np.memmap)
+    await pool.aclose()
+
+
+async def test_sessions_of_one_role_hold_the_pools_objects_and_let_go_when_closed(bundle_path):
+    import gc
+    import weakref
+
+    from realtime.config import SessionConfig
+    from realtime.session import LiveSession
+    from tests.fixtures.live import RecordingEvents
+
+    pool = ModelPool(device="cpu", resolve=CountingResolver())
+    config = SessionConfig(
+        session_id="s",
+        role_id=1,
+        role_name="r",
+        fps=25,
+        avatar_path=bundle_path,
+        lipsync_engine="default",
+        tts_engine="piper",
+        voice=voice(),
+    )
+    sessions = [await LiveSession.open(config, pool, RecordingEvents()) for _ in range(3)]
+    avatar = sessions[0].lease.avatar
+    for live in sessions:
+        assert live.video_track.avatar is avatar and live.pipeline.features.avatar is avatar
+        assert live.pipeline.speech.tts.engine is sessions[0].lease.tts  # MeasuredTTS wraps the pool's voice
+        assert live.lease.lipsync is sessions[0].lease.lipsync
+    assert all(pool.users(key) == 3 for key in sessions[0].lease.keys)
+
+    await sessions[0].say("Somebody is talking.", 1)
+    await asyncio.sleep(0.2)
+    refs = [weakref.ref(live) for live in sessions]
+    batcher = sessions[0].lease.batcher
+    for live in sessions:
+        await live.close()
+    del live, sessions
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]  # nothing in the pool keeps a session alive
+    assert pool.active_leases == 0 and batcher.queued() == 0 and not batcher._queues
+    assert len(pool.loaded()) == 3  # the models stay for the next session
+    await pool.aclose()
+
+
+async def test_concurrent_sessions_share_forward_passes(tmp_path):
+    from realtime.engines.lipsync.base import LipSyncRequest
+
+    paths = [write_astronaut_bundle(tmp_path / f"a{n}") for n in range(4)]
+    engine = LevelLipSync()
+    pool = ModelPool(
+        device="cpu", resolve=lambda kind, name: (lambda d: engine) if kind == "lipsync" else lambda v: BlockTTS()
+    )
+    leases = [await pool.lease(tts_engine="t", voice=voice(), lipsync_engine="l", avatar_path=path) for path in paths]
+    mel, audio = np.zeros((80, 16), np.float32), np.zeros(640, np.float32)
+    results = await asyncio.gather(
+        *(lease.render([LipSyncRequest(lease.avatar, i % 8, mel, audio) for i in range(4)]) for lease in leases)
+    )
+    for lease, frames in zip(leases, results, strict=True):
+        assert [f.shape for f in frames] == [lease.avatar.frames[0].shape] * 4
+    assert sum(engine.batches) == 16 and max(engine.batches) == 8  # four sessions' frames in batches of 8
+    await pool.aclose()
+
+
+async def test_warm_loads_a_role_ahead_so_its_first_lease_loads_nothing(bundle_path):
+    resolver = CountingResolver()
+    pool = ModelPool(device="cpu", resolve=resolver)
+    spec = dict(tts_engine="piper", voice=voice(), lipsync_engine="default", avatar_path=bundle_path)
+    await pool.warm(**spec)
+    assert pool.active_leases == 0 and len(resolver.built) == 2 and len(pool.loaded()) == 3
+    await pool.lease(**spec)
+    assert len(resolver.built) == 2
+    await pool.aclose()

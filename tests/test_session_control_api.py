@@ -114,3 +114,19 @@ async def test_say_validates_its_body(owned, world_a):
         response = await client.post(f"/api/v1/sessions/{session.pk}/say/", json={"text": "  "})
     assert response.status_code == 400
     assert "text" in response.json()["error"]["fields"]
+
+
+async def test_end_closes_the_live_connection_on_its_owner(owned, world_a):
+    from realtime.live_sessions import live_sessions
+
+    session, log = owned
+    assert live_sessions.get(str(session.pk)) is not None
+    async with rest(world_a.raw_key) as client:
+        response = await client.post(f"/api/v1/sessions/{session.pk}/end/")
+    assert response.status_code == 200 and response.json()["state"] == "ended"
+    _, closed = await log.wait_for("closed", timeout=5)
+    assert closed["reason"] == ChatSession.EndReason.CLIENT
+    await log.wait_for("socket.close", timeout=5)
+    assert live_sessions.get(str(session.pk)) is None  # peer connection, tasks and the worker place are freed
+    await database_sync_to_async(session.refresh_from_db)()
+    assert session.end_reason == ChatSession.EndReason.CLIENT

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from realtime.clock import SessionClock
-from realtime.timeline import PACKET_SAMPLES, PlayoutTimeline, avatar_frame_at
+from realtime.timeline import PACKET_SAMPLES, FrameRate, PlayoutTimeline, avatar_frame_at, samples_per_frame
 from realtime.tracks import AvatarAudioTrack, AvatarVideoTrack
 
 
@@ -30,7 +30,7 @@ def frame_number(bundle, rgb: np.ndarray) -> int:
 
 
 async def test_audio_is_48k_mono_20ms_packets_stamped_by_packet_index_and_silent_when_idle():
-    clock, timeline = SessionClock(), PlayoutTimeline(25)
+    clock, timeline = SessionClock(), PlayoutTimeline()
     track = AvatarAudioTrack(clock, timeline)
     frames = [await track.recv() for _ in range(5)]
     first = frames[0].pts // PACKET_SAMPLES
@@ -44,7 +44,7 @@ async def test_audio_is_48k_mono_20ms_packets_stamped_by_packet_index_and_silent
 
 
 async def test_audio_is_paced_in_real_time():
-    clock, timeline = SessionClock(), PlayoutTimeline(25)
+    clock, timeline = SessionClock(), PlayoutTimeline()
     track = AvatarAudioTrack(clock, timeline)
     first = await track.recv()
     started = clock.now()
@@ -58,7 +58,7 @@ async def test_audio_is_paced_in_real_time():
 
 
 async def test_video_is_stamped_on_the_90khz_clock_at_the_role_fps_and_paced():
-    clock, timeline = SessionClock(), PlayoutTimeline(25)
+    clock, timeline = SessionClock(), PlayoutTimeline()
 
     class StillBundle:
         fps = 25
@@ -68,7 +68,7 @@ async def test_video_is_stamped_on_the_90khz_clock_at_the_role_fps_and_paced():
         def pingpong_index(self, tick: int) -> int:
             return 0
 
-    track = AvatarVideoTrack(clock, timeline, StillBundle())
+    track = AvatarVideoTrack(clock, timeline, StillBundle(), FrameRate(25))
     first = await track.recv()
     started = clock.now()
     frames = [await track.recv() for _ in range(10)]
@@ -79,24 +79,25 @@ async def test_video_is_stamped_on_the_90khz_clock_at_the_role_fps_and_paced():
 
 
 async def test_idle_video_plays_the_avatar_frames_forwards_then_backwards(moving_bundle):
-    clock, timeline = SessionClock(), PlayoutTimeline(25)
-    track = AvatarVideoTrack(clock, timeline, moving_bundle)
+    clock, timeline = SessionClock(), PlayoutTimeline()
+    track = AvatarVideoTrack(clock, timeline, moving_bundle, FrameRate(25))
     received = [await track.recv() for _ in range(12)]
     numbers = [frame_number(moving_bundle, f.to_ndarray(format="rgb24")) for f in received]
     ticks = [f.pts // 3600 for f in received]
-    assert numbers == [avatar_frame_at(moving_bundle, tick, 25) for tick in ticks]
+    assert numbers == [avatar_frame_at(moving_bundle, tick * 1920) for tick in ticks]
     # a 5-frame bundle loops 0 1 2 3 4 3 2 1 0 ...: every step moves by one frame, and it turns at both ends
     assert all(abs(a - b) == 1 for a, b in itertools.pairwise(numbers))
     assert {0, 4} <= set(numbers)
 
 
 async def test_scheduled_frame_and_its_audio_leave_with_the_same_timestamp(moving_bundle):
-    clock, timeline = SessionClock(), PlayoutTimeline(25)
-    audio_track, video_track = AvatarAudioTrack(clock, timeline), AvatarVideoTrack(clock, timeline, moving_bundle)
+    clock, timeline = SessionClock(), PlayoutTimeline()
+    audio_track = AvatarAudioTrack(clock, timeline)
+    video_track = AvatarVideoTrack(clock, timeline, moving_bundle, FrameRate(25))
     tick = clock.next_tick(25) + 3
     painted = np.full((512, 512, 3), 7, np.uint8)
     tone = np.arange(1920, dtype=np.int16) + 1  # one 25-fps frame of audio: two packets
-    timeline.put(tick, painted, tone)
+    timeline.put(tick * 1920, painted, tone)
 
     async def take(track, count):  # both tracks are read at once, as two RTP senders do
         return [await track.recv() for _ in range(count)]
@@ -111,7 +112,7 @@ async def test_scheduled_frame_and_its_audio_leave_with_the_same_timestamp(movin
 
 
 async def test_a_late_sender_skips_past_slots_instead_of_falling_behind():
-    clock, timeline = SessionClock(), PlayoutTimeline(25)
+    clock, timeline = SessionClock(), PlayoutTimeline()
 
     class StillBundle:
         fps = 25
@@ -121,7 +122,10 @@ async def test_a_late_sender_skips_past_slots_instead_of_falling_behind():
         def pingpong_index(self, tick: int) -> int:
             return 0
 
-    video = AvatarVideoTrack(clock, timeline, StillBundle())
+    skipped: list[tuple[int, int]] = []
+    video = AvatarVideoTrack(
+        clock, timeline, StillBundle(), FrameRate(25), on_skipped=lambda n, fps: skipped.append((n, fps))
+    )
     audio = AvatarAudioTrack(clock, timeline)
     await video.recv()
     await audio.recv()
@@ -129,24 +133,53 @@ async def test_a_late_sender_skips_past_slots_instead_of_falling_behind():
     late_video, late_audio = await video.recv(), await audio.recv()
     assert late_video.pts // 3600 == clock.tick(25)
     assert late_audio.pts // 960 >= clock.tick(50) - 5
+    # the skipped slots are reported (the degradation governor hears the sender fell behind)
+    assert len(skipped) == 1 and skipped[0][1] == 25 and 6 <= skipped[0][0] <= 8
 
 
 async def test_timeline_takes_each_frame_once_and_clear_forgets_everything():
-    timeline = PlayoutTimeline(30)  # 1600 samples a frame: frames straddle packets
-    audio = np.ones(1600, np.int16)
-    timeline.put(10, np.zeros((2, 2, 3), np.uint8), audio)
-    timeline.put(11, np.ones((2, 2, 3), np.uint8), audio * 2)
+    timeline = PlayoutTimeline()
+    audio = np.ones(1600, np.int16)  # 30 fps: 1600 samples a frame, so frames straddle packets
+    timeline.put(10 * 1600, np.zeros((2, 2, 3), np.uint8), audio)
+    timeline.put(11 * 1600, np.ones((2, 2, 3), np.uint8), audio * 2)
     first_packet = 10 * 1600 // 960
     assert timeline.take_audio(first_packet - 1) is None
     packets = [timeline.take_audio(n) for n in range(first_packet, first_packet + 4)]
     joined = np.concatenate(packets)
     start = 10 * 1600 - first_packet * 960
     assert np.array_equal(joined[start : start + 3200], np.r_[audio, audio * 2])
-    assert timeline.take_video(10) is not None and timeline.take_video(10) is None
+    assert timeline.take_video(10 * 1600) is not None and timeline.take_video(10 * 1600) is None
     timeline.clear()
-    assert timeline.take_video(11) is None and len(timeline) == 0
+    assert timeline.take_video(11 * 1600) is None and len(timeline) == 0
+
+
+def test_the_frame_on_screen_is_the_one_covering_the_position():
+    timeline = PlayoutTimeline()
+    timeline.put(0, np.zeros((1, 1, 3), np.uint8), np.ones(1920, np.int16))  # 25 fps
+    timeline.put(1920, np.ones((1, 1, 3), np.uint8), np.ones(2400, np.int16))  # then 20 fps
+    assert timeline.next_start(0) == 1920
+    assert timeline.take_video(2000).start == 1920  # the first one ended at 1920: it is past and dropped
+    assert timeline.take_video(0) is None and len(timeline) == 0
 
 
 def test_fps_must_divide_the_audio_rate():
     with pytest.raises(ValueError):
-        PlayoutTimeline(24_001)
+        samples_per_frame(24_001)
+
+
+async def test_video_follows_the_frame_rate_and_shows_every_frame_of_a_change_whole(moving_bundle):
+    clock, timeline, rate = SessionClock(), PlayoutTimeline(), FrameRate(25)
+    track = AvatarVideoTrack(clock, timeline, moving_bundle, rate)
+    first = await track.recv()
+    start = first.pts * 48_000 // 90_000 + 2 * 1920
+    # two 25-fps frames, then (the session degraded) three 20-fps frames, back to back
+    positions = [start, start + 1920, start + 3840, start + 6240, start + 8640]
+    for n, at in enumerate(positions):
+        timeline.put(at, np.full((512, 512, 3), 10 + n, np.uint8), np.ones(1920 if n < 2 else 2400, np.int16))
+    rate.fps = 20
+    received = [await track.recv() for _ in range(9)]
+    painted = {int(f.to_ndarray(format="rgb24")[0, 0, 0]): f.pts for f in received}
+    assert [painted.get(10 + n) for n in range(5)] == [at * 90_000 // 48_000 for at in positions]
+    # after the speech, idle frames come at 20 fps on its grid (4500 ticks of 90 kHz apart)
+    idle = [f.pts for f in received if f.pts > positions[-1] * 90_000 // 48_000]
+    assert all(b - a == 4500 for a, b in itertools.pairwise(idle)) and idle

@@ -1,17 +1,20 @@
 """Features stage: 16 kHz speech in, one lip-sync job per video frame out (DESIGN.md §4).
 
-Each sentence is cut into frames of 1/fps s. Frame ``i`` gets the Wav2Lip mel
-window starting at column ``int(80 · i / fps)``, its 16 kHz samples for
-engines that work from the waveform, and its 48 kHz samples for the audio
-track. A frame is released as soon as its whole mel window is settled, so
-frames flow while a streaming TTS engine is still speaking the sentence; at
-the sentence's end the rest is released, padded with silence to a whole frame.
+Each sentence is cut into frames of 1/fps s at the session's current fps,
+read afresh for every frame: when the session degrades (or recovers) the next
+frame already has the new length, even inside a sentence. A frame is placed by
+its position in the sentence in 48 kHz samples (``p``): it gets the Wav2Lip mel
+window starting at column ``int(80 · p / 48 000)`` (``int(80 · i / fps)`` for
+frame ``i`` at a constant fps), its 16 kHz samples for engines that work from
+the waveform, and its 48 kHz samples for the audio track. A frame is released
+as soon as its whole mel window is settled, so frames flow while a streaming
+TTS engine is still speaking the sentence; at the sentence's end the rest is
+released, padded with silence to a whole frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,10 +23,11 @@ import numpy as np
 from avatars_app.bundle.reader import AvatarBundle
 from realtime.audio import (
     HOP,
-    MEL_COLUMNS_PER_SECOND,
     MEL_WINDOW,
     N_FFT,
+    OUTPUT_RATE,
     SAMPLE_RATE,
+    mel_start,
     mel_window,
     melspectrogram,
     to_48k,
@@ -31,11 +35,12 @@ from realtime.audio import (
 )
 from realtime.engines.lipsync.base import LipSyncRequest
 from realtime.frames import AudioChunk, FrameJob, MessageEnd, PipelineItem
-from realtime.timeline import avatar_frame_at, samples_per_frame
+from realtime.timeline import FrameRate, avatar_frame_at
 
 from .stage import Generation, Stage
 
 MIN_RELEASE_FRAMES = 4  # while a sentence streams in, recompute features only once this many frames are ready
+UPSAMPLE = OUTPUT_RATE // SAMPLE_RATE  # 48 kHz samples per 16 kHz sample
 
 
 @dataclass(frozen=True)
@@ -50,17 +55,17 @@ class _Features:
 class _Sentence:
     text: str
     pieces: list[np.ndarray]
-    length: int = 0
-    released: int = 0  # frames already turned into jobs
+    length: int = 0  # 16 kHz samples received
+    released: int = 0  # 48 kHz samples of the sentence already turned into frames
     features: _Features | None = None
 
 
 class FeatureStage(Stage):
     """Turns each sentence's audio into ``FrameJob``s, giving every frame the avatar frame it will be shown over.
 
-    ``first_tick()`` says which clock tick a frame released now would play at
-    (the player's rule); the avatar frame follows that tick's idle position, so
-    speech continues the avatar's own motion instead of jumping.
+    ``first_start()`` says at which position (48 kHz samples) a frame released
+    now would play (the player's rule); the avatar frame follows that position's
+    idle frame, so speech continues the avatar's own motion instead of jumping.
     """
 
     name = "features"
@@ -69,22 +74,21 @@ class FeatureStage(Stage):
         self,
         generation: Generation,
         avatar: AvatarBundle,
-        fps: int,
+        rate: FrameRate,
         *,
         maxsize: int,
-        first_tick: Callable[[], int],
+        first_start: Callable[[], int],
     ) -> None:
         super().__init__(generation, maxsize)
         self.avatar = avatar
-        self.fps = fps
-        self._first_tick = first_tick
-        self._samples_48k = samples_per_frame(fps)
+        self.rate = rate
+        self._first_start = first_start
         self._sentence: _Sentence | None = None
-        self._tick: int | None = None
+        self._after: int | None = None  # where the frame after the last one released would start
 
     def clear(self) -> None:
         self._sentence = None
-        self._tick = None
+        self._after = None
 
     async def process(self, item: PipelineItem) -> None:
         if isinstance(item, MessageEnd):
@@ -98,63 +102,81 @@ class FeatureStage(Stage):
             sentence.pieces.append(item.samples)
             sentence.length += len(item.samples)
         final = item.end_of_sentence
-        ready = self._frame_count(sentence.length) if final else self._settled_frames(sentence.length)
-        if final or ready - sentence.released >= MIN_RELEASE_FRAMES:
-            await self._release(item, sentence, ready)
+        if final or _ready_frames(sentence, self.rate.frame_samples) >= MIN_RELEASE_FRAMES:
+            await self._release(item, sentence, final)
         if final:
             self._sentence = None
 
-    async def _release(self, item: AudioChunk, sentence: _Sentence, ready: int) -> None:
-        if ready <= sentence.released:
+    async def _release(self, item: AudioChunk, sentence: _Sentence, final: bool) -> None:
+        if not _is_ready(sentence, final):
             return
         features = sentence.features
         if features is None or features.length != sentence.length:
             audio = np.concatenate(sentence.pieces)
             loop = asyncio.get_running_loop()
-            features = sentence.features = await loop.run_in_executor(None, self._features, audio)
-        for index in range(sentence.released, ready):
-            await self.emit(self._job(item, sentence.text, features, index))
-        sentence.released = ready
+            features = sentence.features = await loop.run_in_executor(None, _features, audio, self.rate.fps)
+        # The rate is read for every frame: a change made while this sentence is released applies at once.
+        while _is_ready(sentence, final):
+            duration = self.rate.frame_samples
+            job = self._job(item, sentence, features, duration)
+            sentence.released += duration
+            await self.emit(job)
 
-    def _job(self, item: AudioChunk, text: str, features: _Features, index: int) -> FrameJob:
-        tick = self._next_tick()
-        start, end = self._wave_span(index)
+    def _job(self, item: AudioChunk, sentence: _Sentence, features: _Features, duration: int) -> FrameJob:
+        at = sentence.released
         request = LipSyncRequest(
             avatar=self.avatar,
-            frame_index=avatar_frame_at(self.avatar, tick, self.fps),
-            mel=mel_window(features.mel, index, self.fps),
-            audio=features.wave[start:end],
+            frame_index=avatar_frame_at(self.avatar, self._next_start(duration)),
+            mel=mel_window(features.mel, at, OUTPUT_RATE),  # a position is the index of a 1/48 000 s "frame"
+            audio=_span(features.wave, round(at / UPSAMPLE), round((at + duration) / UPSAMPLE)),
         )
-        audio = features.audio_48k[index * self._samples_48k : (index + 1) * self._samples_48k]
-        return FrameJob(item.generation, item.message_id, request, audio, subtitle=text if index == 0 else None)
+        audio = _span(features.audio_48k, at, at + duration)
+        subtitle = sentence.text if at == 0 else None
+        return FrameJob(item.generation, item.message_id, request, audio, subtitle=subtitle)
 
-    def _next_tick(self) -> int:
-        earliest = self._first_tick()
-        self._tick = earliest if self._tick is None or self._tick < earliest else self._tick + 1
-        return self._tick
+    def _next_start(self, duration: int) -> int:
+        earliest = self._first_start()
+        start = earliest if self._after is None else max(self._after, earliest)
+        self._after = start + duration
+        return start
 
-    def _frame_count(self, length: int) -> int:
-        return math.ceil(length * self.fps / SAMPLE_RATE)
 
-    def _settled_frames(self, length: int) -> int:
-        """Frames whose mel window no longer changes as audio arrives: frame f needs columns up to
-        ``int(80 f / fps) + 15``, and column c is settled once its centred STFT window, up to sample
-        ``200 c + 400``, has arrived."""
-        last_start = (length - N_FFT // 2) // HOP - (MEL_WINDOW - 1)
-        if last_start < 0:
-            return 0
-        return -(-(last_start + 1) * self.fps // MEL_COLUMNS_PER_SECOND)
+def _is_ready(sentence: _Sentence, final: bool) -> bool:
+    """Can the frame at ``sentence.released`` be released now?"""
+    if final:
+        return sentence.released < sentence.length * UPSAMPLE
+    return _settled(sentence.released, sentence.length)
 
-    def _wave_span(self, index: int) -> tuple[int, int]:
-        return round(index * SAMPLE_RATE / self.fps), round((index + 1) * SAMPLE_RATE / self.fps)
 
-    def _features(self, audio: np.ndarray) -> _Features:
-        """Mel, float waveform and 48 kHz audio of the sentence so far, padded with silence to whole frames."""
-        frames = self._frame_count(len(audio))
-        padded = np.zeros(max(len(audio), self._wave_span(frames)[0]), np.int16)
-        padded[: len(audio)] = audio
-        audio_48k = to_48k(padded)
-        short = frames * self._samples_48k - len(audio_48k)
-        if short > 0:  # 3 × the 16 kHz length can fall a sample short of whole 48 kHz frames (30 fps)
-            audio_48k = np.pad(audio_48k, (0, short))
-        return _Features(len(audio), melspectrogram(padded), to_float32(padded), audio_48k)
+def _ready_frames(sentence: _Sentence, duration: int) -> int:
+    """How many frames of ``duration`` could be released now (while the sentence still streams in)."""
+    count, at = 0, sentence.released
+    while _settled(at, sentence.length):
+        count, at = count + 1, at + duration
+    return count
+
+
+def _settled(at: int, length: int) -> bool:
+    """Does the mel window of a frame starting at ``at`` (48 kHz) stay the same however much audio follows the
+    ``length`` 16 kHz samples received? Its last column is ``int(80 · at / 48 000) + 15``, and column c is
+    settled once its centred STFT window, up to 16 kHz sample ``200 c + 400``, has arrived."""
+    last_start = (length - N_FFT // 2) // HOP - (MEL_WINDOW - 1)
+    return last_start >= 0 and mel_start(at, OUTPUT_RATE) <= last_start
+
+
+def _span(samples: np.ndarray, start: int, end: int) -> np.ndarray:
+    """``samples[start:end]``, padded with silence where it runs past the end."""
+    piece = samples[start:end]
+    if len(piece) == end - start:
+        return piece
+    return np.pad(piece, (0, end - start - len(piece)))
+
+
+def _features(audio: np.ndarray, fps: int) -> _Features:
+    """Mel, float waveform and 48 kHz audio of the sentence so far, padded with silence to whole frames at ``fps``
+    (frames of another fps are padded when they are cut, by ``_span``)."""
+    frames = -(-len(audio) * fps // SAMPLE_RATE)
+    padded = np.zeros(max(len(audio), round(frames * SAMPLE_RATE / fps)), np.int16)
+    padded[: len(audio)] = audio
+    audio_48k = to_48k(padded)
+    return _Features(len(audio), melspectrogram(padded), to_float32(padded), audio_48k)

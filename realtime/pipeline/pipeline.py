@@ -12,7 +12,7 @@ from realtime.clock import SessionClock
 from realtime.engines.tts.base import TTSEngine
 from realtime.frames import MessageEnd, TextChunk
 from realtime.text.splitter import split_text
-from realtime.timeline import PlayoutTimeline
+from realtime.timeline import FrameRate, PlayoutTimeline
 
 from .features import FeatureStage
 from .player import Player, PlayoutListener
@@ -21,7 +21,7 @@ from .speech import SpeechStage
 from .stage import Generation, Stage
 from .tasks import TaskOwner
 
-RENDER_QUEUE_BATCHES = 16
+RENDER_QUEUE_BATCHES = 4  # jobs made ahead at the current fps: a rate change reaches the air after these
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,14 @@ class PlayoutSettings:
     max_ahead_frames: int = 4  # the player schedules at most this far ahead of the clock
     batch_size: int = 8  # lip-sync frames per render call, at most
     max_queued_sentences: int = 256  # a say beyond this is refused rather than queued without bound
+
+
+class LoadListener(Protocol):
+    """Hears how the session's generator keeps up (the degradation governor, ``realtime.degrade``)."""
+
+    def late(self, frames: int, fps: int) -> None: ...
+
+    def rendered(self, seconds: float, frames: int) -> None: ...
 
 
 class PipelineListener(PlayoutListener, Protocol):
@@ -46,6 +54,26 @@ class PipelineFull(Exception):
     """More text is queued than ``max_queued_sentences`` allows."""
 
 
+class MessageStream:
+    """A message whose text arrives in chunks (an LLM answer): each is queued as it comes, then the message's end.
+
+    It keeps the generation it was opened in, so chunks added after an
+    interrupt are stale and never reach the air.
+    """
+
+    def __init__(self, inbox: asyncio.Queue, generation: int, message_id: int) -> None:
+        self._inbox = inbox
+        self.generation = generation
+        self.message_id = message_id
+
+    async def add(self, text: str) -> None:
+        """Queue one chunk for speech; waits while the speech queue is full (back-pressure on the LLM)."""
+        await self._inbox.put(TextChunk(self.generation, self.message_id, text))
+
+    async def end(self) -> None:
+        await self._inbox.put(MessageEnd(self.generation, self.message_id))
+
+
 class SpeechPipeline:
     """One session's stages, each running in a task of the session's ``TaskOwner``."""
 
@@ -55,12 +83,14 @@ class SpeechPipeline:
         owner: TaskOwner,
         clock: SessionClock,
         timeline: PlayoutTimeline,
+        rate: FrameRate,
         avatar: AvatarBundle,
         tts: TTSEngine,
         render: Renderer,
         listener: PipelineListener,
         settings: PlayoutSettings,
         split: Callable[[str], list[str]] = split_text,
+        load: LoadListener | None = None,
     ) -> None:
         self.owner = owner
         self.generation = Generation()
@@ -70,18 +100,22 @@ class SpeechPipeline:
             clock,
             timeline,
             listener,
+            rate=rate,
             lead_frames=settings.lead_frames,
             max_ahead_frames=settings.max_ahead_frames,
             maxsize=settings.batch_size,
+            on_late=load.late if load else None,
         )
-        # Jobs are small (a mel window and 1/fps s of audio): a deep queue lets the next sentence's features be
-        # computed while the renderer works through this one. Rendered frames (large) queue only at the player.
+        # Jobs are small (a mel window and 1/fps s of audio): a few batches queued let the next sentence's features
+        # be computed while the renderer works through this one. Rendered frames (large) queue only at the player.
         self.render = RenderStage(
-            self.generation, render, batch_size=settings.batch_size, maxsize=RENDER_QUEUE_BATCHES * settings.batch_size
+            self.generation,
+            render,
+            batch_size=settings.batch_size,
+            maxsize=RENDER_QUEUE_BATCHES * settings.batch_size,
+            on_rendered=load.rendered if load else None,
         )
-        self.features = FeatureStage(
-            self.generation, avatar, timeline.fps, maxsize=4, first_tick=self.player.first_tick
-        )
+        self.features = FeatureStage(self.generation, avatar, rate, maxsize=4, first_start=self.player.first_start)
         self.speech = SpeechStage(
             self.generation,
             tts,
@@ -112,11 +146,27 @@ class SpeechPipeline:
             inbox.put_nowait(item)
         return len(items) - 1
 
+    def open_message(self, message_id: int) -> MessageStream:
+        """Start a message whose text will be added chunk by chunk, after whatever is being said."""
+        return MessageStream(self.speech.inbox, self.generation.value, message_id)
+
     async def interrupt(self) -> None:
         """Make everything queued stale, stop every stage mid-item, empty every queue and the timeline, restart."""
+        await self.restart()
+
+    async def restart(
+        self, *, avatar: AvatarBundle | None = None, tts: TTSEngine | None = None, render: Renderer | None = None
+    ) -> None:
+        """Interrupt, and while every stage is stopped swap in another role's avatar, voice and renderer."""
         self.generation.bump()
         await self.owner.cancel(*self._tasks.values())
         self._tasks.clear()
         for stage in self.stages:
             stage.reset()
+        if avatar is not None:
+            self.features.avatar = avatar
+        if tts is not None:
+            self.speech.tts = tts
+        if render is not None:
+            self.render.render = render
         self.start()

@@ -61,7 +61,7 @@
   class ChatClient {
     constructor() {
       this.session = null; this.ws = null; this.pc = null; this.mic = null;
-      this.pingSentAt = 0; this.rttMs = null; this.statsTimer = null; this.lastFrames = null;
+      this.pingSentAt = 0; this.rttMs = null; this.statsTimer = null; this.lastFrames = null; this.serverFps = null;
       this.chroma = null;
     }
 
@@ -146,8 +146,17 @@
           break;
         case "state":
           setState(event.state);
+          this.serverFps = event.fps; // lowered by the server under load, raised again when it has headroom
           if (event.state === "idle") ui.subtitle.textContent = "";
           break;
+        case "role": {
+          ui.role.value = String(event.role);
+          const note = document.createElement("li");
+          note.className = "message system";
+          note.textContent = format(strings.role_switched, { name: event.name, ms: event.switch_ms });
+          ui.history.appendChild(note);
+          break;
+        }
         case "transcript":
           ui.transcript.textContent = event.text;
           if (event.final && event.text) entry(`user-${event.message_id || Date.now()}`, "user").querySelector(".text").textContent = event.text;
@@ -194,7 +203,8 @@
           jitterMs = Math.round((1000 * report.jitterBufferDelay) / report.jitterBufferEmittedCount);
         }
       });
-      ui.readout.textContent = `fps ${fps ?? "–"} · RTT ${this.rttMs ?? "–"} ms · jitter buffer ${jitterMs ?? "–"} ms`;
+      const sent = format(strings.server_fps, { fps: this.serverFps });
+      ui.readout.textContent = `fps ${fps ?? "–"} (${sent}) · RTT ${this.rttMs ?? "–"} ms · jitter buffer ${jitterMs ?? "–"} ms`;
     }
 
     say(text) {
@@ -207,6 +217,8 @@
 
     setTalking(on) {
       if (this.mic) this.mic.getAudioTracks().forEach((track) => { track.enabled = on; });
+      // In push-to-talk the server listens only while the button is held (it also decides barge-in by it).
+      if (this.talkMode === "push") this.send({ type: "talk", on });
     }
 
     setMode(mode) {
@@ -236,6 +248,10 @@
   window.liveHuman = client;
 
   ui.start.addEventListener("click", () => (client.session ? client.stop() : client.start()));
+  // While a session runs, picking another role switches it in place (same connection, new face and voice).
+  ui.role.addEventListener("change", () => {
+    if (client.session) client.send({ type: "switch_role", role: Number(ui.role.value) });
+  });
   ui.interrupt.addEventListener("click", () => client.interrupt());
   ui.sayForm.addEventListener("submit", (event) => {
     event.preventDefault();

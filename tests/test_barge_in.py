@@ -1,0 +1,175 @@
+"""Barge-in: the user's speech, the page's interrupt button and the REST interrupt cut the avatar short.
+
+The first tests hear a live session directly through its mic track, at real
+time (barge-in is about timing); the last ones go through the real consumer
+over WebRTC with an aiortc client that speaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+
+from avatars_app.models import Role
+from realtime.conversation import BargeIn, ConversationSettings, TalkMode
+from realtime.engines.llm.base import LLMSettings
+from sessions_app.models import Message
+from tests.fixtures.chat_server import ChatServer
+from tests.test_asr_engines import word_error_rate
+from tests.test_conversation_webrtc import Call, start_call
+from tests.test_session_control_api import rest
+
+pytestmark = pytest.mark.slow
+
+LONG = (
+    "Good morning, and welcome to the station. I look after the air, the water and the power of this module, "
+    "one system after another, every single day."
+)
+BREAK_IN = "Please turn off the lights."
+QUESTION = "What is the weather like in Paris today?"
+WER_BOUND = 0.4
+BARGE_IN_S = 0.7  # speech start → cut: the VAD's minimum speech (250 ms) + a window + the interrupt, with slack
+
+
+async def speaking(session, message_id: int) -> None:
+    await session.events.wait_for("subtitle", lambda text, mid: mid == message_id)
+
+
+async def test_speech_while_the_avatar_talks_cuts_it_within_the_vads_minimum_speech(talk, speech):
+    session = await talk(ConversationSettings(), speed=1.0)
+    await session.live.say(LONG, 50)
+    await speaking(session, 50)
+    spoken = session.mic.say(speech(BREAK_IN, lead_s=0.3, tail_s=0.8))
+    _, timings = await session.events.wait_for("finished", lambda mid, t: mid == 50, timeout=10)
+    [cut_at] = [at for at, kind, args in session.events.events if kind == "finished" and args[0] == 50]
+    assert timings.interrupted and LONG.startswith(timings.text) and len(timings.text) < len(LONG)
+    assert 0 < cut_at - (spoken.started_at + spoken.utterance.speech_start_s) < BARGE_IN_S
+
+    _, answer = await session.events.wait_for("finished", lambda mid, t: mid == 2)
+    assert word_error_rate(BREAK_IN, answer.text) <= WER_BOUND and not answer.interrupted
+    assert session.live.conversation.history.messages()[0] == {"role": "assistant", "content": timings.text}
+
+
+async def test_under_push_to_talk_barge_in_only_held_speech_cuts_the_avatar(talk, speech):
+    session = await talk(ConversationSettings(barge_in=BargeIn.PUSH_TO_TALK), speed=1.0)
+    await session.live.say(LONG, 51)
+    await speaking(session, 51)
+    await session.hear(speech(BREAK_IN, lead_s=0.2, tail_s=0.6))  # hands-free: the avatar keeps the floor
+    assert session.events.finished(51) is None and session.live.state == "speaking"
+    assert session.events.turns == [] and session.events.of("transcript") == []
+
+    session.live.set_talk_mode(TalkMode.PUSH)
+    session.live.set_talking(True)
+    await session.hear(speech(BREAK_IN, lead_s=0.2, tail_s=0.6))
+    session.live.set_talking(False)
+    _, timings = await session.events.wait_for("finished", lambda mid, t: mid == 51)
+    assert timings.interrupted and len(session.events.turns) == 1
+
+
+async def test_push_to_talk_ignores_speech_unless_the_button_is_held(talk, speech):
+    session = await talk(ConversationSettings())
+    session.live.set_talk_mode(TalkMode.PUSH)
+    await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))
+    await asyncio.sleep(0.3)
+    assert session.events.of("transcript") == [] and session.events.turns == []
+    assert "listening" not in [state for (state,) in session.events.of("state")]
+
+    session.live.set_talking(True)
+    await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))
+    session.live.set_talking(False)
+    _, timings = await session.events.wait_for("finished")
+    assert len(session.events.turns) == 1 and word_error_rate(QUESTION, timings.text) <= WER_BOUND
+
+
+async def test_an_interrupt_cancels_the_llm_stream_and_keeps_what_was_said(talk, speech):
+    async with ChatServer() as server:
+        server.plan = ["trickle"]
+        session = await talk(ConversationSettings(llm_engine="openai", llm=LLMSettings(base_url=server.base_url)))
+        await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))
+        await speaking(session, 2)
+        await asyncio.sleep(0.8)
+        await session.live.interrupt()
+        _, timings = await session.events.wait_for("finished")
+        await asyncio.wait_for(server.dropped.wait(), 2)  # the request was closed, not left streaming
+        assert timings.interrupted and timings.text.startswith("Word 0,")
+        full = " ".join(f"Word {n}," for n in range(200))
+        assert full.startswith(timings.text) and len(timings.text) < 60
+        subtitles = len(session.events.of("subtitle"))
+        await asyncio.sleep(0.6)
+        assert len(session.events.of("subtitle")) == subtitles and session.live.state == "idle"
+
+
+# --- over WebRTC, through the consumer ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("loopback_ice")
+async def test_a_second_utterance_over_webrtc_interrupts_the_answer(chat_session, world_a, speech):
+    call: Call = await start_call(chat_session.pk, world_a.raw_key)
+    first = "Please turn off the lights in the kitchen before you go to bed."
+    await call.client.say(speech(first, lead_s=0.3, tail_s=0.4))
+    _, transcript = await call.log.wait_for("transcript", timeout=20, final=True)
+    _, subtitle = await call.log.wait_for("subtitle", timeout=20)
+    await call.client.say(speech(BREAK_IN, lead_s=0.2, tail_s=0.8))
+    _, cut = await call.log.wait_for("timings", timeout=10, message_id=subtitle["message_id"])
+    async with asyncio.timeout(20):
+        while len(finals := [e for e in call.log.of_type("transcript") if e["final"]]) < 2:
+            await asyncio.sleep(0.05)
+    answer = finals[1]
+    _, second = await call.log.wait_for("timings", timeout=20, interrupted=False)
+    await call.hang_up()
+
+    rows = await database_sync_to_async(lambda: list(Message.objects.filter(session=chat_session)))()
+    assert [row.speaker for row in rows] == ["user", "assistant", "user", "assistant"]
+    assert rows[0].text == transcript["text"] and rows[1].pk == cut["message_id"]
+    assert cut["interrupted"] and rows[1].interrupted
+    assert rows[1].text and rows[0].text.startswith(rows[1].text) and len(rows[1].text) < len(rows[0].text)
+    assert word_error_rate(BREAK_IN, rows[2].text) <= WER_BOUND and rows[3].text == rows[2].text
+    assert rows[3].pk == second["message_id"] and not rows[3].interrupted and rows[3].first_frame_ms
+    assert answer["message_id"] == rows[2].pk
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("loopback_ice")
+async def test_push_to_talk_over_the_websocket(chat_session, world_a, speech):
+    call = await start_call(chat_session.pk, world_a.raw_key)
+    await call.communicator.send_json_to({"type": "mode", "talk": "push"})
+    await call.client.say(speech(QUESTION, lead_s=0.3, tail_s=0.6))
+    await asyncio.sleep(0.3)
+    assert call.log.of_type("transcript") == []
+
+    await call.communicator.send_json_to({"type": "talk", "on": True})
+    await call.client.say(speech(QUESTION, lead_s=0.3, tail_s=0.6))
+    await call.communicator.send_json_to({"type": "talk", "on": False})
+    _, final = await call.log.wait_for("transcript", timeout=20, final=True)
+    await call.log.wait_for("timings", timeout=20)
+    await call.communicator.send_json_to({"type": "mode", "talk": "walkie-talkie"})
+    _, error = await call.log.wait_for("error")
+    await call.hang_up()
+    assert word_error_rate(QUESTION, final["text"]) <= WER_BOUND and error["code"] == "bad_message"
+    assert await database_sync_to_async(Message.objects.filter(session=chat_session, speaker="user").count)() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("loopback_ice")
+async def test_the_rest_interrupt_cancels_the_llm_stream(chat_session, world_a, speech):
+    async with ChatServer() as server:
+        server.plan = ["trickle"]
+        await database_sync_to_async(Role.objects.filter(pk=chat_session.role_id).update)(
+            llm_engine="openai", llm_base_url=server.base_url
+        )
+        call = await start_call(chat_session.pk, world_a.raw_key)
+        await call.client.say(speech(QUESTION, lead_s=0.3, tail_s=0.6))
+        _, subtitle = await call.log.wait_for("subtitle", timeout=20)
+        await asyncio.sleep(0.8)  # a few words on air
+        async with rest(world_a.raw_key) as client:
+            response = await client.post(f"/api/v1/sessions/{chat_session.pk}/interrupt/")
+        assert response.status_code == 202
+        _, timings = await call.log.wait_for("timings", timeout=5)
+        await asyncio.wait_for(server.dropped.wait(), 2)
+        await call.hang_up()
+    message = await database_sync_to_async(Message.objects.get)(pk=subtitle["message_id"])
+    assert message.interrupted and timings["interrupted"] and message.text.startswith("Word 0,")
+    assert len(message.text) < 80

@@ -1,0 +1,130 @@
+"""End to end: an aiortc client speaks to the real consumer over WebRTC and the avatar answers with voice and lips.
+
+The client's mic is a track that plays Piper speech at real time (48 kHz,
+20 ms frames); the role's engines are pocketsphinx, the echo LLM (or a local
+OpenAI-compatible server), Piper and the default lip-sync. What comes back is
+checked as the client received it, and what was stored is read from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from channels.db import database_sync_to_async
+
+from avatars_app.models import Prompt, Role
+from realtime.conversation.apology import apology
+from realtime.live_sessions import live_sessions
+from sessions_app.models import Message
+from tests.fixtures.chat_server import ChatServer
+from tests.fixtures.live import EventLog, session_communicator
+from tests.fixtures.voice import TalkingPeer
+from tests.fixtures.webrtc import mouth_change, rms
+from tests.test_asr_engines import word_error_rate
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loopback_ice"), pytest.mark.slow]
+
+QUESTION = "What is the weather like in Paris today?"
+WER_BOUND = 0.4
+VOICED_RMS = 500  # int16 RMS of a received 20 ms packet that carries speech (silence decodes near 0)
+MOVED = 8  # mean |difference| from the still face around the mouth above which it has moved (VP8 noise: < 6)
+
+
+@dataclass
+class Call:
+    live: object
+    communicator: object
+    log: EventLog
+    client: TalkingPeer
+
+    async def hang_up(self) -> None:
+        await self.client.close()
+        await self.log.stop()
+        await self.communicator.disconnect(code=1001)
+
+
+async def start_call(session_id, raw_key: str) -> Call:
+    """Connect over the WebSocket, make the WebRTC call with a talking client, and wait until media flows."""
+    communicator = session_communicator(session_id, api_key=raw_key)
+    connected, _ = await communicator.connect()
+    assert connected
+    log = EventLog(communicator)
+    await log.wait_for("state")
+    client = TalkingPeer()
+    await communicator.send_json_to({"type": "offer", "sdp": await client.offer()})
+    _, answer = await log.wait_for("answer")
+    await client.accept(answer["sdp"])
+    async with asyncio.timeout(10):
+        while len(client.video) < 5 or len(client.audio) < 10:
+            await asyncio.sleep(0.02)
+    return Call(live_sessions.get(str(session_id)), communicator, log, client)
+
+
+async def test_a_question_spoken_over_webrtc_is_answered_with_voice_and_lips(chat_session, world_a, speech):
+    call = await start_call(chat_session.pk, world_a.raw_key)
+    still, box = call.live.lease.avatar.frames[0], call.live.lease.avatar.mouth_boxes[0]
+    spoken = await call.client.say(speech(QUESTION, lead_s=0.5, tail_s=0.8))
+    _, final = await call.log.wait_for("transcript", timeout=20, final=True)
+    _, timings = await call.log.wait_for("timings", timeout=30)
+    await asyncio.sleep(0.3)
+    await call.hang_up()
+
+    # the user's words went to the page live, then final, and were recognised
+    transcripts = call.log.of_type("transcript")
+    assert [t["final"] for t in transcripts].index(True) >= 3  # several partials first
+    assert word_error_rate(QUESTION, final["text"]) <= WER_BOUND
+    # the answer came back as speech and as a moving mouth, after the question ended
+    reply_audio = [f for f in call.client.audio if f.arrived > spoken.voice_end and rms(f.data) > VOICED_RMS]
+    reply_video = [
+        f for f in call.client.video if f.arrived > spoken.voice_end and mouth_change(f.data, still, box) > 2 * MOVED
+    ]
+    assert len(reply_audio) > 50 and reply_video  # over a second of voice, and lips that move
+    assert all(rms(f.data) < 30 for f in call.client.audio if f.arrived < spoken.voice_end)  # silent while asked
+    first_audio = reply_audio[0].arrived - spoken.voice_end
+    print(f"voice end → first reply audio at the client: {first_audio * 1000:.0f} ms; timings {timings}")
+    assert first_audio < 3.0
+
+    user, answer = await database_sync_to_async(lambda: list(Message.objects.filter(session=chat_session)))()
+    assert (user.speaker, user.text, user.asr_ms) == ("user", final["text"], timings["asr_ms"])
+    assert answer.speaker == "assistant" and answer.pk == timings["message_id"] == final["message_id"] + 1
+    assert answer.text == user.text and not answer.interrupted and not timings["interrupted"]
+    stored = [answer.asr_ms, answer.llm_first_token_ms, answer.tts_first_audio_ms, answer.first_frame_ms]
+    sent = [timings[k] for k in ("asr_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_frame_ms")]
+    assert stored == sent and answer.total_ms == timings["total_ms"]
+    assert stored == sorted(stored) and stored[-1] < answer.total_ms  # each stage after the one before
+
+
+async def test_a_refused_llm_key_gets_an_apology_and_the_page_hears_why(chat_session, world_a, speech):
+    async with ChatServer() as server:
+        server.plan = ["unauthorized"]
+
+        @database_sync_to_async
+        def configure_role() -> None:
+            role = Role.objects.get(pk=chat_session.role_id)
+            role.prompt = Prompt.objects.create(tenant=role.tenant, name="Astro", system_text="You are the astronaut.")
+            role.llm_engine, role.llm_base_url, role.llm_model = "openai", server.base_url, "qwen-plus"
+            role.llm_api_key, role.temperature = "sk-wrong", 0.2
+            role.save()
+
+        await configure_role()
+        call = await start_call(chat_session.pk, world_a.raw_key)
+        await call.client.say(speech(QUESTION, lead_s=0.3, tail_s=0.6))
+        _, error = await call.log.wait_for("error", timeout=20)
+        _, subtitle = await call.log.wait_for("subtitle", timeout=20)
+        _, timings = await call.log.wait_for("timings", timeout=20)
+        await call.communicator.send_json_to({"type": "say", "text": "I am still here."})  # the session goes on
+        await call.log.wait_for("subtitle", timeout=20, text="I am still here.")
+        await call.hang_up()
+
+    assert error["code"] == "llm_unauthorized" and "401" in error["message"] and "Incorrect API key" in error["message"]
+    assert subtitle["text"] == apology("en") and subtitle["message_id"] == timings["message_id"]
+    [request] = server.requests
+    assert request["headers"]["Authorization"] == "Bearer sk-wrong"
+    body = request["body"]
+    assert (body["model"], body["temperature"], body["user"]) == ("qwen-plus", 0.2, str(chat_session.pk))
+    assert body["messages"][0] == {"role": "system", "content": "You are the astronaut."}
+    assert body["messages"][1]["role"] == "user" and word_error_rate(QUESTION, body["messages"][1]["content"]) <= 0.4
+    answer = await database_sync_to_async(Message.objects.get)(pk=timings["message_id"])
+    assert answer.text == apology("en") and not answer.interrupted and answer.llm_first_token_ms is None
