@@ -12,28 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.conf import global_settings
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from avatars_app.bundle.format import FRAMES_FILE
 from sessions_app.models import ChatSession
+from tests.fixtures.browser import chat_page_as_member
 from tests.fixtures.live import make_talking_role
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 GREEN_SIDE = 128  # px of the avatar's top-left corner painted green
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-]
 
 INBOUND_STATS = """async () => {
   const result = {video: 0, audioSamples: 0, audioEnergy: 0, state: window.liveHuman.pc?.connectionState};
@@ -86,56 +75,40 @@ def _wait_for(page: Page, condition, timeout: float, what: str) -> dict:
 def test_member_talks_to_the_avatar_in_chromium(daphne_server, world_a, _media_root, settings):
     role = make_talking_role(world_a, _media_root, frame_count=1)
     _paint_green_corner(Path(_media_root) / role.avatar.bundle_path / FRAMES_FILE)
-    # The daphne child checks passwords with the production hashers, not the tests' fast one.
-    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
-    world_a.member.set_password("pw-member-123")
-    world_a.member.save()
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
+    with chat_page_as_member(daphne_server, world_a.member, settings) as chat:
+        page, errors = chat.page, chat.errors
+        page.select_option("#role", str(role.pk))
 
-            page.goto(f"{daphne_server}/accounts/login/?next=/chat/")
-            page.fill("input[name=username]", world_a.member.username)
-            page.fill("input[name=password]", "pw-member-123")
-            page.click("button[type=submit]")
-            page.wait_for_url("**/chat/")
-            page.select_option("#role", str(role.pk))
+        page.click("#start-button")
+        _wait_for(page, lambda s: s["state"] == "connected" and s["video"] > 0, 30, "the first decoded frames")
+        page.wait_for_selector("#say-text:not([disabled])")
 
-            page.click("#start-button")
-            _wait_for(page, lambda s: s["state"] == "connected" and s["video"] > 0, 30, "the first decoded frames")
-            page.wait_for_selector("#say-text:not([disabled])")
+        before = _stats(page)
+        page.fill("#say-text", "Hello from the browser. The avatar should say this sentence out loud.")
+        page.press("#say-text", "Enter")
+        page.wait_for_selector("#state-badge[data-state=speaking]", timeout=20_000)
+        page.wait_for_function("document.getElementById('subtitle').textContent.length > 0", timeout=10_000)
+        page.wait_for_timeout(1500)
+        after = _stats(page)
+        page.screenshot(path=str(ARTIFACTS / "chat-page.png"))
 
-            before = _stats(page)
-            page.fill("#say-text", "Hello from the browser. The avatar should say this sentence out loud.")
-            page.press("#say-text", "Enter")
-            page.wait_for_selector("#state-badge[data-state=speaking]", timeout=20_000)
-            page.wait_for_function("document.getElementById('subtitle').textContent.length > 0", timeout=10_000)
-            page.wait_for_timeout(1500)
-            after = _stats(page)
-            page.screenshot(path=str(ARTIFACTS / "chat-page.png"))
+        assert after["video"] > before["video"] + 20, (before, after)  # frames keep coming: ~25 per second
+        assert after["audioSamples"] > before["audioSamples"]
+        assert after["audioEnergy"] > before["audioEnergy"], "speech, not silence, arrived"
+        assert "browser" in page.inner_text("#history")
+        assert not errors, errors
 
-            assert after["video"] > before["video"] + 20, (before, after)  # frames keep coming: ~25 per second
-            assert after["audioSamples"] > before["audioSamples"]
-            assert after["audioEnergy"] > before["audioEnergy"], "speech, not silence, arrived"
-            assert "browser" in page.inner_text("#history")
-            assert not errors, errors
+        # Green screen with the default key colour: the painted green corner turns transparent in the WebGL
+        # output while the face stays opaque.
+        page.check("#chroma-enabled")
+        page.wait_for_timeout(300)
+        corner_alpha, face_alpha = page.evaluate(KEYED_ALPHAS)
+        assert corner_alpha < 40 and face_alpha > 215, (corner_alpha, face_alpha)
+        page.screenshot(path=str(ARTIFACTS / "chat-page-green-screen.png"))
 
-            # Green screen with the default key colour: the painted green corner turns transparent in the WebGL
-            # output while the face stays opaque.
-            page.check("#chroma-enabled")
-            page.wait_for_timeout(300)
-            corner_alpha, face_alpha = page.evaluate(KEYED_ALPHAS)
-            assert corner_alpha < 40 and face_alpha > 215, (corner_alpha, face_alpha)
-            page.screenshot(path=str(ARTIFACTS / "chat-page-green-screen.png"))
-
-            page.click("#start-button")  # Stop
-            page.wait_for_selector("#state-badge[data-state=idle]")
-        finally:
-            browser.close()
+        page.click("#start-button")  # Stop
+        page.wait_for_selector("#state-badge[data-state=idle]")
 
     session = ChatSession.objects.get(role=role)
     deadline = time.monotonic() + 5

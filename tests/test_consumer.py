@@ -9,7 +9,7 @@ from django.test import Client
 from realtime.live_sessions import live_sessions
 from realtime.pool import get_pool
 from sessions_app.models import ChatSession
-from tests.fixtures.live import EventLog, session_communicator
+from tests.fixtures.live import EventLog, refusal, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,13 +22,7 @@ async def open_socket(communicator) -> EventLog:
 
 async def refused(communicator) -> tuple[dict, int]:
     """Connect, expect the error event, and the close code the socket was closed with."""
-    log = await open_socket(communicator)
-    _, error = await log.wait_for("error")
-    _, closed = await log.wait_for("closed")
-    _, close = await log.wait_for("socket.close")
-    assert closed["reason"] == error["code"]
-    await log.stop()
-    return error, close["code"]
+    return await refusal(await open_socket(communicator))
 
 
 def cookie_for(user) -> list[tuple[bytes, bytes]]:

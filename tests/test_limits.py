@@ -10,7 +10,7 @@ from livehuman_site.tenancy.models import Tenant
 from realtime.live_sessions import live_sessions
 from realtime.pool import get_pool
 from sessions_app.models import ChatSession
-from tests.fixtures.live import EventLog, make_talking_role, rest_client, session_communicator
+from tests.fixtures.live import EventLog, make_talking_role, refusal, rest_client, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,16 +19,6 @@ async def connect(session_id, raw_key: str) -> EventLog:
     communicator = session_communicator(session_id, api_key=raw_key)
     assert (await communicator.connect())[0]
     return EventLog(communicator)
-
-
-async def refusal(log: EventLog) -> tuple[dict, int]:
-    """The error event and the close code of a refused connection."""
-    _, error = await log.wait_for("error")
-    _, closed = await log.wait_for("closed")
-    _, close = await log.wait_for("socket.close")
-    assert closed["reason"] == error["code"]
-    await log.stop()
-    return error, close["code"]
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from realtime.live_sessions import live_sessions
 from realtime.pool import ModelPool, get_pool
 from realtime.preload import preload_active_roles
 from sessions_app.models import ChatSession
+from tests.fixtures.browser import chat_page_as_member
 from tests.fixtures.live import EventLog, make_other_role, rest_client, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -191,37 +192,18 @@ async def test_the_preload_setting_loads_every_active_role_when_the_first_sessio
 @pytest.mark.browser
 @pytest.mark.slow
 def test_the_chat_page_switches_role_while_talking(daphne_server, world_a, talking_role, other_role, settings):
-    from django.conf import global_settings
-    from playwright.sync_api import sync_playwright
+    with chat_page_as_member(daphne_server, world_a.member, settings) as chat:
+        page, errors = chat.page, chat.errors
+        page.select_option("#role", str(talking_role.pk))
+        page.click("#start-button")
+        page.wait_for_selector("#say-text:not([disabled])", timeout=30_000)
+        page.wait_for_function("window.liveHuman.serverFps === 25", timeout=10_000)
 
-    from tests.test_chat_browser import CHROMIUM_ARGS
-
-    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS  # the daphne child uses the real hashers
-    world_a.member.set_password("pw-member-123")
-    world_a.member.save()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{daphne_server}/accounts/login/?next=/chat/")
-            page.fill("input[name=username]", world_a.member.username)
-            page.fill("input[name=password]", "pw-member-123")
-            page.click("button[type=submit]")
-            page.wait_for_url("**/chat/")
-            page.select_option("#role", str(talking_role.pk))
-            page.click("#start-button")
-            page.wait_for_selector("#say-text:not([disabled])", timeout=30_000)
-            page.wait_for_function("window.liveHuman.serverFps === 25", timeout=10_000)
-
-            page.select_option("#role", str(other_role.pk))  # the page's control: switch in place
-            page.wait_for_selector("#history li.message.system", timeout=20_000)
-            assert "Navigator" in page.inner_text("#history li.message.system")
-            page.wait_for_function("window.liveHuman.serverFps === 30", timeout=10_000)
-            assert page.evaluate("window.liveHuman.pc.connectionState") == "connected"  # same peer connection
-            assert not errors, errors
-        finally:
-            browser.close()
+        page.select_option("#role", str(other_role.pk))  # the page's control: switch in place
+        page.wait_for_selector("#history li.message.system", timeout=20_000)
+        assert "Navigator" in page.inner_text("#history li.message.system")
+        page.wait_for_function("window.liveHuman.serverFps === 30", timeout=10_000)
+        assert page.evaluate("window.liveHuman.pc.connectionState") == "connected"  # same peer connection
+        assert not errors, errors
     session = ChatSession.objects.get(tenant=world_a.tenant)
     assert session.role_id == other_role.pk

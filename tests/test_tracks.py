@@ -29,6 +29,17 @@ def frame_number(bundle, rgb: np.ndarray) -> int:
     return matches[0]
 
 
+class StillBundle:
+    """An avatar of one black 16x16 frame: just what the video track reads."""
+
+    fps = 25
+    frame_count = 1
+    frames = np.zeros((1, 16, 16, 3), np.uint8)
+
+    def pingpong_index(self, tick: int) -> int:
+        return 0
+
+
 async def test_audio_is_48k_mono_20ms_packets_stamped_by_packet_index_and_silent_when_idle():
     clock, timeline = SessionClock(), PlayoutTimeline()
     track = AvatarAudioTrack(clock, timeline)
@@ -59,14 +70,6 @@ async def test_audio_is_paced_in_real_time():
 
 async def test_video_is_stamped_on_the_90khz_clock_at_the_role_fps_and_paced():
     clock, timeline = SessionClock(), PlayoutTimeline()
-
-    class StillBundle:
-        fps = 25
-        frame_count = 1
-        frames = np.zeros((1, 16, 16, 3), np.uint8)
-
-        def pingpong_index(self, tick: int) -> int:
-            return 0
 
     track = AvatarVideoTrack(clock, timeline, StillBundle(), FrameRate(25))
     first = await track.recv()
@@ -113,14 +116,6 @@ async def test_scheduled_frame_and_its_audio_leave_with_the_same_timestamp(movin
 
 async def test_a_late_sender_skips_past_slots_instead_of_falling_behind():
     clock, timeline = SessionClock(), PlayoutTimeline()
-
-    class StillBundle:
-        fps = 25
-        frame_count = 1
-        frames = np.zeros((1, 16, 16, 3), np.uint8)
-
-        def pingpong_index(self, tick: int) -> int:
-            return 0
 
     skipped: list[tuple[int, int]] = []
     video = AvatarVideoTrack(
