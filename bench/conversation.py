@@ -39,9 +39,8 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livehuman_site.settings")
 django.setup()
 
-from realtime.config import SessionConfig  # noqa: E402
+from bench.talking import loopback_bench_config  # noqa: E402
 from realtime.conversation import ConversationSettings, TurnRows  # noqa: E402
-from realtime.engines.tts.base import VoiceSettings  # noqa: E402
 from realtime.pool import ModelPool  # noqa: E402
 from realtime.session import LiveSession  # noqa: E402
 from realtime.vad import EndOfTurn, TurnDetector  # noqa: E402
@@ -118,20 +117,7 @@ def _rms(frame: Received) -> float:
 
 
 async def open_call(bundle: Path) -> tuple[LiveSession, TalkingPeer, TimedRecorder, dict[str, int]]:
-    import aioice.ice
-
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]  # loopback only (FACTS.md)
-    config = SessionConfig(
-        session_id="bench",
-        role_id=0,
-        role_name="bench",
-        fps=FPS,
-        avatar_path=bundle,
-        lipsync_engine="default",
-        tts_engine="piper",
-        voice=VoiceSettings(),
-        conversation=ConversationSettings(),
-    )
+    config = loopback_bench_config(bundle, conversation=ConversationSettings())
     events = TimedRecorder()
     live = await LiveSession.open(config, ModelPool(device="cpu"), events)
     first_pts = spy_first_pts(live)

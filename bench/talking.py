@@ -213,11 +213,12 @@ async def until(condition, timeout: float) -> None:
             await asyncio.sleep(0.01)
 
 
-async def open_call(bundle_path: Path) -> tuple[LiveSession, ReceivingPeer, Events, dict[str, int], ModelPool]:
+def loopback_bench_config(bundle_path: Path, **extra: Any) -> SessionConfig:
+    """A benchmark session (the bundle, Piper, the default lip-sync) whose WebRTC stays on loopback."""
     import aioice.ice
 
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]  # loopback only (FACTS.md)
-    config = SessionConfig(
+    return SessionConfig(
         session_id="bench",
         role_id=0,
         role_name="bench",
@@ -226,7 +227,12 @@ async def open_call(bundle_path: Path) -> tuple[LiveSession, ReceivingPeer, Even
         lipsync_engine="default",
         tts_engine="piper",
         voice=VoiceSettings(),
+        **extra,
     )
+
+
+async def open_call(bundle_path: Path) -> tuple[LiveSession, ReceivingPeer, Events, dict[str, int], ModelPool]:
+    config = loopback_bench_config(bundle_path)
     pool, events = ModelPool(device="cpu"), Events()
     live = await LiveSession.open(config, pool, events)
     first_pts = spy_first_pts(live)

@@ -11,26 +11,14 @@ from django.utils.translation import gettext_lazy
 from livehuman_site.tenancy.admin import ReadOnlyTenantInline, TenantScopedAdmin
 
 from . import services
-from .models import ChatSession, Message
-
-MESSAGE_FIELDS = [
-    "created_at",
-    "speaker",
-    "text",
-    "asr_ms",
-    "llm_first_token_ms",
-    "tts_first_audio_ms",
-    "first_frame_ms",
-    "total_ms",
-    "interrupted",
-]
+from .models import TRANSCRIPT_FIELDS, ChatSession, Message
 
 
 class MessageInline(ReadOnlyTenantInline):
     """The transcript with per-stage timings, written by the pipeline."""
 
     model = Message
-    fields = MESSAGE_FIELDS
+    fields = TRANSCRIPT_FIELDS
 
 
 @admin.register(ChatSession)

@@ -88,6 +88,19 @@ class ChatSession(TenantOwnedModel):
         return bool(updated)
 
 
+TRANSCRIPT_FIELDS = [
+    "created_at",
+    "speaker",
+    "text",
+    "asr_ms",
+    "llm_first_token_ms",
+    "tts_first_audio_ms",
+    "first_frame_ms",
+    "total_ms",
+    "interrupted",
+]  # what a message shows in the admin and the API: who said what, when, and what each stage took
+
+
 class Message(TenantOwnedModel):
     """A user's utterance or the role's answer, with the time each pipeline stage took."""
 

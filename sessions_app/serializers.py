@@ -7,7 +7,7 @@ from rest_framework import serializers
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.api import TenantScopedSerializer
 
-from .models import ChatSession, Message
+from .models import TRANSCRIPT_FIELDS, ChatSession, Message
 
 
 class ChatSessionSerializer(TenantScopedSerializer):
@@ -43,16 +43,5 @@ class ChatSessionSerializer(TenantScopedSerializer):
 class MessageSerializer(serializers.ModelSerializer):
     class Meta:
         model = Message
-        fields = [
-            "id",
-            "speaker",
-            "text",
-            "created_at",
-            "asr_ms",
-            "llm_first_token_ms",
-            "tts_first_audio_ms",
-            "first_frame_ms",
-            "total_ms",
-            "interrupted",
-        ]
+        fields = ["id", *TRANSCRIPT_FIELDS]
         read_only_fields = fields

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from channels.db import database_sync_to_async
 
 from sessions_app.models import ChatSession, Message
-from tests.fixtures.live import EventLog, session_communicator
+from tests.fixtures.live import EventLog, rest_client, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def rest(raw_key: str) -> httpx.AsyncClient:
-    """An HTTP client for the real ASGI application, in this event loop (where the consumer runs)."""
-    from livehuman_site.asgi import application
-
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=application),
-        base_url="http://testserver",
-        headers={"Authorization": f"Api-Key {raw_key}"},
-    )
 
 
 @pytest.fixture
@@ -38,7 +26,7 @@ async def owned(chat_session, world_a):
 async def test_say_is_spoken_by_the_owner_and_state_reports_it(owned, world_a):
     session, log = owned
     url = f"/api/v1/sessions/{session.pk}"
-    async with rest(world_a.raw_key) as client:
+    async with rest_client(world_a.raw_key) as client:
         response = await client.post(f"{url}/say/", json={"text": "Good morning. The weather is fine today."})
         assert response.status_code == 202
         _, subtitle = await log.wait_for("subtitle", timeout=20)
@@ -66,7 +54,7 @@ async def test_interrupt_cuts_the_owner_short(owned, world_a):
     session, log = owned
     url = f"/api/v1/sessions/{session.pk}"
     text = " ".join(f"Sentence {n} is rather long, so that it takes a while to say." for n in range(5))
-    async with rest(world_a.raw_key) as client:
+    async with rest_client(world_a.raw_key) as client:
         assert (await client.post(f"{url}/say/", json={"text": text})).status_code == 202
         await log.wait_for("state", state="speaking", timeout=20)
         assert (await client.post(f"{url}/interrupt/")).status_code == 202
@@ -82,7 +70,7 @@ async def test_interrupt_cuts_the_owner_short(owned, world_a):
 
 async def test_a_session_nobody_owns_reports_its_stored_state_and_refuses_say(chat_session, world_a):
     url = f"/api/v1/sessions/{chat_session.pk}"
-    async with rest(world_a.raw_key) as client:
+    async with rest_client(world_a.raw_key) as client:
         state = await client.get(f"{url}/state/")
         assert state.json() == {"state": "created", "role": chat_session.role_id, "fps": 25, "speaking_text": ""}
         refused = await client.post(f"{url}/say/", json={"text": "Anyone there?"})
@@ -94,14 +82,14 @@ async def test_a_session_nobody_owns_reports_its_stored_state_and_refuses_say(ch
 async def test_a_stale_owner_falls_back_to_the_stored_state(chat_session, world_a, settings):
     settings.LIVEHUMAN = {**settings.LIVEHUMAN, "SESSION_STATE_TIMEOUT_S": 0.2}
     await database_sync_to_async(ChatSession.objects.filter(pk=chat_session.pk).update)(state="connected")
-    async with rest(world_a.raw_key) as client:
+    async with rest_client(world_a.raw_key) as client:
         state = await client.get(f"/api/v1/sessions/{chat_session.pk}/state/")
     assert state.json()["state"] == "connected"  # the worker that owned it is gone: nobody answered in time
 
 
 async def test_other_tenants_cannot_control_the_session(owned, world_b):
     session, log = owned
-    async with rest(world_b.raw_key) as client:
+    async with rest_client(world_b.raw_key) as client:
         response = await client.post(f"/api/v1/sessions/{session.pk}/say/", json={"text": "Hijack!"})
         assert response.status_code == 404
         assert (await client.get(f"/api/v1/sessions/{session.pk}/state/")).status_code == 404
@@ -110,7 +98,7 @@ async def test_other_tenants_cannot_control_the_session(owned, world_b):
 
 async def test_say_validates_its_body(owned, world_a):
     session, _ = owned
-    async with rest(world_a.raw_key) as client:
+    async with rest_client(world_a.raw_key) as client:
         response = await client.post(f"/api/v1/sessions/{session.pk}/say/", json={"text": "  "})
     assert response.status_code == 400
     assert "text" in response.json()["error"]["fields"]
@@ -121,7 +109,7 @@ async def test_end_closes_the_live_connection_on_its_owner(owned, world_a):
 
     session, log = owned
     assert live_sessions.get(str(session.pk)) is not None
-    async with rest(world_a.raw_key) as client:
+    async with rest_client(world_a.raw_key) as client:
         response = await client.post(f"/api/v1/sessions/{session.pk}/end/")
     assert response.status_code == 200 and response.json()["state"] == "ended"
     _, closed = await log.wait_for("closed", timeout=5)
