@@ -17,9 +17,9 @@ from realtime.conversation import BargeIn, ConversationSettings, TalkMode
 from realtime.engines.llm.base import LLMSettings
 from sessions_app.models import Message
 from tests.fixtures.chat_server import ChatServer
+from tests.fixtures.live import rest_client
 from tests.test_asr_engines import word_error_rate
 from tests.test_conversation_webrtc import Call, start_call
-from tests.test_session_control_api import rest
 
 pytestmark = pytest.mark.slow
 
@@ -164,7 +164,7 @@ async def test_the_rest_interrupt_cancels_the_llm_stream(chat_session, world_a, 
         await call.client.say(speech(QUESTION, lead_s=0.3, tail_s=0.6))
         _, subtitle = await call.log.wait_for("subtitle", timeout=20)
         await asyncio.sleep(0.8)  # a few words on air
-        async with rest(world_a.raw_key) as client:
+        async with rest_client(world_a.raw_key) as client:
             response = await client.post(f"/api/v1/sessions/{chat_session.pk}/interrupt/")
         assert response.status_code == 202
         _, timings = await call.log.wait_for("timings", timeout=5)
