@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from avatars_app.bundle.reader import AvatarBundle
-from realtime.audio import SAMPLE_RATE, mel_window, melspectrogram
+from realtime.audio import SAMPLE_RATE
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
 from realtime.engines.lipsync.mouth_warp import MouthWarpLipSync
 from realtime.engines.lipsync.wav2lip import Wav2LipLipSync
+from tests.fixtures.bundles import frame_requests
 
 FPS = 25
 
@@ -39,18 +40,7 @@ def speech_like_audio(seconds: float) -> np.ndarray:
 
 def make_requests(bundle: AvatarBundle, count: int) -> list[LipSyncRequest]:
     """``count`` consecutive frame requests with their own audio and mel window."""
-    per_frame = SAMPLE_RATE // FPS
-    audio = speech_like_audio(count / FPS + 0.25)
-    mel = melspectrogram(audio)
-    return [
-        LipSyncRequest(
-            avatar=bundle,
-            frame_index=bundle.pingpong_index(i),
-            mel=mel_window(mel, i, FPS),
-            audio=audio[i * per_frame : (i + 1) * per_frame],
-        )
-        for i in range(count)
-    ]
+    return frame_requests(bundle, speech_like_audio(count / FPS + 0.25), FPS)[:count]
 
 
 def model_only_fps(engine: LipSyncEngine, bundle: AvatarBundle, batch: int, seconds: float) -> float:

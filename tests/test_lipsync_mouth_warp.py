@@ -8,12 +8,12 @@ import asyncio
 import numpy as np
 
 from realtime.audio import SAMPLE_RATE, mel_window, melspectrogram, to_16k, to_float32
-from realtime.engines.lipsync.base import LipSyncRequest
 from realtime.engines.lipsync.mouth_warp import MouthWarpLipSync
 from realtime.engines.lipsync.visemes import mouth_shape
 from realtime.engines.registry import engine_class
 from realtime.engines.tts.base import VoiceSettings
 from realtime.engines.tts.piper import PiperTTS
+from tests.fixtures.bundles import frame_requests
 
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -29,21 +29,6 @@ def piper_speech(text: str) -> np.ndarray:
     speech = to_float32(asyncio.run(synthesise()))
     pad = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
     return np.concatenate([pad, speech, pad])
-
-
-def frame_requests(bundle, speech: np.ndarray) -> list[LipSyncRequest]:
-    """One request per 40 ms video frame, as the pipeline builds them (DESIGN.md §4)."""
-    mel = melspectrogram(speech)
-    count = len(speech) // SAMPLES_PER_FRAME
-    return [
-        LipSyncRequest(
-            avatar=bundle,
-            frame_index=bundle.pingpong_index(i),
-            mel=mel_window(mel, i, FPS),
-            audio=speech[i * SAMPLES_PER_FRAME : (i + 1) * SAMPLES_PER_FRAME],
-        )
-        for i in range(count)
-    ]
 
 
 def openness_from_image(bundle, frame: np.ndarray, index: int) -> float:
