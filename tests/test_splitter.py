@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -169,3 +170,61 @@ def test_flush_starts_a_new_stream_with_an_early_first_chunk():
 def test_inconsistent_bounds_are_refused(options):
     with pytest.raises(ValueError):
         SentenceSplitter(**options)
+
+
+# --- Chinese text with numbers, Latin words and URLs ----------------------------------------------------------
+
+# Tokens no chunk may end inside (a break inside one would be read as two words, or lose the rest of a URL).
+ATOMS = st.sampled_from(
+    ["3.14", "1,000", "2026-11-29", "12:30", "35%", "-2.5", "Python", "LiveHuman", "https://example.com/a.b?c=1,2"]
+)
+ZH_WORDS = st.sampled_from(["你好", "今天", "天气很好", "我们", "去公园", "散步", "数字人"])
+ZH_ENDS = "。！？；…"
+ZH_MARKS = st.sampled_from([*ZH_ENDS, "……", "，", "、", "：", ""])
+
+
+@st.composite
+def chinese_text(draw) -> tuple[str, set[int]]:
+    """Chinese sentences with atoms inside; returns the text and the positions strictly inside an atom."""
+    text, inside = "", set()
+    for _ in range(draw(st.integers(1, 25))):
+        text += draw(ZH_WORDS)
+        if draw(st.booleans()):
+            atom = draw(ATOMS)
+            inside |= set(range(len(text) + 1, len(text) + len(atom)))
+            text += atom + draw(ZH_WORDS)
+        text += draw(ZH_MARKS)
+    return text, inside
+
+
+def sentence_ends(text: str) -> list[str]:
+    """The text cut after every run of full-width sentence marks (what a listener hears as sentences)."""
+    return [piece for piece in re.split(f"(?<=[{ZH_ENDS}])(?![{ZH_ENDS}])", text) if piece]
+
+
+@settings(max_examples=300, deadline=None)
+@given(sample=chinese_text(), points=st.lists(st.integers(0, 10_000), max_size=20), options=bounds())
+def test_chinese_chunks_never_end_inside_a_number_latin_word_or_url(sample, points, options):
+    text, inside = sample
+    chunks = stream(cut(text, points), **options)
+    assert "".join(chunks) == text
+    ends = set(itertools.accumulate(len(chunk) for chunk in chunks))
+    assert not ends & inside, chunks
+
+
+@settings(max_examples=300, deadline=None)
+@given(sample=chinese_text())
+def test_chinese_is_cut_at_every_full_width_sentence_end(sample):
+    text, _ = sample
+    # No early first chunk and no length limit in play: the cuts are exactly the sentence ends.
+    assert split_text(text, min_chars=1, first_chunk_chars=10_000, max_chars=10_000) == sentence_ends(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sample=chinese_text())
+def test_the_first_chinese_chunk_ends_early_at_a_comma(sample):
+    text, _ = sample
+    first = split_text(text, min_chars=1, first_chunk_chars=4)[0]
+    sentence = sentence_ends(text)[0]
+    commas = [i + 1 for i, ch in enumerate(sentence) if ch in "，、：" and i + 1 >= 4]
+    assert first == sentence[: commas[0]] if commas else first == sentence

@@ -161,6 +161,17 @@ async def test_espeak_chinese_uses_the_pinyin_voice_and_speaks():
     assert rms(samples) > 1000
 
 
+async def test_espeak_chinese_voice_speaks_the_english_words_of_a_mixed_sentence():
+    """One Mandarin voice reads Latin words with English sounds; none are dropped (each adds its own audio)."""
+    zh, en = VoiceSettings(language="zh"), VoiceSettings(language="en")
+    mixed, rate, _ = await collect(EspeakTTS(zh), "我用Python和JavaScript写了LiveHuman项目。")
+    chinese_only, _, _ = await collect(EspeakTTS(zh), "我用和写了项目。")
+    english_only, _, _ = await collect(EspeakTTS(en), "Python JavaScript LiveHuman")
+    extra = (len(mixed) - len(chinese_only)) / rate
+    print(f"espeak-ng zh mixed: {extra:.2f} s for the English words (en-us: {len(english_only) / rate:.2f} s)")
+    assert extra > 0.6 * len(english_only) / rate
+
+
 def test_espeak_flag_mapping():
     assert espeak_flags(VoiceSettings()) == ["-v", "en-us", "-s", "175", "-p", "50", "-a", "100"]
     assert espeak_flags(VoiceSettings(voice_id="de", rate=1.2, pitch=20, volume=0.5)) == [

@@ -16,6 +16,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from realtime.engines.tts.base import PCM, TTSEngine
+from realtime.text.read_aloud import read_aloud
 
 KEPT_DURATIONS = 1024  # sentences whose length is remembered: far more than are ever queued at once
 
@@ -38,7 +39,11 @@ class SentenceDurations:
 
 
 class MeasuredTTS(TTSEngine):
-    """Passes a shared TTS engine's audio through unchanged, noting each sentence's length as it streams."""
+    """Passes a shared TTS engine's audio through unchanged, noting each sentence's length as it streams.
+
+    The engine is given the sentence as its language reads it (``read_aloud``: numbers in words for Chinese),
+    while lengths stay keyed by the sentence as queued, which is what the spoken-text record holds.
+    """
 
     def __init__(self, engine: TTSEngine, durations: SentenceDurations) -> None:
         super().__init__(engine.voice)
@@ -47,7 +52,7 @@ class MeasuredTTS(TTSEngine):
 
     async def synthesize(self, text: str) -> AsyncIterator[PCM]:
         seconds = 0.0
-        async with aclosing(self.engine.synthesize(text)) as pieces:
+        async with aclosing(self.engine.synthesize(read_aloud(text, self.voice.primary_language))) as pieces:
             async for pcm in pieces:
                 seconds += pcm.duration
                 self.durations.set(text, seconds)  # a running total: a sentence still streaming counts what exists
