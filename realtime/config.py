@@ -30,3 +30,4 @@ class SessionConfig:
     conversation: ConversationSettings | None = None  # None: no voice input or LLM (the avatar only says texts)
     degrade: DegradePolicy = field(default_factory=DegradePolicy)  # when to lower and raise the fps under load
     idle_timeout_s: float = 0.0  # end the session after this long without speech or text; 0: never
+    greeting: str = ""  # said as the role's first message when media starts (and after a switch to the role)

@@ -227,6 +227,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             }
         )
 
+    async def media_started(self) -> None:
+        await self._greet()
+
     async def transcript(self, text: str, final: bool, message_id: int | None) -> None:
         await self._send({"type": "transcript", "text": text, "final": final, "message_id": message_id})
 
@@ -281,7 +284,17 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             raise SessionError("engine_unavailable", str(exc)) from exc
         await database_sync_to_async(change_role)(self.chat_session, role)
         switch_ms = round((time.perf_counter() - started) * 1000)
+        if self.live.media_started:  # else the new role greets when media starts
+            await self._greet()
         return {"role": role.pk, "name": role.name, "fps": config.fps, "switch_ms": switch_ms}
+
+    async def _greet(self) -> None:
+        """Say the role's greeting as its first message (stored with timings, like any ``say``); none if empty."""
+        if self.live is not None and self.live.config.greeting:
+            try:
+                await self._say(self.live.config.greeting, interrupt=False)
+            except SessionError as exc:
+                await self._error(exc.code, str(exc))
 
     async def _refuse(self, refusal: Refused) -> None:
         await self._error(refusal.code, str(refusal))

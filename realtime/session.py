@@ -74,6 +74,9 @@ class SessionEvents(Protocol):
     async def ended(self, reason: str) -> None:
         """The session cannot go on (``ice_failed``, ``error``); the owner should close it."""
 
+    async def media_started(self) -> None:
+        """The peer connection is up: the page hears and sees the avatar from now on (the time to greet)."""
+
     async def transcript(self, text: str, final: bool, message_id: int | None) -> None:
         """The user's words: partial while they speak, then final (with the stored Message's id)."""
 
@@ -171,6 +174,7 @@ class LiveSession:
         self.last_activity = self.clock.now()  # when the state last changed: speech, thinking or an answer
         self.speaking_text = ""
         self.peer: RTCPeerConnection | None = None
+        self.media_started = False  # the peer connection has connected once
         self.closed = False
         self.conversation: Conversation | None = None  # voice turns and LLM answers, when the config has them
         self.listening = False
@@ -464,7 +468,12 @@ class LiveSession:
             logger.exception("session event handler failed")
 
     def _connection_state_changed(self) -> None:
-        if self.peer is not None and self.peer.connectionState == "failed":
+        if self.peer is None:
+            return
+        if self.peer.connectionState == "connected" and not self.media_started:
+            self.media_started = True
+            self._notify(self.events.media_started)
+        elif self.peer.connectionState == "failed":
             self._notify(self.events.ended, "ice_failed")
 
     def _remote_track(self, track: MediaStreamTrack) -> None:

@@ -55,6 +55,7 @@ def build_session_config(session: ChatSession, role: Role | None = None) -> Sess
         conversation=conversation_settings(role, session_id=str(session.pk)),
         degrade=DegradePolicy.from_settings(),
         idle_timeout_s=livehuman_settings.SESSION_IDLE_TIMEOUT_S,
+        greeting=role.greeting.strip(),
     )
 
 
