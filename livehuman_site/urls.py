@@ -4,9 +4,14 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
 from livehuman_site.tenancy.views import switch_tenant_view, tenant_media_view
 from sessions_app.views import chat_page
+
+admin.site.site_header = _("LiveHuman administration")
+admin.site.site_title = "LiveHuman"
+admin.site.index_title = _("Dashboard")
 
 urlpatterns = [
     path("", chat_page, name="home"),

@@ -263,11 +263,17 @@
   for (const radio of document.querySelectorAll("input[name=talk-mode]")) {
     radio.addEventListener("change", () => client.setMode(client.talkMode));
   }
-  const holdStart = (event) => { event.preventDefault(); client.setTalking(true); };
+  // Held by mouse or finger: the pointer is captured so a finger sliding on the button keeps talking, and a
+  // gesture the browser takes over (pointercancel) ends it like a release.
+  const holdStart = (event) => {
+    event.preventDefault();
+    ui.talk.setPointerCapture(event.pointerId);
+    client.setTalking(true);
+  };
   const holdEnd = () => client.setTalking(false);
   ui.talk.addEventListener("pointerdown", holdStart);
-  ui.talk.addEventListener("pointerup", holdEnd);
-  ui.talk.addEventListener("pointerleave", holdEnd);
+  for (const kind of ["pointerup", "pointercancel", "lostpointercapture"]) ui.talk.addEventListener(kind, holdEnd);
+  ui.talk.addEventListener("contextmenu", (event) => event.preventDefault()); // a long press is not a menu
   // Closing the page drops the WebSocket; the server then ends the session and frees its peer connection.
   window.addEventListener("pagehide", () => { if (client.ws) client.ws.close(); });
 
