@@ -28,7 +28,8 @@ from .bundle.format import UnsupportedBundle
 from .bundle.preview import preview_png
 from .bundle.reader import AvatarBundle
 from .models import Avatar, Prompt, PromptVersion, Role, Voice
-from .services import bundle_location, check_avatar_quota, check_upload_quota, queue_build, record_source
+from .services import bundle_location, check_avatar_quota, check_upload_quota, record_source
+from .tasks import queue_build
 
 _BUILDING = (Avatar.Status.PENDING, Avatar.Status.BUILDING)
 

@@ -19,7 +19,7 @@ from .serializers import (
     RoleSerializer,
     VoiceSerializer,
 )
-from .services import queue_build
+from .tasks import queue_build
 
 
 class TenantConfigViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):

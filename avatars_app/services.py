@@ -25,7 +25,6 @@ from .bundle.storage import bundle_folder_name
 from .models import Avatar
 
 _CHUNK = 1024 * 1024
-_TIME_LIMIT_GRACE_S = 60  # between the soft limit (the task records the failure) and the hard kill
 
 
 def check_upload_quota(tenant: Tenant, size: int) -> None:
@@ -135,26 +134,6 @@ def prepare_build(avatar: Avatar) -> str:
         build_finished_at=None,
     )
     avatar.refresh_from_db()
-    return task_id
-
-
-def queue_build(avatar: Avatar, *, force: bool = False) -> str:
-    """Queue ``build_avatar`` for this avatar once the current transaction commits (so the worker sees the row).
-    ``force`` rebuilds even when a bundle of the same source exists."""
-    from .tasks import build_avatar  # tasks imports this module
-
-    task_id = prepare_build(avatar)
-    limit = livehuman_settings.AVATAR_BUILD_TIME_LIMIT_S
-    transaction.on_commit(
-        lambda: build_avatar.apply_async(
-            args=[avatar.pk],
-            kwargs={"force": force},
-            task_id=task_id,
-            queue=livehuman_settings.AVATAR_BUILD_QUEUE,
-            soft_time_limit=limit,
-            time_limit=limit + _TIME_LIMIT_GRACE_S,
-        )
-    )
     return task_id
 
 

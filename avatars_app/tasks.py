@@ -15,7 +15,7 @@ from pathlib import Path
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -26,9 +26,10 @@ from .bundle.errors import BadVideo
 from .bundle.format import Manifest
 from .bundle.storage import discard_other_bundles, discard_partials
 from .models import Avatar
-from .services import avatar_folder, build_options, file_checksum, find_reusable_bundle
+from .services import avatar_folder, build_options, file_checksum, find_reusable_bundle, prepare_build
 
 logger = logging.getLogger(__name__)
+_TIME_LIMIT_GRACE_S = 60  # between the soft limit (the task records the failure) and the hard kill
 
 # Worth another attempt: storage hiccups (NFS, a full disk being cleaned) and a locked or restarting database.
 TRANSIENT_ERRORS = (OSError, OperationalError)
@@ -69,7 +70,7 @@ def _update(avatar_id: int, task_id: str, **fields: object) -> None:
 @shared_task(bind=True, name="avatars_app.build_avatar", acks_late=True, reject_on_worker_lost=True)
 def build_avatar(self, avatar_id: int, force: bool = False) -> str:
     """Build (or reuse) the bundle of avatar ``avatar_id``; returns the outcome: ready, failed or superseded.
-    Queue it through ``services.queue_build``, which sets the time limits and the build id it checks."""
+    Queue it through ``queue_build``, which sets the time limits and the build id it checks."""
     task_id = self.request.id
     claimed = Avatar.objects.filter(Q(task_id=task_id) | Q(task_id=""), pk=avatar_id).update(
         task_id=task_id,
@@ -166,3 +167,21 @@ def _fail(avatar_id: int, task_id: str, message: str) -> str:
     except Superseded:
         return "superseded"
     return "failed"
+
+
+def queue_build(avatar: Avatar, *, force: bool = False) -> str:
+    """Queue ``build_avatar`` for this avatar once the current transaction commits (so the worker sees the row).
+    ``force`` rebuilds even when a bundle of the same source exists."""
+    task_id = prepare_build(avatar)
+    limit = livehuman_settings.AVATAR_BUILD_TIME_LIMIT_S
+    transaction.on_commit(
+        lambda: build_avatar.apply_async(
+            args=[avatar.pk],
+            kwargs={"force": force},
+            task_id=task_id,
+            queue=livehuman_settings.AVATAR_BUILD_QUEUE,
+            soft_time_limit=limit,
+            time_limit=limit + _TIME_LIMIT_GRACE_S,
+        )
+    )
+    return task_id

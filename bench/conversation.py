@@ -40,6 +40,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livehuman_site.settings")
 django.setup()
 
 from bench.talking import loopback_bench_config  # noqa: E402
+from livehuman_site.conf import DEFAULTS  # noqa: E402
 from realtime.conversation import ConversationSettings, TurnRows  # noqa: E402
 from realtime.pool import ModelPool  # noqa: E402
 from realtime.session import LiveSession  # noqa: E402
@@ -98,7 +99,7 @@ class Turn:
 
 def vad_decision_ms(utterance) -> float:
     """End of speech → end of turn on the utterance's own 16 kHz samples: the VAD's share without the uplink."""
-    detector = TurnDetector()
+    detector = TurnDetector(silence_ms=DEFAULTS["VAD_SILENCE_MS"], min_speech_ms=DEFAULTS["VAD_MIN_SPEECH_MS"])
     ends = [event for chunk in utterance.chunks() for event in detector.feed(chunk) if isinstance(event, EndOfTurn)]
     return (ends[0].at_s - utterance.speech_end_s) * 1000
 

@@ -22,6 +22,7 @@ import psutil
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livehuman_site.settings")
 django.setup()
 
+from livehuman_site.conf import DEFAULTS  # noqa: E402
 from realtime.engines.asr.pocketsphinx import DecoderPool, PocketsphinxASR, Recogniser  # noqa: E402
 from realtime.vad import EndOfTurn, SileroModel, TurnDetector  # noqa: E402
 from tests.fixtures.speech import SpeechSynthesizer  # noqa: E402
@@ -79,7 +80,7 @@ async def bench_vad(speech: SpeechSynthesizer) -> None:
     latencies, chunk_costs, audio_s, spent_s, stalls = [], [], 0.0, 0.0, []
     for sentence in SENTENCES:
         utterance = speech(sentence, lead_s=0.5, tail_s=1.0)
-        detector = TurnDetector()
+        detector = TurnDetector(silence_ms=DEFAULTS["VAD_SILENCE_MS"], min_speech_ms=DEFAULTS["VAD_MIN_SPEECH_MS"])
 
         async def feed_all(detector=detector, utterance=utterance):
             events = []

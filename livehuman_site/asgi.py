@@ -11,7 +11,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from livehuman_site.websocket_origin import BrowserOriginValidator  # noqa: E402
-from realtime.routing import websocket_urlpatterns  # noqa: E402
+from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

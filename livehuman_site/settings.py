@@ -71,7 +71,6 @@ INSTALLED_APPS = [
     "livehuman_site.tenancy",
     "avatars_app",
     "sessions_app",
-    "realtime",
 ]
 
 MIDDLEWARE = [

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DegradePolicy:
-    """When to step down and up; ``from_settings`` reads the DEGRADE_* and FPS_LADDER settings."""
+    """When to step down and up (the session factory fills it from the DEGRADE_* and FPS_LADDER settings)."""
 
     ladder: tuple[int, ...] = (50, 30, 25, 20)
     enabled: bool = True
@@ -47,20 +47,6 @@ class DegradePolicy:
     recover_s: float = 5.0
     max_recover_s: float = 60.0
     headroom: float = 0.7
-
-    @classmethod
-    def from_settings(cls) -> DegradePolicy:
-        from livehuman_site.conf import livehuman_settings as s
-
-        return cls(
-            ladder=tuple(s.FPS_LADDER),
-            enabled=s.DEGRADE_ENABLED,
-            late_frames=s.DEGRADE_LATE_FRAMES,
-            window_s=s.DEGRADE_WINDOW_S,
-            hold_s=s.DEGRADE_HOLD_S,
-            recover_s=s.DEGRADE_RECOVER_S,
-            headroom=s.DEGRADE_HEADROOM,
-        )
 
 
 def rungs_for(ceiling: int, ladder: Sequence[int]) -> tuple[int, ...]:

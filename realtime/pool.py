@@ -20,7 +20,7 @@ import functools
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -75,6 +75,7 @@ class ModelPool:
         resolve: Callable[[str, str], type[Any]] = engine_class,
         batch_size: int = 8,
         batch_wait_ms: float = 8.0,
+        engine_options: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         self.device = device  # None: CUDA when torch sees a GPU, else CPU, decided at the first lip-sync load
         # One render thread by default: numpy/torch already use the cores, and one queue keeps frame order simple.
@@ -82,6 +83,8 @@ class ModelPool:
         self._resolve = resolve
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_ms / 1000
+        # Process-wide constructor arguments by kind and engine name, e.g. {"lipsync": {"wav2lip": {"checkpoint": …}}}
+        self._engine_options = engine_options or {}
         self._loaded: dict[Hashable, Any] = {}
         self._load_locks: dict[Hashable, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -111,8 +114,8 @@ class ModelPool:
         tts_key = ("tts", tts_engine, voice)
         lipsync_key = ("lipsync", lipsync_engine)
         avatar_key = ("avatar", _bundle_identity(avatar_path))
-        await self._get(tts_key, lambda: self._resolve("tts", tts_engine)(voice))
-        await self._get(lipsync_key, lambda: self._resolve("lipsync", lipsync_engine)(self._device()))
+        await self._get(tts_key, lambda: self._engine("tts", tts_engine, voice))
+        await self._get(lipsync_key, lambda: self._engine("lipsync", lipsync_engine, self._device()))
         await self._get(avatar_key, lambda: AvatarBundle.open(avatar_path))
         return tts_key, lipsync_key, avatar_key
 
@@ -172,6 +175,10 @@ class ModelPool:
             )
         return batcher
 
+    def _engine(self, kind: str, name: str, first: Any) -> Any:
+        """A new engine of ``kind`` called ``name``: its per-session argument first, then the process's options."""
+        return self._resolve(kind, name)(first, **self._engine_options.get(kind, {}).get(name, {}))
+
     def _device(self) -> str:
         if self.device is None:
             self.device = default_device()
@@ -200,13 +207,3 @@ def _bundle_identity(path: Path) -> tuple[str, int]:
         return str(Path(path).resolve()), manifest.stat().st_mtime_ns
     except FileNotFoundError:
         return str(path), 0  # AvatarBundle.open reports the missing bundle clearly
-
-
-@functools.cache
-def get_pool() -> ModelPool:
-    """This process's pool, created on first use, batching as the LIPSYNC_BATCH_* settings say."""
-    from livehuman_site.conf import livehuman_settings
-
-    return ModelPool(
-        batch_size=livehuman_settings.LIPSYNC_BATCH_SIZE, batch_wait_ms=livehuman_settings.LIPSYNC_BATCH_WAIT_MS
-    )

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from livehuman_site.conf import livehuman_settings
-
 SAMPLE_RATE = 16_000
 WINDOW = 512  # samples per silero call at 16 kHz (32 ms): the only size the model accepts
 CONTEXT = 64  # samples of the previous window that silero expects in front of each window
@@ -94,13 +92,13 @@ class TurnDetector:
     def __init__(
         self,
         *,
-        silence_ms: int | None = None,
-        min_speech_ms: int | None = None,
+        silence_ms: int,
+        min_speech_ms: int,
         threshold: float = 0.5,
         model: SileroModel | None = None,
     ) -> None:
-        self.silence_s = (livehuman_settings.VAD_SILENCE_MS if silence_ms is None else silence_ms) / 1000
-        self.min_speech_s = (livehuman_settings.VAD_MIN_SPEECH_MS if min_speech_ms is None else min_speech_ms) / 1000
+        self.silence_s = silence_ms / 1000
+        self.min_speech_s = min_speech_ms / 1000
         self.threshold = threshold
         self.silence_threshold = threshold - 0.15
         self._model = model or SileroModel.shared()

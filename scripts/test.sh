@@ -15,6 +15,7 @@ run_pytest() {
 }
 
 .venv/bin/ruff check .
+.venv/bin/lint-imports  # the floors of .importlinter (DESIGN.md §2)
 mkdir -p test-artifacts
 run_pytest -q -p no:cacheprovider
 DATABASE_URL="${LIVEHUMAN_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" \

@@ -110,7 +110,7 @@ class ChatSessionViewSet(
         body.is_valid(raise_exception=True)
         try:
             role = services.switch_target(session, body.validated_data["role"])
-            live = control.switch_role(session, role)
+            live = services.switch_role(session, role)
         except services.RoleNotFound as exc:
             raise exceptions.ValidationError({"role": [str(exc)]}, code=exc.code) from exc
         except services.RoleUnavailable as exc:

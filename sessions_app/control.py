@@ -4,8 +4,8 @@ A session's media lives in the daphne process whose consumer accepted its
 WebSocket; that consumer listens on the group ``session.<uuid>``. Say and
 interrupt are fire-and-forget group messages; ``state`` and ``switch_role`` ask
 over a fresh reply channel. ``state`` falls back to the stored state when no
-owner answers in time; a role switch of a session nobody owns just changes
-the stored role (its media starts as that role when it connects).
+owner answers in time. This module only carries messages: what a command means
+for the rows is ``services``' job.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from django.utils.translation import gettext as _
 from avatars_app.models import Role
 from livehuman_site.conf import livehuman_settings
 
-from . import services
 from .models import ChatSession
 
 SAY = "session.say"
@@ -80,16 +79,8 @@ def _send(session: ChatSession, event: dict[str, Any]) -> None:
 
 
 def switch_role(session: ChatSession, role: Role) -> dict[str, Any]:
-    """Make ``session`` play ``role`` (one of its tenant's, checked by the caller): live, by its owner, when it is
-    connected, else in the stored row. Returns the owner's ``{role, fps, switch_ms}`` (empty when not live).
-
-    Raises ``SessionNotLive`` (ended, or a connected session whose owner does not answer) and ``SwitchRefused``.
-    """
-    if session.state == ChatSession.State.ENDED:
-        raise SessionNotLive(_("The session has ended."))
-    if session.state != ChatSession.State.CONNECTED:
-        services.change_role(session, role)
-        return {}
+    """Ask the owner of the connected ``session`` to play ``role`` (one of its tenant's, checked by the caller);
+    returns its ``{role, fps, switch_ms}``. Raises ``SessionNotLive`` (no answer) and ``SwitchRefused``."""
     event = {"type": SWITCH_ROLE, "role": role.pk}
     reply = async_to_sync(_ask)(session_group(session.pk), event, livehuman_settings.ROLE_SWITCH_TIMEOUT_S)
     if reply is None:

@@ -111,6 +111,18 @@ def change_role(session: ChatSession, role: Role) -> None:
     session.role = role
 
 
+def switch_role(session: ChatSession, role: Role) -> dict[str, Any]:
+    """Make ``session`` play ``role`` (from ``switch_target``): live, by its owner, when it is connected, else in
+    the stored row (its media starts as that role when it connects). Returns the owner's ``{role, fps,
+    switch_ms}``, empty when not live. Raises ``control.SessionNotLive`` and ``control.SwitchRefused``."""
+    if session.state == ChatSession.State.ENDED:
+        raise control.SessionNotLive(_("The session has ended."))
+    if session.state != ChatSession.State.CONNECTED:
+        change_role(session, role)
+        return {}
+    return control.switch_role(session, role)
+
+
 def end_session(session: ChatSession, reason: str = ChatSession.EndReason.CLIENT) -> bool:
     """End a session (once), closing its live connection wherever it runs; False when it had already ended."""
     was_connected = session.state == ChatSession.State.CONNECTED

@@ -257,10 +257,9 @@ async def test_funasr_folder_that_does_not_load_is_engine_unavailable(monkeypatc
         await engine.load()
 
 
-def test_funasr_missing_package_names_pip_the_setting_and_the_command(settings):
-    settings.LIVEHUMAN = {"FUNASR_MODEL_DIR": "/nowhere"}
+def test_funasr_missing_package_names_pip_the_setting_and_the_command():
     with pytest.raises(EngineUnavailable) as caught:
-        engine_class("asr", "funasr")()
+        engine_class("asr", "funasr")("/nowhere")
     message = str(caught.value)
     assert "pip install funasr==1.4.16" in message
     assert "FUNASR_MODEL_DIR" in message
@@ -269,11 +268,10 @@ def test_funasr_missing_package_names_pip_the_setting_and_the_command(settings):
 
 
 @pytest.mark.parametrize("model_dir", ["", "/no/such/folder"])
-def test_funasr_missing_model_folder_names_the_setting_and_the_command(monkeypatch, settings, model_dir):
+def test_funasr_missing_model_folder_names_the_setting_and_the_command(monkeypatch, model_dir):
     monkeypatch.setattr(funasr_engine, "funasr_installed", lambda: True)
-    settings.LIVEHUMAN = {"FUNASR_MODEL_DIR": model_dir}
     with pytest.raises(EngineUnavailable, match=r"FUNASR_MODEL_DIR.*python manage.py download_funasr_models"):
-        FunASRStreamingASR()
+        FunASRStreamingASR(model_dir)
 
 
 def test_funasr_missing_punctuation_folder_is_reported(monkeypatch, tmp_path):

@@ -23,7 +23,8 @@ from avatars_app.bundle.reader import AvatarBundle
 from avatars_app.bundle.storage import PARTIAL_PREFIX
 from avatars_app.demo import DEMO_SECONDS, ensure_demo_avatar
 from avatars_app.models import Avatar
-from avatars_app.services import avatar_folder, build_options, bundle_location, prepare_build, queue_build
+from avatars_app.services import avatar_folder, build_options, bundle_location, prepare_build
+from avatars_app.tasks import queue_build
 from tests.fixtures.tenancy import key_client
 from tests.fixtures.videos import FAST, TestVideo, assert_bundle_matches, moving_astronaut, upload
 

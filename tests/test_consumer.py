@@ -6,9 +6,9 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from realtime.live_sessions import live_sessions
-from realtime.pool import get_pool
+from sessions_app.live_sessions import live_sessions
 from sessions_app.models import ChatSession
+from sessions_app.session_factory import get_pool
 from tests.fixtures.live import EventLog, refusal, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -407,7 +407,7 @@ def test_the_factory_gives_the_conversation_the_roles_engines_prompt_and_languag
     from django.core.exceptions import ImproperlyConfigured
 
     from avatars_app.models import Prompt
-    from realtime.session_factory import conversation_settings
+    from sessions_app.session_factory import conversation_settings
 
     talking_role.prompt = Prompt.objects.create(tenant=talking_role.tenant, name="p", system_text="Be the astronaut.")
     talking_role.llm_engine, talking_role.llm_base_url = "dify", "http://dify.local/v1"

@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 
 from avatars_app.models import Prompt, Role
 from realtime.conversation.apology import apology
-from realtime.live_sessions import live_sessions
+from sessions_app.live_sessions import live_sessions
 from sessions_app.models import Message
 from tests.fixtures.chat_server import ChatServer
 from tests.fixtures.live import EventLog, session_communicator

@@ -16,6 +16,7 @@ from realtime.engines.lipsync.base import LipSyncRequest
 from realtime.engines.lipsync.wav2lip import Wav2LipLipSync, load_wav2lip
 from realtime.engines.lipsync.wav2lip_model import Wav2Lip
 from realtime.engines.registry import engine_class
+from sessions_app.session_factory import engine_options
 from tests.fixtures.bundles import write_random_wav2lip_checkpoint
 
 
@@ -44,7 +45,7 @@ def test_registry_name():
 
 def test_public_layout_loads_strictly_from_the_setting(checkpoint, settings):
     settings.LIVEHUMAN = {"WAV2LIP_CHECKPOINT": str(checkpoint)}
-    engine = Wav2LipLipSync()
+    engine = Wav2LipLipSync(**engine_options()["lipsync"]["wav2lip"])  # what this process's pool passes
     saved = torch.load(checkpoint, weights_only=True)["state_dict"]
     loaded = engine.model.state_dict()
     assert {"module." + key for key in loaded} == set(saved)
@@ -106,10 +107,9 @@ def test_faces_cross_the_model_in_bgr_with_the_lower_half_masked(checkpoint, ast
     assert torch.all(faces[:, 0:3, 48:] == 0)
 
 
-def test_missing_or_unset_checkpoint_names_the_setting(tmp_path, settings):
+def test_missing_or_unset_checkpoint_names_the_setting(tmp_path):
     with pytest.raises(EngineUnavailable, match="WAV2LIP_CHECKPOINT"):
         Wav2LipLipSync(checkpoint=tmp_path / "nope.pth")
-    settings.LIVEHUMAN = {"WAV2LIP_CHECKPOINT": ""}
     with pytest.raises(EngineUnavailable, match=r"needs a checkpoint.*WAV2LIP_CHECKPOINT"):
         Wav2LipLipSync()
 

@@ -9,10 +9,11 @@ import pytest
 from channels.db import database_sync_to_async
 
 from avatars_app.models import Role
-from realtime.live_sessions import live_sessions
-from realtime.pool import ModelPool, get_pool
-from realtime.preload import preload_active_roles
+from realtime.pool import ModelPool
+from sessions_app.live_sessions import live_sessions
 from sessions_app.models import ChatSession
+from sessions_app.preload import preload_active_roles
+from sessions_app.session_factory import get_pool
 from tests.fixtures.browser import chat_page_as_member
 from tests.fixtures.live import EventLog, make_other_role, rest_client, session_communicator
 
@@ -161,7 +162,7 @@ async def test_the_preload_setting_loads_every_active_role_when_the_first_sessio
 ):
     settings.LIVEHUMAN = {**settings.LIVEHUMAN, "PRELOAD_ROLES": preload}
     pool = ModelPool(device="cpu")  # this worker's pool, fresh: nothing loaded yet
-    monkeypatch.setattr("realtime.consumers.get_pool", lambda: pool)
+    monkeypatch.setattr("sessions_app.consumers.get_pool", lambda: pool)
     other_avatar = str((_media_root / other_role.avatar.bundle_path).resolve())
 
     def other_role_loaded() -> bool:  # the avatar is the last part of a role the pool loads

@@ -105,7 +105,7 @@ async def test_say_validates_its_body(owned, world_a):
 
 
 async def test_end_closes_the_live_connection_on_its_owner(owned, world_a):
-    from realtime.live_sessions import live_sessions
+    from sessions_app.live_sessions import live_sessions
 
     session, log = owned
     assert live_sessions.get(str(session.pk)) is not None

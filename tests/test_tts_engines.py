@@ -321,4 +321,4 @@ async def test_gpt_sovits_unreachable_server_is_tts_error(unused_tcp_port):
 
 def test_gpt_sovits_needs_a_server_url():
     with pytest.raises(EngineUnavailable, match="server URL"):
-        GPTSoVITSTTS(VoiceSettings())
+        GPTSoVITSTTS(VoiceSettings(), timeout_s=5)

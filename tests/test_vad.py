@@ -40,10 +40,9 @@ def test_one_turn_starts_near_the_speech_and_ends_within_the_silence_window(spee
     assert not detector.speaking
 
 
-def test_silence_window_and_min_speech_come_from_settings(speech, settings):
-    settings.LIVEHUMAN = {"VAD_SILENCE_MS": 700, "VAD_MIN_SPEECH_MS": 100}
+def test_silence_window_and_min_speech_are_honoured(speech):
     utterance = speech("What is the weather like in Paris today?", lead_s=0.5, tail_s=1.2)
-    detector = TurnDetector()
+    detector = TurnDetector(silence_ms=700, min_speech_ms=100)
     started, ended = run(detector, utterance.samples)
     assert started.at_s - started.speech_start_s == pytest.approx(0.1, abs=0.04)
     assert 0.65 <= ended.at_s - utterance.speech_end_s <= 0.7 + END_SLACK_S
@@ -77,7 +76,7 @@ def test_silence_and_noise_are_not_speech(level):
 
 def test_sessions_share_one_model_but_not_their_state(speech):
     utterance = speech("What is the weather like in Paris today?", lead_s=0.5, tail_s=0.8)
-    quiet, talking = TurnDetector(), TurnDetector()
+    quiet, talking = (TurnDetector(silence_ms=300, min_speech_ms=250) for _ in range(2))
     assert quiet._model is talking._model is SileroModel.shared()
     events = []
     for start in range(0, len(utterance.samples), 320):
@@ -88,7 +87,7 @@ def test_sessions_share_one_model_but_not_their_state(speech):
 
 def test_reset_starts_a_new_stream(speech):
     utterance = speech("What is the weather like in Paris today?", lead_s=0.5, tail_s=0.8)
-    detector = TurnDetector()
+    detector = TurnDetector(silence_ms=300, min_speech_ms=250)
     half = len(utterance.samples) // 2
     run(detector, utterance.samples[:half])
     assert detector.speaking

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from channels.db import database_sync_to_async
 
-from realtime.live_sessions import live_sessions
-from realtime.pool import get_pool
+from sessions_app.live_sessions import live_sessions
 from sessions_app.models import ChatSession, Message
+from sessions_app.session_factory import get_pool
 from tests.fixtures.live import EventLog, session_communicator
 from tests.fixtures.webrtc import Received, ReceivingPeer, mouth_change, rms, spy_first_pts
 

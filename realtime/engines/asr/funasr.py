@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from livehuman_site.conf import livehuman_settings
 from realtime.engines.asr.base import ASREngine, ASRError
 from realtime.engines.base import EngineUnavailable
 
@@ -103,9 +102,10 @@ class _Utterance:
 class FunASRStreamingASR(ASREngine):
     """Streaming recognition: each 600 ms of speech is decoded as it arrives, in a worker thread."""
 
-    def __init__(self, model_dir: str | None = None, punc_model_dir: str | None = None) -> None:
-        self.model_dir = livehuman_settings.FUNASR_MODEL_DIR if model_dir is None else model_dir
-        self.punc_model_dir = livehuman_settings.FUNASR_PUNC_MODEL_DIR if punc_model_dir is None else punc_model_dir
+    def __init__(self, model_dir: str = "", punc_model_dir: str = "") -> None:
+        """``model_dir`` / ``punc_model_dir``: settings FUNASR_MODEL_DIR / FUNASR_PUNC_MODEL_DIR ("": not set)."""
+        self.model_dir = model_dir
+        self.punc_model_dir = punc_model_dir
         check_available(self.model_dir, self.punc_model_dir)
         self._models: FunASRModels | None = None
         self._utterance: _Utterance | None = None

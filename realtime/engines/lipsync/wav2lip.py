@@ -79,13 +79,9 @@ class Wav2LipLipSync(LipSyncEngine):
 
     name = "wav2lip"
 
-    def __init__(self, device: str = "cpu", checkpoint: str | Path | None = None) -> None:
+    def __init__(self, device: str = "cpu", checkpoint: str | Path = "") -> None:
         super().__init__(device)
-        if checkpoint is None:
-            from livehuman_site.conf import livehuman_settings
-
-            checkpoint = livehuman_settings.WAV2LIP_CHECKPOINT
-        self.checkpoint = str(checkpoint or "")
+        self.checkpoint = str(checkpoint)
         self.model = load_wav2lip(self.checkpoint, device)
         self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
 

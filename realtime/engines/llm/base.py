@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-
-from livehuman_site.conf import livehuman_settings
-
-
-def _default_timeout() -> float:
-    return float(livehuman_settings.LLM_TIMEOUT_S)
-
-
-def _default_history_chars() -> int:
-    return int(livehuman_settings.LLM_HISTORY_CHARS)
 
 
 @dataclass(frozen=True)
@@ -32,8 +22,8 @@ class LLMSettings:
     api_key: str = ""
     temperature: float = 0.7
     system_prompt: str = ""
-    timeout_s: float = field(default_factory=_default_timeout)
-    history_chars: int = field(default_factory=_default_history_chars)
+    timeout_s: float = 30.0
+    history_chars: int = 6000
     user: str = "livehuman"
 
 

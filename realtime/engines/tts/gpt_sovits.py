@@ -21,16 +21,13 @@ class GPTSoVITSTTS(TTSEngine):
     """One GPT-SoVITS voice: the server at ``server_url`` clones ``reference_audio`` (a path on the server's
     machine) spoken as ``reference_text``. Rate is the server's speed factor; volume is applied here."""
 
-    def __init__(self, voice: VoiceSettings, timeout_s: float | None = None) -> None:
+    def __init__(self, voice: VoiceSettings, timeout_s: float) -> None:
+        """``timeout_s``: the longest wait for the answer's next bytes (setting TTS_TIMEOUT_S)."""
         super().__init__(voice)
         if not voice.server_url:
             raise EngineUnavailable(
                 "GPT-SoVITS needs the Voice's server URL (its api_v2 address, e.g. http://127.0.0.1:9880)"
             )
-        if timeout_s is None:
-            from livehuman_site.conf import livehuman_settings
-
-            timeout_s = livehuman_settings.TTS_TIMEOUT_S
         self.url = voice.server_url.rstrip("/") + "/tts"
         self.timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None

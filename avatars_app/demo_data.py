@@ -13,9 +13,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils.translation import gettext as _
 
-from .models import Membership, Tenant
+from livehuman_site.tenancy.models import Membership, Tenant
+
+from .demo import ensure_demo_avatar
+from .models import Avatar, Language, Prompt, Role, Voice
 
 DEMO_TENANT_SLUG = "demo"
 ADMIN_USERNAME = "admin"
@@ -38,7 +40,6 @@ class DemoData:
     admin_password: str | None = None
     member_password: str | None = None
     created: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def _ensure_user(username: str, *, superuser: bool, report: DemoData) -> tuple[Any, str | None]:
@@ -63,16 +64,7 @@ def _get_or_create(model: type, report: DemoData, label: str, **lookup_and_defau
     return row
 
 
-def _demo_avatar(tenant: Tenant, report: DemoData) -> Any:
-    try:
-        from avatars_app.demo import ensure_demo_avatar
-    except ImportError as exc:
-        if exc.name != "avatars_app.demo":
-            raise  # a broken import inside the module is a bug to see, not a missing feature
-        report.warnings.append(_("No demo avatar (%(error)s); the demo role has no face yet.") % {"error": exc})
-        return None
-    from avatars_app.models import Avatar
-
+def _demo_avatar(tenant: Tenant, report: DemoData) -> Avatar:
     existing = set(Avatar.objects.filter(tenant=tenant).values_list("pk", flat=True))
     avatar = ensure_demo_avatar(tenant)
     if avatar.pk not in existing:
@@ -82,8 +74,6 @@ def _demo_avatar(tenant: Tenant, report: DemoData) -> Any:
 
 def ensure_demo_data() -> DemoData:
     """Create whatever of the demo is missing; leave everything that exists untouched."""
-    from avatars_app.models import Language, Prompt, Role, Voice
-
     with transaction.atomic():
         tenant, tenant_created = Tenant.objects.get_or_create(slug=DEMO_TENANT_SLUG, defaults={"name": "Demo"})
         report = DemoData(tenant=tenant, admin=None, member=None, role=None)

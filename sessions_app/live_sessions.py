@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .session import LiveSession
+    from realtime.session import LiveSession
 
 
 class WorkerFull(Exception):

@@ -32,9 +32,18 @@ from avatars_app.models import Role
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.authentication import authenticate_api_key
 from livehuman_site.tenancy.scoping import scope_for_api_key, scope_for_user
-from sessions_app.control import STATE_REPLY, SWITCH_ROLE_REPLY, session_group
-from sessions_app.models import ChatSession, Message
-from sessions_app.services import (
+from realtime.config import SessionConfig
+from realtime.conversation import TalkMode, TurnRows
+from realtime.engines.base import EngineUnavailable
+from realtime.engines.registry import UnknownEngine
+from realtime.pipeline import PipelineFull
+from realtime.session import LiveSession, MessageTimings, SessionError
+
+from .control import STATE_REPLY, SWITCH_ROLE_REPLY, session_group
+from .live_sessions import AlreadyLive, WorkerFull, live_sessions
+from .models import ChatSession, Message
+from .preload import preload_once
+from .services import (
     RoleNotFound,
     RoleUnavailable,
     change_role,
@@ -42,17 +51,7 @@ from sessions_app.services import (
     tenant_has_room,
     visible_sessions,
 )
-
-from .config import SessionConfig
-from .conversation import TalkMode, TurnRows
-from .engines.base import EngineUnavailable
-from .engines.registry import UnknownEngine
-from .live_sessions import AlreadyLive, WorkerFull, live_sessions
-from .pipeline import PipelineFull
-from .pool import get_pool
-from .preload import preload_once
-from .session import LiveSession, MessageTimings, SessionError
-from .session_factory import SessionUnavailable, build_session_config
+from .session_factory import SessionUnavailable, build_session_config, get_pool
 
 logger = logging.getLogger(__name__)
 

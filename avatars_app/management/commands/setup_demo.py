@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from livehuman_site.tenancy.demo_data import ensure_demo_data
+from avatars_app.demo_data import ensure_demo_data
 
 
 class Command(BaseCommand):
@@ -17,8 +17,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         demo = ensure_demo_data()
-        for warning in demo.warnings:
-            self.stderr.write(self.style.WARNING(warning))
         self.stdout.write(f"Tenant: {demo.tenant.name} ({demo.tenant.slug}); role: {demo.role.name}")
         for user, password in ((demo.admin, demo.admin_password), (demo.member, demo.member_password)):
             if password:

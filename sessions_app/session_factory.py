@@ -1,13 +1,17 @@
-"""The Django edge of a live session: database rows in, a plain ``SessionConfig`` out.
+"""The Django edge of a live session: database rows and product settings in, plain ``realtime`` objects out.
 
-Everything past this module (pool, pipeline, engines) sees only dataclasses,
-so it runs and is tested without a database. Call from sync code (the consumer
-wraps it in ``database_sync_to_async``).
+This is the one module that reads ``livehuman_settings`` on behalf of the
+realtime library: everything past it (pool, pipeline, engines) sees only
+dataclasses and constructor arguments, so it runs and is tested without
+Django. Call ``build_session_config`` from sync code (the consumer wraps it in
+``database_sync_to_async``).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -15,14 +19,15 @@ from django.utils.translation import gettext as _
 
 from avatars_app.models import Role, Voice
 from livehuman_site.conf import livehuman_settings
-from sessions_app.models import ChatSession
+from realtime.config import SessionConfig
+from realtime.conversation import BargeIn, ConversationSettings
+from realtime.degrade import DegradePolicy
+from realtime.engines.llm.base import LLMSettings
+from realtime.engines.tts.base import VoiceSettings
+from realtime.pipeline import PlayoutSettings
+from realtime.pool import ModelPool
 
-from .config import SessionConfig
-from .conversation import BargeIn, ConversationSettings
-from .degrade import DegradePolicy
-from .engines.llm.base import LLMSettings
-from .engines.tts.base import VoiceSettings
-from .pipeline import PlayoutSettings
+from .models import ChatSession
 
 
 class SessionUnavailable(Exception):
@@ -53,7 +58,7 @@ def build_session_config(session: ChatSession, role: Role | None = None) -> Sess
             batch_size=livehuman_settings.LIPSYNC_BATCH_SIZE,
         ),
         conversation=conversation_settings(role, session_id=str(session.pk)),
-        degrade=DegradePolicy.from_settings(),
+        degrade=degrade_policy(),
         idle_timeout_s=livehuman_settings.SESSION_IDLE_TIMEOUT_S,
         greeting=role.greeting.strip(),
     )
@@ -111,4 +116,36 @@ def voice_settings(voice: Voice) -> VoiceSettings:
         server_url=voice.server_url,
         reference_audio=voice.reference_audio.path if voice.reference_audio else "",
         reference_text=voice.reference_text,
+    )
+
+
+def degrade_policy() -> DegradePolicy:
+    """When a session lowers and raises its fps under load: the DEGRADE_* and FPS_LADDER settings."""
+    s = livehuman_settings
+    return DegradePolicy(
+        ladder=tuple(s.FPS_LADDER),
+        enabled=s.DEGRADE_ENABLED,
+        late_frames=s.DEGRADE_LATE_FRAMES,
+        window_s=s.DEGRADE_WINDOW_S,
+        hold_s=s.DEGRADE_HOLD_S,
+        recover_s=s.DEGRADE_RECOVER_S,
+        headroom=s.DEGRADE_HEADROOM,
+    )
+
+
+def engine_options() -> dict[str, dict[str, dict[str, Any]]]:
+    """Process-wide constructor arguments of the engines the pool loads, by kind and name."""
+    return {
+        "tts": {"gpt_sovits": {"timeout_s": float(livehuman_settings.TTS_TIMEOUT_S)}},
+        "lipsync": {"wav2lip": {"checkpoint": livehuman_settings.WAV2LIP_CHECKPOINT}},
+    }
+
+
+@functools.cache
+def get_pool() -> ModelPool:
+    """This process's pool, created on first use, batching as the LIPSYNC_BATCH_* settings say."""
+    return ModelPool(
+        batch_size=livehuman_settings.LIPSYNC_BATCH_SIZE,
+        batch_wait_ms=livehuman_settings.LIPSYNC_BATCH_WAIT_MS,
+        engine_options=engine_options(),
     )

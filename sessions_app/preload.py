@@ -19,10 +19,10 @@ from django.conf import settings
 
 from avatars_app.bundle.format import UnsupportedBundle
 from avatars_app.models import Avatar, Role
+from realtime.engines.base import EngineUnavailable
+from realtime.engines.registry import UnknownEngine
+from realtime.pool import ModelPool
 
-from .engines.base import EngineUnavailable
-from .engines.registry import UnknownEngine
-from .pool import ModelPool
 from .session_factory import voice_settings
 
 logger = logging.getLogger(__name__)
