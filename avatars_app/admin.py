@@ -23,10 +23,10 @@ from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.admin import ReadOnlyTenantInline, TenantScopedAdmin
 from livehuman_site.tenancy.models import Tenant
 from livehuman_site.tenancy.scoping import scope_for_request
+from realtime.avatar.format import UnsupportedBundle
+from realtime.avatar.reader import AvatarBundle
 
-from .bundle.format import UnsupportedBundle
 from .bundle.preview import preview_png
-from .bundle.reader import AvatarBundle
 from .models import Avatar, Prompt, PromptVersion, Role, Voice
 from .services import bundle_location, check_avatar_quota, check_upload_quota, record_source
 from .tasks import queue_build

@@ -16,11 +16,11 @@ from django.utils.translation import gettext as _
 
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.models import Tenant
+from realtime.avatar.format import UnsupportedBundle
+from realtime.avatar.reader import AvatarBundle
 
 from .bundle.builder import BuildOptions
 from .bundle.decode import DecodeLimits
-from .bundle.format import UnsupportedBundle
-from .bundle.reader import AvatarBundle
 from .bundle.storage import bundle_folder_name
 from .models import Avatar
 

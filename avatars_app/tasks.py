@@ -20,10 +20,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from livehuman_site.conf import livehuman_settings
+from realtime.avatar.format import Manifest
 
 from .bundle.builder import build_bundle, reuse_bundle
 from .bundle.errors import BadVideo
-from .bundle.format import Manifest
 from .bundle.storage import discard_other_bundles, discard_partials
 from .models import Avatar
 from .services import avatar_folder, build_options, file_checksum, find_reusable_bundle, prepare_build

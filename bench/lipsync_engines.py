@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avatars_app.bundle.reader import AvatarBundle
 from realtime.audio import SAMPLE_RATE
+from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
 from realtime.engines.lipsync.mouth_warp import MouthWarpLipSync
 from realtime.engines.lipsync.wav2lip import Wav2LipLipSync

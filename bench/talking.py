@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from avatars_app.bundle.reader import AvatarBundle
 from bench.lipsync_engines import FPS, model_only_fps, speech_like_audio
 from realtime.audio import SAMPLE_RATE, to_int16
+from realtime.avatar.reader import AvatarBundle
 from realtime.clock import SessionClock
 from realtime.config import SessionConfig
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest

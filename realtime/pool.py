@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from avatars_app.bundle.format import MANIFEST_FILE
-from avatars_app.bundle.reader import AvatarBundle
+from realtime.avatar.format import MANIFEST_FILE
+from realtime.avatar.reader import AvatarBundle
 from realtime.batching import BatchingExecutor
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
 from realtime.engines.registry import engine_class

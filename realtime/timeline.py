@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avatars_app.bundle.reader import AvatarBundle
 from realtime.audio import OUTPUT_RATE
+from realtime.avatar.reader import AvatarBundle
 
 PACKET_SECONDS = 0.02  # opus frame size in WebRTC
 PACKETS_PER_SECOND = 50

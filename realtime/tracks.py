@@ -20,8 +20,8 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from avatars_app.bundle.reader import AvatarBundle
 from realtime.audio import OUTPUT_RATE
+from realtime.avatar.reader import AvatarBundle
 
 from .clock import SessionClock
 from .timeline import (

@@ -27,11 +27,11 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.utils.translation import gettext as _
 
-from avatars_app.bundle.format import UnsupportedBundle
 from avatars_app.models import Role
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.authentication import authenticate_api_key
 from livehuman_site.tenancy.scoping import scope_for_api_key, scope_for_user
+from realtime.avatar.format import UnsupportedBundle
 from realtime.config import SessionConfig
 from realtime.conversation import TalkMode, TurnRows
 from realtime.engines.base import EngineUnavailable

@@ -17,8 +17,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from avatars_app.bundle.format import UnsupportedBundle
 from avatars_app.models import Avatar, Role
+from realtime.avatar.format import UnsupportedBundle
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.registry import UnknownEngine
 from realtime.pool import ModelPool

@@ -9,9 +9,9 @@ import pytest
 from django.test import Client
 
 from avatars_app.bundle.preview import FACE_COLOUR
-from avatars_app.bundle.reader import AvatarBundle
 from avatars_app.models import Avatar, Prompt, Role, Voice
 from avatars_app.services import bundle_location
+from realtime.avatar.reader import AvatarBundle
 
 ADMIN = "/admin/avatars_app"
 

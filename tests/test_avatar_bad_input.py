@@ -11,10 +11,10 @@ import pytest
 
 from avatars_app.bundle import synthetic
 from avatars_app.bundle.encode import write_video
-from avatars_app.bundle.format import FRAMES_FILE
-from avatars_app.bundle.reader import AvatarBundle
 from avatars_app.models import Avatar
 from avatars_app.services import avatar_folder, bundle_location
+from realtime.avatar.format import FRAMES_FILE
+from realtime.avatar.reader import AvatarBundle
 from tests.fixtures.callers import assert_error_body
 from tests.fixtures.tenancy import key_client
 from tests.fixtures.videos import (

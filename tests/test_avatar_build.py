@@ -17,14 +17,14 @@ from avatars_app.bundle import synthetic
 from avatars_app.bundle.builder import BuildOptions, build_bundle
 from avatars_app.bundle.decode import VideoReader
 from avatars_app.bundle.encode import write_video
-from avatars_app.bundle.format import BUNDLE_VERSION, FRAMES_FILE
 from avatars_app.bundle.npy_stream import NpyAppender
-from avatars_app.bundle.reader import AvatarBundle
 from avatars_app.bundle.storage import PARTIAL_PREFIX
 from avatars_app.demo import DEMO_SECONDS, ensure_demo_avatar
 from avatars_app.models import Avatar
 from avatars_app.services import avatar_folder, build_options, bundle_location, prepare_build
 from avatars_app.tasks import queue_build
+from realtime.avatar.format import BUNDLE_VERSION, FRAMES_FILE
+from realtime.avatar.reader import AvatarBundle
 from tests.fixtures.tenancy import key_client
 from tests.fixtures.videos import FAST, TestVideo, assert_bundle_matches, moving_astronaut, upload
 

@@ -16,10 +16,10 @@ import pytest
 import redis
 from django.test import Client
 
-from avatars_app.bundle.reader import AvatarBundle
 from avatars_app.bundle.storage import PARTIAL_PREFIX
 from avatars_app.models import Avatar
 from avatars_app.services import avatar_folder, bundle_location
+from realtime.avatar.reader import AvatarBundle
 from tests.fixtures.processes import REDIS_TEST_URL, celery_worker_command, child_env, running
 from tests.fixtures.tenancy import key_client
 from tests.fixtures.videos import assert_bundle_matches, moving_astronaut, upload

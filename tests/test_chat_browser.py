@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page
 
-from avatars_app.bundle.format import FRAMES_FILE
+from realtime.avatar.format import FRAMES_FILE
 from sessions_app.models import ChatSession
 from tests.fixtures.browser import chat_page_as_member
 from tests.fixtures.live import make_talking_role

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from avatars_app.bundle.format import UnsupportedBundle
+from realtime.avatar.format import UnsupportedBundle
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.tts.base import VoiceSettings
 from realtime.pool import ModelPool

@@ -16,7 +16,7 @@ from realtime.tracks import AvatarAudioTrack, AvatarVideoTrack
 
 @pytest.fixture
 def moving_bundle(tmp_path):
-    from avatars_app.bundle.reader import AvatarBundle
+    from realtime.avatar.reader import AvatarBundle
     from tests.fixtures.bundles import write_astronaut_bundle
 
     return AvatarBundle.open(write_astronaut_bundle(tmp_path / "moving", frame_count=5, fps=25))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .format import Box
+from realtime.avatar.format import Box
+
 from .smoothing import SmoothTrack
 
 # The frontal cascade's square ends between mouth and chin. Wav2Lip pads its detector's box downwards so the

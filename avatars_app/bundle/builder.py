@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.avatar.format import BUNDLE_VERSION, CROP_SIZES, FRAMES_FILE, Box, Manifest, crops_file
+from realtime.avatar.reader import AvatarBundle
+
 from .boxes import cut_crop, face_boxes, mouth_boxes
 from .decode import DecodeLimits, VideoReader
 from .errors import BadVideo
 from .faces import FaceDetector
 from .follow import follow_face
-from .format import BUNDLE_VERSION, CROP_SIZES, FRAMES_FILE, Box, Manifest, crops_file
 from .npy_stream import NpyAppender, iter_rows
-from .reader import AvatarBundle
 from .smoothing import smooth_boxes
 from .storage import bundle_folder_name, link_files, publish, staging
 from .tracks import choose_face

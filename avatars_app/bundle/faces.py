@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .format import Box
+from realtime.avatar.format import Box
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 _WINDOW = 24  # the cascade's training window: smaller faces cannot be found at any scale

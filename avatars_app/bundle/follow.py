@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from realtime.avatar.format import Box
+
 from .faces import FaceDetector
-from .format import Box
 
 BRACKET = 3  # interpolate between two anchors up to this many reaches apart (a whole-frame search may miss)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .reader import AvatarBundle
+from realtime.avatar.reader import AvatarBundle
 
 FACE_COLOUR = (40, 200, 70)
 MOUTH_COLOUR = (230, 40, 40)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 
-from .format import Box
+from realtime.avatar.format import Box
 
 SMOOTH_SECONDS = 0.06  # Gaussian sigma in time: 1.5 frames at 25 fps
 OUTLIER_WINDOW_SECONDS = 0.5  # a box is judged against the median of its neighbours in this window

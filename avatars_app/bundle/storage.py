@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .format import BUNDLE_VERSION
+from realtime.avatar.format import BUNDLE_VERSION
 
 PARTIAL_PREFIX = ".partial-"
 _REPLACED_PREFIX = ".replaced-"

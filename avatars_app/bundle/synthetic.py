@@ -11,7 +11,7 @@ from functools import cache
 import cv2
 import numpy as np
 
-from .format import Box
+from realtime.avatar.format import Box
 
 # Measured on the 512×512 portrait: the face's skin from hairline to chin and cheek to cheek, and the centre of
 # the lips. The frontal cascade's own box there is (177, 66)–(272, 161).

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .format import Box
+from realtime.avatar.format import Box
 
 # A detection continues a track when its centre moved less than this share of the face size since the track's
 # last find (whole-frame searches are a fifth of a second apart by default: a turning head moves that much)

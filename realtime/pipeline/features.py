@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avatars_app.bundle.reader import AvatarBundle
 from realtime.audio import (
     HOP,
     MEL_WINDOW,
@@ -33,6 +32,7 @@ from realtime.audio import (
     to_48k,
     to_float32,
 )
+from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.base import LipSyncRequest
 from realtime.frames import AudioChunk, FrameJob, MessageEnd, PipelineItem
 from realtime.timeline import FrameRate, avatar_frame_at

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from avatars_app.bundle.reader import AvatarBundle
+from realtime.avatar.reader import AvatarBundle
 from realtime.clock import SessionClock
 from realtime.engines.tts.base import TTSEngine
 from realtime.frames import MessageEnd, TextChunk

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from avatars_app.bundle.reader import AvatarBundle
+from realtime.avatar.reader import AvatarBundle
 
 
 @dataclass(frozen=True)
