@@ -63,15 +63,20 @@ class RoleAdminForm(forms.ModelForm):
         label=gettext_lazy("LLM API key"),
         required=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text=gettext_lazy("Stored encrypted and never shown. Leave empty to keep the current key."),
+        help_text=gettext_lazy(
+            "Stored encrypted and never shown. Leave empty to keep the current key; a changed base URL without a"
+            " new key clears it."
+        ),
     )
 
     class Meta:
         model = Role
         fields = "__all__"
 
-    def clean_llm_api_key(self) -> str | None:
-        return self.cleaned_data["llm_api_key"] or self.instance.llm_api_key
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        data["llm_api_key"] = self.instance.api_key_for_edit(data.get("llm_base_url"), data.get("llm_api_key"))
+        return data
 
 
 @admin.register(Role)

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from encrypted_fields.fields import EncryptedCharField
 
 from livehuman_site.conf import livehuman_settings
+from livehuman_site.outbound import validate_outbound_url
 from livehuman_site.tenancy.models import TenantOwnedModel
 from realtime.engines.registry import engine_choices
 
@@ -54,7 +55,12 @@ class Voice(TenantOwnedModel):
     rate = models.FloatField(_("speed"), default=1.0, validators=[MinValueValidator(0.5), MaxValueValidator(2.0)])
     pitch = models.IntegerField(_("pitch (%)"), default=0, validators=[MinValueValidator(-50), MaxValueValidator(50)])
     volume = models.FloatField(_("volume"), default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
-    server_url = models.URLField(_("server URL"), blank=True, help_text=_("For HTTP engines such as GPT-SoVITS."))
+    server_url = models.URLField(
+        _("server URL"),
+        blank=True,
+        validators=[validate_outbound_url],
+        help_text=_("For HTTP engines such as GPT-SoVITS."),
+    )
     reference_audio = models.FileField(_("reference audio"), upload_to=voice_reference_path, blank=True)
     reference_text = models.TextField(
         _("reference text"), blank=True, help_text=_("What is said in the reference audio.")
@@ -187,7 +193,7 @@ class Role(TenantOwnedModel):
     )
     llm_engine = models.CharField(_("LLM engine"), max_length=32, choices=engine_choices("llm"), default="echo")
     llm_model = models.CharField(_("LLM model"), max_length=120, blank=True)
-    llm_base_url = models.URLField(_("LLM base URL"), blank=True)
+    llm_base_url = models.URLField(_("LLM base URL"), blank=True, validators=[validate_outbound_url])
     llm_api_key = EncryptedCharField(_("LLM API key"), max_length=500, blank=True, null=True)  # empty is stored as NULL
     temperature = models.FloatField(
         _("temperature"), default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
@@ -213,3 +219,12 @@ class Role(TenantOwnedModel):
             raise ValidationError({"fps": _("Choose one of: %(allowed)s.") % {"allowed": allowed}})
         if self.llm_engine in {"openai", "dify"} and not self.llm_base_url:
             raise ValidationError({"llm_base_url": _("This LLM engine needs a base URL.")})
+
+    def api_key_for_edit(self, base_url: str | None, sent_key: str | None) -> str | None:
+        """The key to store after an edit: a key sent with it, else the stored one, but never the stored one
+        for another base URL (it would be sent to a host its owner never gave it to)."""
+        if sent_key:
+            return sent_key
+        if self.pk is not None and base_url is not None and base_url != self.llm_base_url:
+            return None
+        return self.llm_api_key

@@ -145,6 +145,8 @@ class RoleSerializer(TenantScopedSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Model-level rules (allowed fps, base URL per engine) apply to the API as to the admin.
         Role(**{**self._current_values(), **attrs}).clean()
+        if self.instance is not None:
+            attrs["llm_api_key"] = self.instance.api_key_for_edit(attrs.get("llm_base_url"), attrs.get("llm_api_key"))
         return attrs
 
     def _current_values(self) -> dict[str, Any]:

@@ -61,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     # cancellation); "push_to_talk": only speech sent with the talk button held, hands-free speech is ignored then.
     "BARGE_IN": "always",
     "LLM_TIMEOUT_S": 30,
+    # Outbound requests (realtime/net/outbound.py): internal addresses a tenant's URLs may reach, which are
+    # otherwise refused; e.g. ["127.0.0.1:11434"] for a local Ollama, ["10.0.0.0/8"], ["tts.internal:9880"].
+    # Environment: LIVEHUMAN_OUTBOUND_ALLOW, comma-separated.
+    "OUTBOUND_ALLOW": [],
     "LLM_HISTORY_CHARS": 6000,
     "FUNASR_MODEL_DIR": "",  # folder with the streaming paraformer (manage.py download_funasr_models)
     "FUNASR_PUNC_MODEL_DIR": "",  # optional punctuation model folder; empty: transcripts without punctuation
@@ -84,7 +88,9 @@ def _coerce(default: Any, value: Any) -> Any:
     if isinstance(default, list):
         import json
 
-        return json.loads(value)
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        return [item.strip() for item in value.split(",") if item.strip()]
     return value
 
 

@@ -39,6 +39,7 @@ from realtime.engines.registry import UnknownEngine
 from realtime.pipeline import PipelineFull
 from realtime.session import LiveSession, MessageTimings, SessionError
 
+from .client_errors import report
 from .control import STATE_REPLY, SWITCH_ROLE_REPLY, session_group
 from .live_sessions import AlreadyLive, WorkerFull, live_sessions
 from .models import ChatSession, Message
@@ -242,7 +243,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         return TurnRows(user.pk, answer.pk)
 
     async def error(self, code: str, message: str) -> None:
-        await self._error(code, message)
+        await self._error(code, report(self.session_id, code, message))
 
     async def ended(self, reason: str) -> None:
         await self._send({"type": "closed", "reason": reason})
@@ -267,7 +268,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             self.live = await LiveSession.open(config, get_pool(), self)
         except (SessionUnavailable, EngineUnavailable, UnknownEngine, UnsupportedBundle) as exc:
             await self._end_row(ChatSession.EndReason.ERROR)
-            raise Refused("engine_unavailable", str(exc), 4503) from exc
+            raise Refused("engine_unavailable", report(self.session_id, "engine_unavailable", str(exc)), 4503) from exc
         live_sessions.attach(self.session_id, self.live)
         await self.channel_layer.group_add(session_group(self.session_id), self.channel_name)
         await self._mark_connected()
@@ -280,7 +281,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         try:
             await self.live.switch_role(config)
         except (EngineUnavailable, UnknownEngine, UnsupportedBundle) as exc:
-            raise SessionError("engine_unavailable", str(exc)) from exc
+            raise SessionError("engine_unavailable", report(self.session_id, "engine_unavailable", str(exc))) from exc
         await database_sync_to_async(change_role)(self.chat_session, role)
         switch_ms = round((time.perf_counter() - started) * 1000)
         if self.live.media_started:  # else the new role greets when media starts

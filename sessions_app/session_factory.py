@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from avatars_app.models import Role, Voice
 from livehuman_site.conf import livehuman_settings
+from livehuman_site.outbound import outbound_policy
 from realtime.config import SessionConfig
 from realtime.conversation import BargeIn, ConversationSettings
 from realtime.degrade import DegradePolicy
@@ -79,6 +80,7 @@ def conversation_settings(role: Role, *, session_id: str) -> ConversationSetting
             timeout_s=float(livehuman_settings.LLM_TIMEOUT_S),
             history_chars=int(livehuman_settings.LLM_HISTORY_CHARS),
             user=session_id,  # Dify wants an end-user id; the session is the closest stable one
+            outbound=outbound_policy(),
         ),
         language=role.language,
         barge_in=barge_in_setting(),
@@ -116,6 +118,7 @@ def voice_settings(voice: Voice) -> VoiceSettings:
         server_url=voice.server_url,
         reference_audio=voice.reference_audio.path if voice.reference_audio else "",
         reference_text=voice.reference_text,
+        outbound=outbound_policy(),
     )
 
 

@@ -304,7 +304,8 @@ def test_docs_page_renders():
 # ---------------------------------------------------------------------------------- LLM API key
 
 
-def test_llm_api_key_is_encrypted_at_rest_and_never_returned(owner, voice):
+def test_llm_api_key_is_encrypted_at_rest_and_never_returned(owner, voice, settings):
+    settings.LIVEHUMAN = {**settings.LIVEHUMAN, "OUTBOUND_ALLOW": ["127.0.0.1:9"]}
     secret = "sk-very-secret-0123456789"
     payload = {
         "name": "Smart", "voice": voice.pk, "llm_engine": "openai",

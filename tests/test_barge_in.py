@@ -86,7 +86,8 @@ async def test_push_to_talk_ignores_speech_unless_the_button_is_held(talk, speec
 async def test_an_interrupt_cancels_the_llm_stream_and_keeps_what_was_said(talk, speech):
     async with ChatServer() as server:
         server.plan = ["trickle"]
-        session = await talk(ConversationSettings(llm_engine="openai", llm=LLMSettings(base_url=server.base_url)))
+        llm = LLMSettings(base_url=server.base_url, outbound=server.policy)
+        session = await talk(ConversationSettings(llm_engine="openai", llm=llm))
         await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))
         await speaking(session, 2)
         await asyncio.sleep(0.8)
@@ -154,9 +155,10 @@ async def test_push_to_talk_over_the_websocket(chat_session, world_a, speech):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("loopback_ice")
-async def test_the_rest_interrupt_cancels_the_llm_stream(chat_session, world_a, speech):
+async def test_the_rest_interrupt_cancels_the_llm_stream(chat_session, world_a, speech, settings):
     async with ChatServer() as server:
         server.plan = ["trickle"]
+        settings.LIVEHUMAN = {**settings.LIVEHUMAN, "OUTBOUND_ALLOW": list(server.policy.allow)}
         await database_sync_to_async(Role.objects.filter(pk=chat_session.role_id).update)(
             llm_engine="openai", llm_base_url=server.base_url
         )

@@ -20,6 +20,7 @@ from realtime.engines.llm.base import LLMSettings
 from realtime.engines.tts.base import TTSError
 from realtime.engines.tts.piper import PiperTTS
 from tests.fixtures.chat_server import ChatServer
+from tests.fixtures.outbound import policy_allowing
 from tests.fixtures.processes import free_port
 from tests.test_asr_engines import word_error_rate
 
@@ -41,6 +42,7 @@ def openai_role(base_url: str) -> ConversationSettings:
             temperature=0.3,
             system_prompt=PROMPT,
             timeout_s=0.5,
+            outbound=policy_allowing(base_url),
         ),
     )
 

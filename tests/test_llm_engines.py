@@ -17,6 +17,7 @@ from realtime.engines.llm.dify import DifyLLM
 from realtime.engines.llm.echo import EchoLLM
 from realtime.engines.llm.http import SSEEvent, iter_sse
 from realtime.engines.llm.openai_compat import OpenAICompatibleLLM
+from tests.fixtures.outbound import policy_allowing
 
 ANSWER = ["Hello", " there", "，你好", "! How can I help?"]
 TIMEOUT_S = 0.4
@@ -164,6 +165,7 @@ async def llm_server() -> AsyncIterator[FakeLLMServer]:
 
 def make_engine(protocol: str, base_url: str, **overrides):
     options = {"model": "qwen-turbo", "api_key": "sk-test", "timeout_s": TIMEOUT_S, "system_prompt": "Be brief."}
+    options["outbound"] = policy_allowing(base_url)
     return PROTOCOLS[protocol].engine(LLMSettings(base_url=base_url, **{**options, **overrides}))
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+from realtime.net.outbound import OutboundPolicy
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,8 @@ class LLMSettings:
     ``timeout_s`` bounds the wait for the first text delta (from sending the
     request) and every later gap between reads. ``user`` identifies the
     end user to servers that want one (Dify requires it; a session id fits).
+    ``outbound`` is checked on every connection: the default refuses every
+    internal address.
     """
 
     model: str = ""
@@ -25,6 +29,7 @@ class LLMSettings:
     timeout_s: float = 30.0
     history_chars: int = 6000
     user: str = "livehuman"
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)  # what base_url may reach (session factory)
 
 
 class LLMErrorCode(StrEnum):
@@ -34,6 +39,7 @@ class LLMErrorCode(StrEnum):
     SERVER_ERROR = "server_error"  # 5xx, or an error reported inside the stream
     REJECTED = "rejected"  # another 4xx: unknown model, bad base URL (404), rate limit (429)
     BROKEN_STREAM = "broken_stream"  # connection cut mid-stream, or a stream that is not the expected SSE
+    REFUSED = "refused"  # the outbound policy refused the address base_url (or a redirect) resolved to
 
 
 class LLMError(RuntimeError):

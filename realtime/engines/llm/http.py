@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from realtime.engines.llm.base import LLMEngine, LLMError, LLMErrorCode, LLMSettings
+from realtime.net.outbound import refusal_of
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,10 @@ def parse_json(data: str) -> dict:
 
 
 def error_for_status(status: int, reason: str) -> LLMError:
-    """Map an HTTP status (of the response, or reported inside the stream) to an LLMError."""
+    """Map an HTTP status (of the response, or reported inside the stream) to an LLMError.
+
+    ``reason`` is the server's own text: it goes into the error for the server log; what a client sees is
+    chosen by ``code`` alone at the edge (the session's error message catalogue)."""
     if status in (401, 403):
         code = LLMErrorCode.UNAUTHORIZED
     elif status >= 500:
@@ -101,7 +105,7 @@ class HTTPStreamingLLM(LLMEngine):
         super().__init__(settings)
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         # The read timeout catches a stall after the first token; the first token has its own deadline below.
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout_s), headers=headers)
+        self._client = settings.outbound.http_client(timeout=httpx.Timeout(settings.timeout_s), headers=headers)
 
     @abstractmethod
     def build_request(self, messages: list[dict]) -> tuple[str, dict]:
@@ -141,6 +145,11 @@ class HTTPStreamingLLM(LLMEngine):
             ) from None
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise LLMError(LLMErrorCode.UNREACHABLE, f"cannot reach {url}: {exc or type(exc).__name__}") from None
+        except httpx.RequestError as exc:
+            refused = refusal_of(exc)
+            if refused is None:
+                raise LLMError(LLMErrorCode.UNREACHABLE, f"cannot reach {url}: {type(exc).__name__}") from None
+            raise LLMError(LLMErrorCode.REFUSED, str(refused)) from None
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from realtime.net.outbound import OutboundPolicy
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class VoiceSettings:
     server_url: str = ""
     reference_audio: str = ""  # local file path
     reference_text: str = ""
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)  # what server_url may reach
 
     @property
     def primary_language(self) -> str:

@@ -6,15 +6,19 @@ arrives while the server is still synthesising the rest of the text.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
 from ...audio import apply_gain
+from ...net.outbound import refusal_of
 from ..base import EngineUnavailable
 from .base import PCM, TTSEngine, TTSError, VoiceSettings
 from .wav_stream import WavStreamParser
+
+logger = logging.getLogger(__name__)
 
 
 class GPTSoVITSTTS(TTSEngine):
@@ -49,13 +53,16 @@ class GPTSoVITSTTS(TTSEngine):
         if not text.strip():
             return
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s))
+            # Every connection is checked against the outbound policy at the address it resolves to.
+            self._client = self.voice.outbound.http_client(timeout=httpx.Timeout(self.timeout_s))
         parser = WavStreamParser()
         try:
             async with self._client.stream("POST", self.url, json=self.request_body(text)) as response:
                 if response.status_code != httpx.codes.OK:
+                    # The body is the server's own text: for the log only, never for the tenant.
                     detail = (await response.aread())[:300].decode(errors="replace")
-                    raise TTSError(f"GPT-SoVITS at {self.url} answered HTTP {response.status_code}: {detail}")
+                    logger.warning("GPT-SoVITS at %s answered HTTP %s: %s", self.url, response.status_code, detail)
+                    raise TTSError(f"GPT-SoVITS at {self.url} answered HTTP {response.status_code}")
                 async for data in response.aiter_bytes():
                     samples = parser.feed(data)
                     if len(samples):
@@ -64,6 +71,9 @@ class GPTSoVITSTTS(TTSEngine):
             waited = f"sent nothing for {self.timeout_s} s ({type(exc).__name__})"
             raise TTSError(f"GPT-SoVITS at {self.url} {waited}") from exc
         except httpx.HTTPError as exc:
+            refused = refusal_of(exc)
+            if refused is not None:
+                raise TTSError(f"GPT-SoVITS at {self.url} refused: {refused}") from exc
             raise TTSError(f"GPT-SoVITS at {self.url} failed: {type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:

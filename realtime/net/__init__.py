@@ -1,0 +1,1 @@
+"""Outbound network access on a tenant's behalf, behind one policy."""
