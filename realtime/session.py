@@ -28,6 +28,7 @@ from .config import SessionConfig
 from .conversation import Conversation, TalkMode, TurnRows
 from .conversation.spoken import MeasuredTTS, SentenceDurations, SpokenText
 from .degrade import FpsGovernor
+from .media_codecs import install_fast_encoders
 from .pipeline import MessageStream, SpeechPipeline, TaskOwner
 from .pool import Lease, ModelPool
 from .timeline import FrameRate, PlayoutTimeline
@@ -225,6 +226,7 @@ class LiveSession:
         peer.addTrack(self.audio_track)
         peer.addTrack(self.video_track)
         await peer.setLocalDescription(await peer.createAnswer())
+        install_fast_encoders(peer)
         return peer.localDescription.sdp
 
     async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:

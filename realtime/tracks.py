@@ -24,6 +24,7 @@ from realtime.audio import OUTPUT_RATE
 from realtime.avatar.reader import AvatarBundle
 
 from .clock import SessionClock
+from .media_codecs import I420Frames
 from .timeline import (
     PACKET_SAMPLES,
     PACKET_SECONDS,
@@ -111,12 +112,12 @@ class AvatarVideoTrack(MediaStreamTrack):
         await self._clock.sleep_until(at / OUTPUT_RATE)
         scheduled = self._timeline.take_video(at)
         if scheduled is not None:
-            rgb = scheduled.video
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(scheduled.video), format="rgb24")
             self._next = scheduled.end
         else:
-            rgb = self.avatar.frames[avatar_frame_at(self.avatar, at)]
+            # Idle pictures are the same for every session of the avatar: converted for the encoder once.
+            frame = I420Frames.of(self.avatar, self.avatar.frames).frame(avatar_frame_at(self.avatar, at))
             self._next = self._idle_after(at)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = at * VIDEO_CLOCK_RATE // OUTPUT_RATE
         frame.time_base = VIDEO_TIME_BASE
         return frame

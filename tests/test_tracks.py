@@ -23,10 +23,11 @@ def moving_bundle(tmp_path):
 
 
 def frame_number(bundle, rgb: np.ndarray) -> int:
-    """Which bundle frame ``rgb`` is (exact match)."""
-    matches = [i for i in range(bundle.frame_count) if np.array_equal(bundle.frames[i], rgb)]
-    assert len(matches) == 1
-    return matches[0]
+    """Which bundle frame ``rgb`` is: idle frames leave as YUV 4:2:0, so the one within its chroma loss."""
+    distances = [np.abs(bundle.frames[i].astype(np.int16) - rgb).mean() for i in range(bundle.frame_count)]
+    nearest, second = sorted(range(len(distances)), key=distances.__getitem__)[:2]
+    assert distances[nearest] < 3.0 and distances[second] > 2 * distances[nearest], distances
+    return nearest
 
 
 class StillBundle:

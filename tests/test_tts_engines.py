@@ -102,6 +102,14 @@ async def test_piper_voice_is_loaded_once_per_model():
     assert piper_module.load_piper_voice(model, config) is piper_module.load_piper_voice(model, config)
 
 
+def test_piper_runs_on_one_thread_that_does_not_spin():
+    """Sessions synthesise in parallel on executor threads; onnxruntime's own pool would spin on every core."""
+    voice = piper_module.load_piper_voice(*piper_module.voice_files(""))
+    options = voice.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 async def test_piper_keeps_the_event_loop_responsive():
     """Synthesis runs in an executor: a 10 ms ticker on the loop must never wait long."""
     gaps: list[float] = []
