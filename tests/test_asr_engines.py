@@ -1,7 +1,7 @@
 """ASR engines: pocketsphinx on Piper speech (word error rate), its decoder pool, and FunASR's streaming logic.
 
-The real FunASR model is not exercised here (the package and models are not
-installed on this machine): its tests replace the model with a recording fake.
+Here FunASR's models are replaced by a recording fake (fast, exact calls); tests/test_funasr_real_model.py runs
+the engine on real FunASR with tiny random model folders.
 """
 
 from __future__ import annotations
@@ -257,7 +257,9 @@ async def test_funasr_folder_that_does_not_load_is_engine_unavailable(monkeypatc
         await engine.load()
 
 
-def test_funasr_missing_package_names_pip_the_setting_and_the_command():
+def test_funasr_missing_package_names_pip_the_setting_and_the_command(monkeypatch):
+    monkeypatch.setattr(funasr_engine, "funasr_installed", lambda: False)
+    monkeypatch.delitem(sys.modules, "funasr", raising=False)
     with pytest.raises(EngineUnavailable) as caught:
         engine_class("asr", "funasr")("/nowhere")
     message = str(caught.value)
@@ -286,25 +288,46 @@ def test_download_command_without_modelscope_says_what_to_install(monkeypatch):
         call_command("download_funasr_models")
 
 
-def test_download_command_fetches_both_models_and_prints_the_settings(monkeypatch, tmp_path, capsys):
-    fetched = []
+def fake_modelscope(monkeypatch, snapshot_download) -> None:
+    """ModelScope's two entry points the command uses, without the 8-s import of the real package."""
 
-    def snapshot_download(model_id, local_dir):
-        fetched.append(model_id)
-        return local_dir
+    class ProgressCallback:
+        def __init__(self, filename: str, file_size: int) -> None:
+            self.filename, self.file_size = filename, file_size
 
     monkeypatch.setitem(sys.modules, "modelscope", types.SimpleNamespace(snapshot_download=snapshot_download))
+    monkeypatch.setitem(
+        sys.modules, "modelscope.hub.callback", types.SimpleNamespace(ProgressCallback=ProgressCallback)
+    )
+
+
+def test_download_command_fetches_the_three_models_with_progress_and_prints_the_settings(monkeypatch, tmp_path, capsys):
+    fetched = []
+
+    def snapshot_download(model_id, local_dir, progress_callbacks):
+        fetched.append(model_id)
+        [progress_class] = progress_callbacks
+        progress = progress_class("model.pt", 2_000_000)
+        for _ in range(20):
+            progress.update(100_000)
+        return local_dir
+
+    fake_modelscope(monkeypatch, snapshot_download)
     call_command("download_funasr_models", "--dest", str(tmp_path))
-    assert fetched == [funasr_engine.STREAMING_MODEL_ID, funasr_engine.PUNC_MODEL_ID]
+    assert fetched == [funasr_engine.STREAMING_MODEL_ID, funasr_engine.PUNC_MODEL_ID, funasr_engine.VAD_MODEL_ID]
     out = capsys.readouterr().out
+    assert f"[3/3] Downloading {funasr_engine.VAD_MODEL_ID}" in out
+    progress = [line.strip() for line in out.splitlines() if line.strip().startswith("model.pt:")]
+    assert progress[:2] == ["model.pt: 0.2 of 2.0 MB (10%)", "model.pt: 0.4 of 2.0 MB (20%)"]
+    assert len(progress) == 3 * 10 and progress[-1] == "model.pt: 2.0 of 2.0 MB (100%)"
     assert f"LIVEHUMAN_FUNASR_MODEL_DIR={tmp_path}/" in out
     assert "LIVEHUMAN_FUNASR_PUNC_MODEL_DIR=" in out
 
 
 def test_download_command_reports_an_unreachable_hub(monkeypatch, tmp_path):
-    def snapshot_download(model_id, local_dir):
+    def snapshot_download(model_id, local_dir, progress_callbacks):
         raise ConnectionError("Name or service not known")
 
-    monkeypatch.setitem(sys.modules, "modelscope", types.SimpleNamespace(snapshot_download=snapshot_download))
+    fake_modelscope(monkeypatch, snapshot_download)
     with pytest.raises(CommandError, match=r"Could not download .*Name or service not known.*modelscope\.cn"):
         call_command("download_funasr_models", "--dest", str(tmp_path), "--no-punc")

@@ -1,8 +1,8 @@
 """FunASR streaming paraformer (Mandarin, with English words), plus an optional punctuation model.
 
-FunASR is an optional package (``pip install funasr==1.4.16``: about 650 MB
-and an 11-s import), so it is imported only when this engine loads its
-models. The models come from local folders (settings FUNASR_MODEL_DIR and
+FunASR is installed with the rest (requirements.txt: about 650 MB with
+kaldi-native-fbank for its features) but takes about 11 s to import, so it is
+imported only when this engine loads its models. The models come from local folders (settings FUNASR_MODEL_DIR and
 FUNASR_PUNC_MODEL_DIR), filled by ``python manage.py download_funasr_models``;
 nothing is fetched at run time.
 
@@ -25,10 +25,12 @@ import numpy as np
 
 from realtime.engines.asr.base import ASREngine, ASRError
 from realtime.engines.base import EngineUnavailable
+from realtime.engines.loading import once_per_process
 
 STREAMING_MODEL_ID = "iic/speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online"
 PUNC_MODEL_ID = "iic/punc_ct-transformer_zh-cn-common-vocab272727-pytorch"
-INSTALL = "pip install funasr==1.4.16"
+VAD_MODEL_ID = "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch"
+INSTALL = "pip install funasr==1.4.16 kaldi-native-fbank==1.22.4"  # FunASR's fbank features need one backend
 DOWNLOAD = "python manage.py download_funasr_models"
 
 CHUNK_SIZE = [0, 10, 5]  # in 60-ms frames: 600 ms per step, 300 ms look-ahead (the model card's low-latency setting)
@@ -39,7 +41,10 @@ MIN_FINAL_SAMPLES = 960  # the feature front end needs at least a frame; a short
 
 
 def funasr_installed() -> bool:
-    return importlib.util.find_spec("funasr") is not None
+    """FunASR and a filter-bank backend for its frontend (kaldi-native-fbank, or torchaudio)."""
+    return importlib.util.find_spec("funasr") is not None and any(
+        importlib.util.find_spec(backend) is not None for backend in ("kaldi_native_fbank", "torchaudio")
+    )
 
 
 def check_available(model_dir: str, punc_model_dir: str) -> None:
@@ -58,32 +63,45 @@ def check_available(model_dir: str, punc_model_dir: str) -> None:
         )
 
 
+# The torch modules are shared by every session (and one folder may serve several pairings): one call at a time.
+_INFERENCE = threading.Lock()
+
+
 @dataclass
 class FunASRModels:
-    """The loaded models of one process. ``lock``: the torch modules are shared, so one call at a time."""
+    """The loaded models of one process; ``lock`` is held around every model call."""
 
     asr: Any
     punc: Any | None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = _INFERENCE
 
 
 _loaded: dict[tuple[str, str], FunASRModels] = {}
 _loading = threading.Lock()
 
 
+@once_per_process
+def load_folder(folder: str) -> Any:
+    """One ``funasr.AutoModel`` per model folder and process (blocking: seconds; call it off-loop).
+
+    The folder is read as ModelScope downloaded it (``configuration.json`` names the config, weights, token
+    list and normalisation statistics), so a downloaded folder and one written by the tests load alike.
+    """
+    import torch
+    from funasr import AutoModel
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # disable_update: no version check over the network at start-up.
+    return AutoModel(model=folder, disable_pbar=True, disable_update=True, device=device)
+
+
 def load_models(model_dir: str, punc_model_dir: str) -> FunASRModels:
-    """The process's models for these folders, loaded on first use (blocking: seconds; call it off-loop)."""
+    """The process's models for these folders: each folder is loaded once, whatever it is paired with."""
     with _loading:
         key = (model_dir, punc_model_dir)
         if key not in _loaded:
-            import torch
-            from funasr import AutoModel
-
-            # disable_update: no version check over the network at start-up.
-            options = {"device": "cuda" if torch.cuda.is_available() else "cpu", "disable_update": True}
-            asr = AutoModel(model=model_dir, disable_pbar=True, **options)
-            punc = AutoModel(model=punc_model_dir, disable_pbar=True, **options) if punc_model_dir else None
-            _loaded[key] = FunASRModels(asr, punc)
+            punc = load_folder(punc_model_dir) if punc_model_dir else None
+            _loaded[key] = FunASRModels(load_folder(model_dir), punc)
         return _loaded[key]
 
 
