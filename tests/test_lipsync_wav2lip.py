@@ -13,6 +13,7 @@ from torch import nn
 
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.lipsync.base import LipSyncRequest
+from realtime.engines.lipsync.face_crop import box_from_landmarks, crop_faces
 from realtime.engines.lipsync.wav2lip import Wav2LipLipSync, load_wav2lip
 from realtime.engines.lipsync.wav2lip_model import Wav2Lip
 from realtime.engines.registry import engine_class
@@ -20,9 +21,15 @@ from sessions_app.session_factory import engine_options
 from tests.fixtures.bundles import write_random_wav2lip_checkpoint
 
 
+@pytest.fixture(params=[96, 256], ids=["wav2lip96", "livetalking256"])
+def face_size(request):
+    return request.param
+
+
 @pytest.fixture
-def checkpoint(tmp_path):
-    return write_random_wav2lip_checkpoint(tmp_path / "wav2lip_gan.pth")
+def checkpoint(face_size, tmp_path):
+    """A random-weights file of each generator the engine loads: the published 96×96 and LiveTalking's 256×256."""
+    return write_random_wav2lip_checkpoint(tmp_path / "wav2lip.pth", face_size=face_size)
 
 
 def requests_for(bundle, indices, seed=0):
@@ -43,7 +50,7 @@ def test_registry_name():
     assert Wav2LipLipSync.name == "wav2lip"
 
 
-def test_public_layout_loads_strictly_from_the_setting(checkpoint, settings):
+def test_public_layout_loads_strictly_from_the_setting(checkpoint, face_size, settings):
     settings.LIVEHUMAN = {"WAV2LIP_CHECKPOINT": str(checkpoint)}
     engine = Wav2LipLipSync(**engine_options()["lipsync"]["wav2lip"])  # what this process's pool passes
     saved = torch.load(checkpoint, weights_only=True)["state_dict"]
@@ -52,6 +59,7 @@ def test_public_layout_loads_strictly_from_the_setting(checkpoint, settings):
     for key in ("face_encoder_blocks.0.0.conv_block.0.weight", "audio_encoder.12.conv_block.1.running_var"):
         assert torch.equal(loaded[key], saved["module." + key])
     assert not engine.model.training
+    assert engine.face_size == engine.model.face_size == face_size  # the variant is read from the weights
     assert engine.model.face_decoder_blocks[0][0].conv_block[0].weight.dtype == torch.float32  # fp32 on CPU
 
 
@@ -92,19 +100,20 @@ class _EchoReference(nn.Module):
         return faces[:, 3:6]
 
 
-def test_faces_cross_the_model_in_bgr_with_the_lower_half_masked(checkpoint, astronaut_bundle):
+def test_faces_cross_the_model_in_bgr_with_the_lower_half_masked(checkpoint, face_size, astronaut_bundle):
     engine = Wav2LipLipSync(checkpoint=checkpoint)
     engine.model = echo = _EchoReference()
-    crops = np.asarray(astronaut_bundle.crops[96][[2, 4]])
+    crops = crop_faces(astronaut_bundle.frames[[2, 4]], astronaut_bundle.face_boxes[[2, 4]], face_size)
     mels = np.random.default_rng(1).uniform(-4, 4, (2, 80, 16)).astype(np.float32)
     out = engine.generate(crops, mels)
     np.testing.assert_array_equal(out, crops)  # RGB in, RGB out
     seen_mels, faces = echo.seen
-    assert faces.shape == (2, 6, 96, 96) and seen_mels.shape == (2, 1, 80, 16)
+    half = face_size // 2
+    assert faces.shape == (2, 6, face_size, face_size) and seen_mels.shape == (2, 1, 80, 16)
     blue = torch.from_numpy(crops[..., 2].astype(np.float32) / 255)
     torch.testing.assert_close(faces[:, 3], blue)  # channel 0 of the reference is blue: BGR
-    torch.testing.assert_close(faces[:, 0, :48], blue[:, :48])
-    assert torch.all(faces[:, 0:3, 48:] == 0)
+    torch.testing.assert_close(faces[:, 0, :half], blue[:, :half])
+    assert torch.all(faces[:, 0:3, half:] == 0)
 
 
 def test_missing_or_unset_checkpoint_names_the_setting(tmp_path):
@@ -138,3 +147,21 @@ def test_wrong_keys_or_shapes_are_engine_unavailable(tmp_path):
     torch.save({"state_dict": state}, reshaped)
     with pytest.raises(EngineUnavailable, match="does not fit"):
         load_wav2lip(str(reshaped), "cpu")
+
+
+def test_face_box_from_the_face_mesh_spans_eyebrows_to_below_the_chin():
+    """The crop Wav2Lip was trained on: the mesh's width, a fifth of a face height below the forehead point down
+    to 5 % of a face height below the chin point, so its lower half holds the mouth and jaw."""
+    points = np.zeros((468, 2), np.float32)
+    points[:, 0] = np.linspace(100, 300, 468)
+    points[:, 1] = 200
+    points[10] = (200, 100)  # forehead
+    points[152] = (200, 300)  # chin
+    assert box_from_landmarks(points) == (100, 140, 300, 310)
+
+
+def test_crop_replicates_edges_where_the_box_leaves_the_frame():
+    frame = np.zeros((40, 40, 3), np.uint8)
+    frame[:, 0] = 200  # the left column
+    (crop,) = crop_faces([frame], [(-20, 0, 20, 40)], 8)
+    assert crop[:, :4].min() >= 190 and crop[:, 5:].max() == 0
