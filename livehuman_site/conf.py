@@ -24,7 +24,12 @@ DEFAULTS: dict[str, Any] = {
     # Sessions and limits (DESIGN.md §1, §5)
     "MAX_SESSIONS_PER_WORKER": 8,
     "SESSION_IDLE_TIMEOUT_S": 600,
-    "ICE_SERVERS": [],  # e.g. [{"urls": ["stun:stun.example.org:3478"]}]; none by default: no wait on unreachable STUN
+    # WebRTC paths (README "WebRTC"): none by default, so nothing waits on an unreachable STUN server.
+    "ICE_SERVERS": [],  # as given to both peers: [{"urls": ["stun:…"]}, {"urls": ["turn:…"], "username", "credential"}]
+    "TURN_URLS": [],  # TURN URLs that get per-call credentials from TURN_SECRET, e.g. ["turn:turn.example.com:3478"]
+    "TURN_SECRET": "",  # the TURN server's shared secret (coturn: use-auth-secret, static-auth-secret)
+    "TURN_TTL_S": 86400,  # how long such credentials stay valid
+    "ICE_TRANSPORT_POLICY": "all",  # "relay": both peers use only TURN relays
     # Avatar building (DESIGN.md §6)
     "AVATAR_MAX_SIDE": 1280,  # frames larger than this are downscaled before detection
     "AVATAR_MAX_SECONDS": 120,

@@ -25,7 +25,8 @@ class SessionConfig:
     lipsync_engine: str
     tts_engine: str
     voice: VoiceSettings
-    ice_servers: tuple[Mapping[str, Any], ...] = ()
+    ice_servers: tuple[Mapping[str, Any], ...] = ()  # the server peer's own (realtime.net.ice.ice_servers)
+    ice_transport_policy: str = "all"  # "relay": only TURN relays, as the page is told too
     playout: PlayoutSettings = field(default_factory=PlayoutSettings)
     conversation: ConversationSettings | None = None  # None: no voice input or LLM (the avatar only says texts)
     degrade: DegradePolicy = field(default_factory=DegradePolicy)  # when to lower and raise the fps under load

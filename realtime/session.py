@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
@@ -29,6 +29,7 @@ from .conversation import Conversation, TalkMode, TurnRows
 from .conversation.spoken import MeasuredTTS, SentenceDurations, SpokenText
 from .degrade import FpsGovernor
 from .media_codecs import install_fast_encoders
+from .net.ice import rtc_configuration
 from .pipeline import MessageStream, SpeechPipeline, TaskOwner
 from .pool import Lease, ModelPool
 from .timeline import FrameRate, PlayoutTimeline
@@ -213,8 +214,8 @@ class LiveSession:
         """Answer the page's offer: one audio and one video track out; a mic track in, when the page sends one."""
         if self.peer is not None:
             raise SessionError("already_connected", "This session already has a peer connection.")
-        servers = [RTCIceServer(**server) for server in self.config.ice_servers]
-        peer = self.peer = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        configuration = rtc_configuration(self.config.ice_servers, self.config.ice_transport_policy)
+        peer = self.peer = RTCPeerConnection(configuration)
         peer.on("track", self._remote_track)  # fires inside setRemoteDescription
         peer.on("connectionstatechange", self._connection_state_changed)
         try:

@@ -10,6 +10,7 @@ command -v msgfmt >/dev/null || need_apt+=(gettext)            # compiles the Ch
 if [ "${LIVEHUMAN_WITH_BROWSER:-0}" = 1 ]; then
   command -v chromium >/dev/null || need_apt+=(chromium)       # the browser test drives Debian's chromium
   fc-list 2>/dev/null | grep -q "Noto Sans CJK SC" || need_apt+=(fonts-noto-cjk)  # Chinese in the browser tests
+  command -v turnserver >/dev/null || need_apt+=(coturn)       # the TURN tests relay calls through a real coturn
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"

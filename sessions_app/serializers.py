@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.api import TenantScopedSerializer
+from realtime.net.ice import ice_servers
 
 from .models import TRANSCRIPT_FIELDS, ChatSession, Message
+from .session_factory import ice_settings
 
 
 class ChatSessionSerializer(TenantScopedSerializer):
@@ -16,6 +17,7 @@ class ChatSessionSerializer(TenantScopedSerializer):
     role_name = serializers.CharField(source="role.name", read_only=True)
     ws_url = serializers.SerializerMethodField()
     ice_servers = serializers.SerializerMethodField()
+    ice_transport_policy = serializers.SerializerMethodField()
 
     class Meta:
         model = ChatSession
@@ -30,6 +32,7 @@ class ChatSessionSerializer(TenantScopedSerializer):
             "end_reason",
             "ws_url",
             "ice_servers",
+            "ice_transport_policy",
         ]
         read_only_fields = ["state", "created_at", "started_at", "ended_at", "end_reason"]
 
@@ -37,7 +40,11 @@ class ChatSessionSerializer(TenantScopedSerializer):
         return f"/ws/sessions/{session.id}/"
 
     def get_ice_servers(self, session: ChatSession) -> list[dict]:
-        return list(livehuman_settings.ICE_SERVERS)
+        """The page's own STUN/TURN servers; TURN REST credentials are made for this session and expire."""
+        return ice_servers(ice_settings(), user=str(session.pk))
+
+    def get_ice_transport_policy(self, session: ChatSession) -> str:
+        return ice_settings().transport_policy
 
 
 class MessageSerializer(serializers.ModelSerializer):

@@ -25,6 +25,7 @@ from realtime.conversation import BargeIn, ConversationSettings
 from realtime.degrade import DegradePolicy
 from realtime.engines.llm.base import LLMSettings
 from realtime.engines.tts.base import VoiceSettings
+from realtime.net.ice import IceSettings, ice_servers
 from realtime.pipeline import PlayoutSettings
 from realtime.pool import ModelPool
 
@@ -43,6 +44,7 @@ def build_session_config(session: ChatSession, role: Role | None = None) -> Sess
     avatar = role.avatar
     if avatar is None or not avatar.is_ready or not avatar.bundle_path:
         raise SessionUnavailable(_("The role %(role)s has no ready avatar.") % {"role": role.name})
+    ice = ice_settings()
     return SessionConfig(
         session_id=str(session.pk),
         role_id=role.pk,
@@ -52,7 +54,8 @@ def build_session_config(session: ChatSession, role: Role | None = None) -> Sess
         lipsync_engine=avatar.lipsync_engine,
         tts_engine=role.voice.engine,
         voice=voice_settings(role.voice),
-        ice_servers=tuple(livehuman_settings.ICE_SERVERS),
+        ice_servers=tuple(ice_servers(ice, user=f"server-{session.pk}")),
+        ice_transport_policy=ice.transport_policy,
         playout=PlayoutSettings(
             lead_frames=livehuman_settings.PLAYOUT_LEAD_FRAMES,
             max_ahead_frames=livehuman_settings.PLAYOUT_MAX_AHEAD_FRAMES,
@@ -120,6 +123,21 @@ def voice_settings(voice: Voice) -> VoiceSettings:
         reference_text=voice.reference_text,
         outbound=outbound_policy(),
     )
+
+
+def ice_settings() -> IceSettings:
+    """STUN/TURN servers and the transport policy for both peers: the ICE_*/TURN_* settings."""
+    s = livehuman_settings
+    try:
+        return IceSettings(
+            servers=tuple(s.ICE_SERVERS),
+            turn_urls=tuple(s.TURN_URLS),
+            turn_secret=s.TURN_SECRET,
+            turn_ttl_s=int(s.TURN_TTL_S),
+            transport_policy=s.ICE_TRANSPORT_POLICY,
+        )
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"The LIVEHUMAN ICE/TURN settings are not usable: {exc}.") from None
 
 
 def degrade_policy() -> DegradePolicy:

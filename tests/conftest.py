@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.live",
     "tests.fixtures.videos",
     "tests.fixtures.voice",
+    "tests.fixtures.turn",
 ]
 
 

@@ -94,6 +94,7 @@ def test_session_create_list_detail_end_and_messages(world_a, role):
     session_id = body["id"]
     assert body["state"] == "created" and body["role"] == role.pk and body["role_name"] == "Guide"
     assert body["ws_url"] == f"/ws/sessions/{session_id}/" and body["ice_servers"] == []
+    assert body["ice_transport_policy"] == "all"
     session = ChatSession.objects.get(pk=session_id)
     assert session.api_key == world_a.api_key and session.user is None
 

@@ -102,7 +102,10 @@
     }
 
     async connectPeer() {
-      this.pc = new RTCPeerConnection({ iceServers: this.session.ice_servers || [] });
+      this.pc = new RTCPeerConnection({
+        iceServers: this.session.ice_servers || [],
+        iceTransportPolicy: this.session.ice_transport_policy || "all",
+      });
       this.pc.addTransceiver("video", { direction: "recvonly" });
       try {
         this.mic = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } });
