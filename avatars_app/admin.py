@@ -30,12 +30,28 @@ from .bundle.preview import preview_png
 from .models import Avatar, Prompt, PromptVersion, Role, Voice
 from .services import bundle_location, check_avatar_quota, check_upload_quota, record_source
 from .tasks import queue_build
+from .uploads import accept_avatar_source, accept_reference_audio
 
 _BUILDING = (Avatar.Status.PENDING, Avatar.Status.BUILDING)
 
 
+class VoiceAdminForm(forms.ModelForm):
+    """The reference audio is accepted only if it decodes as audio (the API applies the same check)."""
+
+    class Meta:
+        model = Voice
+        fields = "__all__"
+
+    def clean_reference_audio(self) -> Any:
+        upload = self.cleaned_data.get("reference_audio")
+        if upload and "reference_audio" in self.changed_data:
+            return accept_reference_audio(upload)
+        return upload
+
+
 @admin.register(Voice)
 class VoiceAdmin(TenantScopedAdmin):
+    form = VoiceAdminForm
     list_display = ["name", "engine", "voice_id", "language", "rate"]
     list_filter = ["engine", "language"]
     search_fields = ["name", "voice_id"]
@@ -115,8 +131,9 @@ class AvatarAdminForm(forms.ModelForm):
                 check_avatar_quota(tenant)
             if upload is not None and "source_video" in self.changed_data:
                 check_upload_quota(tenant, upload.size)
+                data["source_video"] = accept_avatar_source(upload)
         except ValidationError as exc:
-            self.add_error("source_video" if exc.code == "upload_quota" else None, exc)
+            self.add_error(None if exc.code == "avatar_quota" else "source_video", exc)
         return data
 
 

@@ -11,6 +11,7 @@ from livehuman_site.tenancy.api import TenantScopedSerializer
 
 from .models import Avatar, Prompt, PromptVersion, Role, Voice
 from .services import check_avatar_quota, check_upload_quota, file_checksum
+from .uploads import accept_avatar_source, accept_reference_audio
 
 
 class VoiceSerializer(TenantScopedSerializer):
@@ -29,6 +30,9 @@ class VoiceSerializer(TenantScopedSerializer):
             "reference_audio",
             "reference_text",
         ]
+
+    def validate_reference_audio(self, upload: Any) -> Any:
+        return accept_reference_audio(upload) if upload else upload
 
 
 class PromptVersionSerializer(serializers.ModelSerializer):
@@ -90,7 +94,7 @@ class AvatarSerializer(TenantScopedSerializer):
 
     def validate_source_video(self, upload: Any) -> Any:
         check_upload_quota(self.context["scope"].tenant, upload.size)
-        return upload
+        return accept_avatar_source(upload)
 
     def validate_fps(self, fps: int) -> int:
         allowed = livehuman_settings.ALLOWED_FPS

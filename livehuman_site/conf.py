@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     "AVATAR_MAX_GAP_S": 0.5,  # longer stretches without a detected face are reported as warnings
     "AVATAR_PROGRESS_INTERVAL_S": 0.5,  # how often a running build writes its progress to the database
     "AVATAR_BUILD_QUEUE": "celery",  # Celery's default queue; name another to run builds on dedicated workers (-Q)
+    # A Voice's reference audio (GPT-SoVITS clones it): it must decode as audio within these limits
+    "VOICE_REFERENCE_MAX_MB": 20,
+    "VOICE_REFERENCE_MAX_SECONDS": 60,
     # Lip-sync batching (DESIGN.md §5)
     "LIPSYNC_BATCH_SIZE": 8,  # frames of all sessions in one forward pass, at most
     "LIPSYNC_BATCH_WAIT_MS": 8,  # how long a partial batch may wait for a session about to send (never when alone)

@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -66,6 +67,8 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here: the docs work without a public CDN
+    "csp",
     "drf_standardized_errors",
     "livehuman_site",  # its management commands (check_services) and Celery tasks (ping)
     "livehuman_site.tenancy",
@@ -84,7 +87,27 @@ MIDDLEWARE = [
     "livehuman_site.tenancy.middleware.CurrentTenantMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# Pages load scripts, styles and images only from this origin, with no inline script or style: an injected
+# tag or attribute runs nothing. The chat page needs blob:/data: media for WebRTC and the WebGL canvas, the
+# API docs data: images. Tenant files get their own, stricter header (tenancy.views.tenant_media_view).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", "blob:"],
+        "media-src": [SELF, "blob:"],
+        "connect-src": [SELF],  # includes this origin's ws:/wss: (CSP level 3)
+        "font-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [SELF],
+    }
+}
 
 ROOT_URLCONF = "livehuman_site.urls"
 ASGI_APPLICATION = "livehuman_site.asgi.application"
@@ -213,6 +236,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Tenants' roles, avatars and real-time chat sessions with a lip-synced digital human.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",

@@ -55,13 +55,16 @@ def _still_image(folder: Path) -> Path:
     return path
 
 
-BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "not a video": (lambda d: not_a_video(d / "notes.mp4"), "is not a video"),
-    "still image": (_still_image, "still image, not a video"),
+# Refused when uploaded (avatars_app.uploads): a field error, nothing stored, no build.
+REFUSED_AT_UPLOAD: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "not a video": (lambda d: not_a_video(d / "notes.mp4"), "is not a video or photo"),
     "truncated, index at the end": (_truncated_index_at_end, "damaged or truncated"),
-    "truncated, index first": (_truncated_index_first, "truncated"),
+    "truncated, index first": (_truncated_index_first, "damaged or truncated"),
     "zero frames": (lambda d: zero_frames(d / "empty.avi"), "contains no frames"),
-    "audio only": (lambda d: audio_only(d / "voice.m4a"), "only audio, no video"),
+    "audio only": (lambda d: audio_only(d / "voice.m4a"), "no video stream"),
+}
+BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "still image": (_still_image, "still image, not a video"),
     "no face": (lambda d: no_face(d / "wall.mp4"), "No face was found"),
     "too few faces": (lambda d: face_part_time(d / "brief.mp4", share=0.3), "A face was found in only"),
     "too small": (lambda d: plain_clip(d / "tiny.mp4", (96, 96)), "96×96 pixels"),
@@ -82,6 +85,16 @@ def _upload_and_build(client, path: Path, capture) -> dict:
         response = upload(client, path)
     assert response.status_code == 201, response.content
     return client.get(f"/api/v1/avatars/{response.json()['id']}/").json()
+
+
+@pytest.mark.parametrize("case", list(REFUSED_AT_UPLOAD))
+def test_an_upload_that_is_no_video_is_refused_at_once(case, world_a, tmp_path, settings):
+    settings.LANGUAGE_CODE = "en"
+    make, expected = REFUSED_AT_UPLOAD[case]
+    response = upload(key_client(world_a.raw_key), make(tmp_path))
+    assert response.status_code == 400
+    assert expected in assert_error_body(response, "invalid")["fields"]["source_video"][0]
+    assert not Avatar.objects.exists()
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))

@@ -78,6 +78,8 @@ def test_member_talks_to_the_avatar_in_chromium(daphne_server, world_a, _media_r
     ARTIFACTS.mkdir(exist_ok=True)
     with chat_page_as_member(daphne_server, world_a.member, settings) as chat:
         page, errors = chat.page, chat.errors
+        policy = page.evaluate("fetch('/chat/').then((r) => r.headers.get('content-security-policy'))")
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy  # the page runs under the CSP
         page.select_option("#role", str(role.pk))
 
         page.click("#start-button")

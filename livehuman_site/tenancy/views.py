@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django.views.static import serve
@@ -22,6 +22,29 @@ from .scoping import Scope, scope_for_api_key, scope_for_request, switch_tenant
 
 # Uploads live under tenants/<tenant id>/ (see avatars_app.models._tenant_upload_path).
 _TENANT_PATH = re.compile(r"^tenants/(?P<tenant_id>\d+)/")
+
+# Types a browser only displays or plays, never runs: these may be shown inline; anything else is a download.
+PASSIVE_MEDIA_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/flac",
+        "audio/mp4",
+        "video/mp4",
+        "video/quicktime",
+        "video/webm",
+        "video/x-matroska",
+        "video/x-msvideo",
+    }
+)
+# A tenant's file is data, never a page of this origin: even if a browser renders it, it runs in a sandbox
+# without scripts, plugins, forms or this origin's cookies.
+TENANT_FILE_CSP = "sandbox; default-src 'none'"
 
 
 @login_required
@@ -62,4 +85,15 @@ def tenant_media_view(request: HttpRequest, path: str) -> HttpResponse:
     tenant = Tenant.objects.filter(pk=int(match["tenant_id"])).first()
     if tenant is None or not _media_scope(request).owns(tenant):
         raise Http404
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
+    return _as_tenant_file(serve(request, path, document_root=settings.MEDIA_ROOT), path)
+
+
+def _as_tenant_file(response: HttpResponse, path: str) -> HttpResponse:
+    """Headers that keep an uploaded file from acting as a page of the platform (issue 10, High 1)."""
+    content_type = response.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type not in PASSIVE_MEDIA_TYPES:
+        response["Content-Type"] = "application/octet-stream"
+        response["Content-Disposition"] = content_disposition_header(True, posixpath.basename(path))
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = TENANT_FILE_CSP
+    return response
