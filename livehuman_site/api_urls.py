@@ -16,6 +16,15 @@ router.register("avatars", AvatarViewSet)
 router.register("roles", RoleViewSet)
 router.register("sessions", ChatSessionViewSet)
 
+# The session actions answer without the trailing slash too (`sessions/<id>/say`, as the README writes them): a
+# POST cannot follow APPEND_SLASH's redirect. Left out of the schema, which lists the router's form once.
+SESSION_ACTIONS = {"say": ("post", "say"), "interrupt": ("post", "interrupt"), "state": ("get", "live_state")}
+SESSION_ACTIONS |= {"role": ("post", "switch_role"), "end": ("post", "end")}
+session_actions_without_slash = [
+    path(f"sessions/<uuid:pk>/{url}", ChatSessionViewSet.as_view({method: action}, schema=None))
+    for url, (method, action) in SESSION_ACTIONS.items()
+]
+
 urlpatterns = [
     # Public pages: they ignore credentials, so a stale key in an integration's client still gets the docs.
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[]), name="api-schema"),
@@ -25,6 +34,7 @@ urlpatterns = [
         SpectacularSwaggerSplitView.as_view(url_name="api-schema", authentication_classes=[]),
         name="api-docs",
     ),
+    *session_actions_without_slash,
     path("", include(router.urls)),
     path(
         "sessions/<uuid:session_pk>/messages/",

@@ -10,12 +10,15 @@ django_asgi_app = get_asgi_application()  # set up Django before importing consu
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from livehuman_site.tenancy.websocket_auth import APIKeyAuthMiddleware  # noqa: E402
 from livehuman_site.websocket_origin import BrowserOriginValidator  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": BrowserOriginValidator(
+            AuthMiddlewareStack(APIKeyAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

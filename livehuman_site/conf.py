@@ -19,7 +19,9 @@ DEFAULTS: dict[str, Any] = {
     "PLAYOUT_LEAD_FRAMES": 1,  # a new utterance goes on air this many frames after it is ready (tracks pick it up)
     "PLAYOUT_MAX_AHEAD_FRAMES": 4,  # the player schedules at most this far ahead: the cost of an interrupt
     "SAY_MAX_CHARS": 5000,  # longest text one `say` may queue
-    "SESSION_STATE_TIMEOUT_S": 1.0,  # REST `state` waits this long for the owning worker before using the stored state
+    # REST `state` and commands (say, interrupt, end) wait this long for the owning worker: then `state` falls back
+    # to the stored state and a command answers 409 not_live
+    "SESSION_REPLY_TIMEOUT_S": 1.0,
     "ROLE_SWITCH_TIMEOUT_S": 10.0,  # REST `role` waits this long for the owning worker (a role not loaded yet loads)
     # Sessions and limits (DESIGN.md §1, §5)
     "MAX_SESSIONS_PER_WORKER": 8,

@@ -184,7 +184,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 reads with a 5-s socket timeout by default: exactly channels-redis's 5-s BZPOPMIN, so an
+            # idle consumer's receive raced its own timeout and crashed the consumer. Read longer than the block.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
     # Shared by every daphne worker: API throttle counts must add up across processes.

@@ -8,6 +8,8 @@ calls a function in ``services``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db.models import QuerySet
@@ -21,7 +23,7 @@ from rest_framework.response import Response
 
 from livehuman_site.tenancy.api import TenantScopedViewSetMixin
 
-from . import control, services
+from . import commands, control, services
 from .control_serializers import RoleSwitchSerializer, SaySerializer, SessionStateSerializer
 from .models import ChatSession, Message
 from .serializers import ChatSessionSerializer, MessageSerializer
@@ -74,20 +76,19 @@ class ChatSessionViewSet(
         services.end_session(session)
         return Response(self.get_serializer(session).data, status=status.HTTP_200_OK)
 
-    @extend_schema(request=SaySerializer, responses={202: None})
+    @extend_schema(request=SaySerializer, responses={202: None, 409: None})
     @action(detail=True, methods=["post"])
     def say(self, request: Request, pk: Any = None) -> Response:
-        """Make the avatar speak ``text``, after what it is saying or (``interrupt``) instead of it."""
-        body = SaySerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        self._control(control.say, **body.validated_data)
+        """Make the avatar speak ``text``, after what it is saying or (``interrupt``) instead of it. 409 with the
+        code ``busy`` when too much is queued, ``not_live`` when no process runs the session, ``session_ended``."""
+        self._run(commands.Say.kind, request.data)
         return Response(status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses={202: None})
+    @extend_schema(request=None, responses={202: None, 409: None})
     @action(detail=True, methods=["post"])
     def interrupt(self, request: Request, pk: Any = None) -> Response:
         """Stop speaking now and drop everything queued."""
-        self._control(control.interrupt)
+        self._run(commands.Interrupt.kind, {})
         return Response(status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=SessionStateSerializer)
@@ -106,26 +107,27 @@ class ChatSessionViewSet(
         just starts as the new role.
         """
         session = self.get_object()
-        body = RoleSwitchSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            role = services.switch_target(session, body.validated_data["role"])
-            live = services.switch_role(session, role)
-        except services.RoleNotFound as exc:
-            raise exceptions.ValidationError({"role": [str(exc)]}, code=exc.code) from exc
-        except services.RoleUnavailable as exc:
-            raise ConflictError(str(exc), code=exc.code) from exc
-        except control.SessionNotLive as exc:
-            raise ConflictError(str(exc), code=exc.code) from exc
-        except control.SwitchRefused as exc:
-            raise ConflictError(str(exc), code=exc.code) from exc
+        with command_errors():
+            command = commands.parse_command(commands.SwitchRole.kind, request.data)
+            live = services.switch_role(session, command)
         return Response({**self.get_serializer(session).data, **live}, status=status.HTTP_200_OK)
 
-    def _control(self, command: Any, **arguments: Any) -> None:
-        try:
-            command(self.get_object(), **arguments)
-        except control.SessionNotLive as exc:
-            raise ConflictError(str(exc), code=exc.code) from exc
+    def _run(self, kind: str, body: Any) -> dict[str, Any]:
+        """Parse the command ``kind`` from ``body`` and run it on the session's owner."""
+        with command_errors():
+            command = commands.parse_command(kind, body if isinstance(body, dict) else {})
+            return control.run(self.get_object(), command)
+
+
+@contextmanager
+def command_errors() -> Iterator[None]:
+    """A ``CommandError`` as the API's error body: 400 naming the field for a bad body, else 409 with its code."""
+    try:
+        yield
+    except commands.CommandError as exc:
+        if exc.field is not None:
+            raise exceptions.ValidationError({exc.field: [str(exc)]}, code=exc.code) from exc
+        raise ConflictError(str(exc), code=exc.code) from exc
 
 
 class MessageViewSet(TenantScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):

@@ -1,11 +1,13 @@
-"""Control of a live session from anywhere (REST, another process): through the channel layer to its owner.
+"""The command transport: commands and state queries from anywhere (REST, another process) to the process that
+owns a live session, over the channel layer, request and reply.
 
 A session's media lives in the daphne process whose consumer accepted its
-WebSocket; that consumer listens on the group ``session.<uuid>``. Say and
-interrupt are fire-and-forget group messages; ``state`` and ``switch_role`` ask
-over a fresh reply channel. ``state`` falls back to the stored state when no
-owner answers in time. This module only carries messages: what a command means
-for the rows is ``services``' job.
+WebSocket; that consumer listens on the group ``session.<uuid>``. ``run`` sends
+a command there with a fresh reply channel and waits a short while for the
+owner's answer: its result, or its ``CommandError`` (``busy``, ``role_not_found``,
+…). Nobody answering in time means nobody owns the session: ``not_live``. This
+module only carries messages; what a command means for the rows is
+``services``' job, and the owner runs it (``owner.SessionOwner.run``).
 """
 
 from __future__ import annotations
@@ -17,81 +19,64 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.utils.translation import gettext as _
 
-from avatars_app.models import Role
 from livehuman_site.conf import livehuman_settings
 
+from .commands import Code, Command, CommandError, SwitchRole
 from .models import ChatSession
 
-SAY = "session.say"
-INTERRUPT = "session.interrupt"
+COMMAND = "session.command"
 STATE = "session.state"
-STATE_REPLY = "session.state.reply"
-SWITCH_ROLE = "session.switch_role"
-SWITCH_ROLE_REPLY = "session.switch_role.reply"
-END = "session.end"
+REPLY = "session.reply"
 
 
 def session_group(session_id: Any) -> str:
     return f"session.{session_id}"
 
 
-class SessionNotLive(Exception):
-    """No process owns the session's media: it is not connected yet, or it has ended."""
+def run(session: ChatSession, command: Command) -> dict[str, Any]:
+    """Run ``command`` on the process that owns ``session`` and return its result.
 
-    code = "not_connected"
+    Raises ``CommandError``: ``session_ended``; ``not_live`` at once when the
+    session is not connected, or when its owner does not answer within the
+    timeout (its worker is gone); else the owner's own refusal.
+    """
+    if session.state == ChatSession.State.ENDED:
+        raise CommandError(Code.SESSION_ENDED, _("This session has ended; start a new one."))
+    if session.state != ChatSession.State.CONNECTED:
+        raise CommandError(
+            Code.NOT_LIVE, _("The session is not connected; open it on the chat page or over its WebSocket first.")
+        )
+    # A role not loaded yet loads while the caller waits; everything else is quick.
+    slow = isinstance(command, SwitchRole)
+    timeout = livehuman_settings.ROLE_SWITCH_TIMEOUT_S if slow else livehuman_settings.SESSION_REPLY_TIMEOUT_S
+    reply = _ask(session, {"type": COMMAND, "command": command.to_message()}, timeout)
+    if reply is None:
+        raise CommandError(Code.NOT_LIVE, _("The server that runs this session did not answer; try again."))
+    if not reply["ok"]:
+        raise CommandError(reply["code"], reply["message"], reply.get("field"))
+    return reply["result"]
 
 
-class SwitchRefused(Exception):
-    """The owner could not switch the role (``code`` and message come from it)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def say(session: ChatSession, text: str, interrupt: bool = False) -> None:
-    _send(session, {"type": SAY, "text": text, "interrupt": interrupt})
-
-
-def interrupt(session: ChatSession) -> None:
-    _send(session, {"type": INTERRUPT})
+def post(session: ChatSession, command: Command) -> None:
+    """Send ``command`` to the owner, if there is one, without waiting (REST ``end``: the row is already ended)."""
+    event = {"type": COMMAND, "command": command.to_message()}
+    async_to_sync(get_channel_layer().group_send)(session_group(session.pk), event)
 
 
 def state(session: ChatSession) -> dict[str, Any]:
     """The owner's live ``{state, role, fps, speaking_text}``, else the stored lifecycle state."""
     if session.state == ChatSession.State.CONNECTED:
-        timeout = livehuman_settings.SESSION_STATE_TIMEOUT_S
-        reply = async_to_sync(_ask)(session_group(session.pk), {"type": STATE}, timeout)
+        reply = _ask(session, {"type": STATE}, livehuman_settings.SESSION_REPLY_TIMEOUT_S)
         if reply is not None:
-            return {key: reply[key] for key in ("state", "role", "fps", "speaking_text")}
+            return reply["result"]
     return {"state": session.state, "role": session.role_id, "fps": session.role.fps, "speaking_text": ""}
 
 
-def close(session: ChatSession) -> None:
-    """Tell the owning process, if there is one, to close the session's connection (REST ``end``)."""
-    async_to_sync(get_channel_layer().group_send)(session_group(session.pk), {"type": END})
+def _ask(session: ChatSession, event: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    return async_to_sync(_request)(session_group(session.pk), event, timeout)
 
 
-def _send(session: ChatSession, event: dict[str, Any]) -> None:
-    if session.state != ChatSession.State.CONNECTED:
-        raise SessionNotLive(_("The session is not connected; open it on the chat page or over its WebSocket first."))
-    async_to_sync(get_channel_layer().group_send)(session_group(session.pk), event)
-
-
-def switch_role(session: ChatSession, role: Role) -> dict[str, Any]:
-    """Ask the owner of the connected ``session`` to play ``role`` (one of its tenant's, checked by the caller);
-    returns its ``{role, fps, switch_ms}``. Raises ``SessionNotLive`` (no answer) and ``SwitchRefused``."""
-    event = {"type": SWITCH_ROLE, "role": role.pk}
-    reply = async_to_sync(_ask)(session_group(session.pk), event, livehuman_settings.ROLE_SWITCH_TIMEOUT_S)
-    if reply is None:
-        raise SessionNotLive(_("The server that runs this session did not answer; try again."))
-    if not reply["ok"]:
-        raise SwitchRefused(reply["code"], reply["message"])
-    session.refresh_from_db(fields=["role"])
-    return {key: reply[key] for key in ("role", "fps", "switch_ms")}
-
-
-async def _ask(group: str, event: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+async def _request(group: str, event: dict[str, Any], timeout: float) -> dict[str, Any] | None:
     """Send ``event`` to the session's owner and wait for its reply; None when nobody answers in time."""
     layer = get_channel_layer()
     reply_channel = await layer.new_channel()

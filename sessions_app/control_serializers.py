@@ -1,25 +1,17 @@
-"""Request and response bodies of the live-session control endpoints (say, state, role)."""
+"""The bodies of the live-session control endpoints (say, state, role) as the OpenAPI schema shows them.
+
+They document; they do not validate: a command's body is checked once, in
+``commands.parse_command``, whether it came over REST or the WebSocket.
+"""
 
 from __future__ import annotations
 
-from django.utils.translation import gettext as _
 from rest_framework import serializers
-
-from livehuman_site.conf import livehuman_settings
 
 
 class SaySerializer(serializers.Serializer):
-    text = serializers.CharField(trim_whitespace=False)
+    text = serializers.CharField(trim_whitespace=False, help_text="At most SAY_MAX_CHARS characters.")
     interrupt = serializers.BooleanField(default=False)
-
-    def validate_text(self, text: str) -> str:
-        if not text.strip():
-            raise serializers.ValidationError(_("Say something."))
-        if len(text) > livehuman_settings.SAY_MAX_CHARS:
-            raise serializers.ValidationError(
-                _("Say at most %(count)d characters at once.") % {"count": livehuman_settings.SAY_MAX_CHARS}
-            )
-        return text
 
 
 class SessionStateSerializer(serializers.Serializer):

@@ -1,19 +1,25 @@
-"""Session business rules: who sees which sessions, opening one within the limits, ending it."""
+"""Session business rules: who sees which sessions, opening one within the limits, ending it; and every
+database write of a live session (its messages, their timings, its lifecycle), so the edges stay thin."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce, Now
 from django.utils.translation import gettext as _
 
 from avatars_app.models import Role
 from livehuman_site.tenancy.models import Tenant
 from livehuman_site.tenancy.scoping import Scope
+from realtime.conversation import TurnRows
+from realtime.session import MessageTimings
 
 from . import control
-from .models import ChatSession
+from .commands import Code, CommandError, End, SwitchRole
+from .models import ChatSession, Message
 
 
 class SessionLimitReached(Exception):
@@ -78,12 +84,6 @@ def tenant_has_room(session: ChatSession) -> bool:
     return live.exclude(pk=session.pk).count() < session.tenant.max_concurrent_sessions
 
 
-class RoleNotFound(Exception):
-    """No role with that id in the session's tenant."""
-
-    code = "role_not_found"
-
-
 def switch_target(session: ChatSession, role_id: Any) -> Role:
     """The role ``session`` may switch to: one of its own tenant's, active, its avatar ready.
 
@@ -97,11 +97,11 @@ def switch_target(session: ChatSession, role_id: Any) -> Role:
         .first()
     )
     if role is None:
-        raise RoleNotFound(_("No role %(role)r in this tenant.") % {"role": role_id})
+        raise CommandError(Code.ROLE_NOT_FOUND, _("No role %(role)r in this tenant.") % {"role": role_id}, "role")
     if not role.active:
-        raise RoleUnavailable(_("The role %(role)s is not active.") % {"role": role.name})
+        raise CommandError(Code.ROLE_UNAVAILABLE, _("The role %(role)s is not active.") % {"role": role.name})
     if role.avatar is None or not role.avatar.is_ready:
-        raise RoleUnavailable(_("The role %(role)s has no ready avatar.") % {"role": role.name})
+        raise CommandError(Code.ROLE_UNAVAILABLE, _("The role %(role)s has no ready avatar.") % {"role": role.name})
     return role
 
 
@@ -111,16 +111,18 @@ def change_role(session: ChatSession, role: Role) -> None:
     session.role = role
 
 
-def switch_role(session: ChatSession, role: Role) -> dict[str, Any]:
-    """Make ``session`` play ``role`` (from ``switch_target``): live, by its owner, when it is connected, else in
-    the stored row (its media starts as that role when it connects). Returns the owner's ``{role, fps,
-    switch_ms}``, empty when not live. Raises ``control.SessionNotLive`` and ``control.SwitchRefused``."""
-    if session.state == ChatSession.State.ENDED:
-        raise control.SessionNotLive(_("The session has ended."))
+def switch_role(session: ChatSession, command: SwitchRole) -> dict[str, Any]:
+    """Make ``session`` play the command's role: live, by its owner, when it is connected, else in the stored row
+    (its media starts as that role when it connects). Returns the owner's ``{role, name, fps, switch_ms}``, empty
+    when not live. Raises ``CommandError``."""
     if session.state != ChatSession.State.CONNECTED:
-        change_role(session, role)
+        if session.state == ChatSession.State.ENDED:
+            raise CommandError(Code.SESSION_ENDED, _("This session has ended; start a new one."))
+        change_role(session, switch_target(session, command.role))
         return {}
-    return control.switch_role(session, role)
+    switched = control.run(session, command)
+    session.refresh_from_db(fields=["role"])
+    return {key: switched[key] for key in ("role", "fps", "switch_ms")}
 
 
 def end_session(session: ChatSession, reason: str = ChatSession.EndReason.CLIENT) -> bool:
@@ -128,5 +130,39 @@ def end_session(session: ChatSession, reason: str = ChatSession.EndReason.CLIENT
     was_connected = session.state == ChatSession.State.CONNECTED
     ended = session.end(reason)
     if ended and was_connected:
-        control.close(session)
+        control.post(session, End())
     return ended
+
+
+def mark_connected(session: ChatSession, worker: str) -> None:
+    """The session's media now lives on this process (``worker``: its consumer's channel name)."""
+    ChatSession.objects.filter(pk=session.pk).exclude(state=ChatSession.State.ENDED).update(
+        state=ChatSession.State.CONNECTED, started_at=Coalesce(F("started_at"), Now()), worker=worker
+    )
+
+
+def add_assistant_message(session: ChatSession, text: str) -> int:
+    """The row of a text the avatar is about to say; its timings follow in ``record_timings``."""
+    return Message.objects.create(
+        tenant_id=session.tenant_id, session=session, speaker=Message.Speaker.ASSISTANT, text=text
+    ).pk
+
+
+def discard_message(message_id: int) -> None:
+    """A message that never went on air (its ``say`` was refused)."""
+    Message.objects.filter(pk=message_id).delete()
+
+
+def start_turn(session: ChatSession, text: str, asr_ms: int) -> TurnRows:
+    """The user's spoken turn and an empty assistant message for the answer, in one transaction (one round trip's
+    worth of work: this wait is part of the answer's latency)."""
+    rows = {"tenant_id": session.tenant_id, "session": session}
+    with transaction.atomic():
+        user = Message.objects.create(**rows, speaker=Message.Speaker.USER, text=text, asr_ms=asr_ms)
+        answer = Message.objects.create(**rows, speaker=Message.Speaker.ASSISTANT, text="")
+    return TurnRows(user.pk, answer.pk)
+
+
+def record_timings(message_id: int, timings: MessageTimings) -> None:
+    """What was said (all of it, or up to the cut) and each stage's time; the fields are the same names."""
+    Message.objects.filter(pk=message_id).update(**asdict(timings))

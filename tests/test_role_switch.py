@@ -151,7 +151,7 @@ async def test_a_session_not_connected_yet_just_changes_its_stored_role(chat_ses
         assert "switch_ms" not in response.json()
         await client.post(f"/api/v1/sessions/{chat_session.pk}/end/")
         ended = await client.post(f"/api/v1/sessions/{chat_session.pk}/role/", json={"role": other_role.pk})
-        assert ended.status_code == 409 and ended.json()["error"]["code"] == "not_connected"
+        assert ended.status_code == 409 and ended.json()["error"]["code"] == "session_ended"
     row = await database_sync_to_async(ChatSession.objects.get)(pk=chat_session.pk)
     assert row.role_id == other_role.pk
 
@@ -162,7 +162,7 @@ async def test_the_preload_setting_loads_every_active_role_when_the_first_sessio
 ):
     settings.LIVEHUMAN = {**settings.LIVEHUMAN, "PRELOAD_ROLES": preload}
     pool = ModelPool(device="cpu")  # this worker's pool, fresh: nothing loaded yet
-    monkeypatch.setattr("sessions_app.consumers.get_pool", lambda: pool)
+    monkeypatch.setattr("sessions_app.owner.get_pool", lambda: pool)
     other_avatar = str((_media_root / other_role.avatar.bundle_path).resolve())
 
     def other_role_loaded() -> bool:  # the avatar is the last part of a role the pool loads

@@ -97,7 +97,8 @@ async def test_rest_on_one_process_reaches_the_session_owned_by_the_other(
             headers = {"Authorization": f"Api-Key {world_a.raw_key}"}
             async with httpx.AsyncClient(base_url=f"http://{b}/api/v1/sessions/{session_id}", headers=headers) as rest:
                 text = "Hello from the other process. " + "This sentence keeps the avatar talking for a while. " * 4
-                assert (await rest.post("/say/", json={"text": text}, timeout=10)).status_code == 202
+                said = await rest.post("/say/", json={"text": text}, timeout=10)
+                assert said.status_code == 202, said.text
                 subtitle = await socket.wait_for("subtitle")
                 assert subtitle["text"] == "Hello from the other process."
                 await socket.wait_for("state", state="speaking")

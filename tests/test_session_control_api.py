@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -75,12 +77,49 @@ async def test_a_session_nobody_owns_reports_its_stored_state_and_refuses_say(ch
         assert state.json() == {"state": "created", "role": chat_session.role_id, "fps": 25, "speaking_text": ""}
         refused = await client.post(f"{url}/say/", json={"text": "Anyone there?"})
         assert refused.status_code == 409
-        assert refused.json()["error"]["code"] == "not_connected"
+        assert refused.json()["error"]["code"] == "not_live"
         assert (await client.post(f"{url}/interrupt/")).status_code == 409
 
 
+async def test_a_say_to_a_session_whose_owner_is_gone_answers_not_live_within_a_second(chat_session, world_a):
+    """The row says connected, but the worker that owned it is gone: nobody answers, so nothing was said."""
+    await database_sync_to_async(ChatSession.objects.filter(pk=chat_session.pk).update)(state="connected")
+    loop = asyncio.get_running_loop()
+    async with rest_client(world_a.raw_key) as client:
+        started = loop.time()
+        refused = await client.post(f"/api/v1/sessions/{chat_session.pk}/say", json={"text": "Anyone there?"})
+        took_s = loop.time() - started
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_live"
+    assert took_s < 1.5  # the reply timeout (1 s) and the request itself
+    assert not await database_sync_to_async(Message.objects.filter(session=chat_session).exists)()
+
+
+async def test_a_say_while_busy_is_refused_to_the_rest_caller(owned, world_a):
+    session, log = owned
+    too_much = "Hi there. " * 300  # more sentences than the pipeline queues (3000 characters: under the limit)
+    async with rest_client(world_a.raw_key) as client:
+        refused = await client.post(f"/api/v1/sessions/{session.pk}/say", json={"text": too_much})
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "busy"
+        assert (await client.post(f"/api/v1/sessions/{session.pk}/say", json={"text": "Fine."})).status_code == 202
+    await log.wait_for("subtitle", text="Fine.", timeout=20)
+    assert not log.of_type("error")  # the refusal went to the caller, not to the page
+    texts = await database_sync_to_async(list)(Message.objects.filter(session=session).values_list("text", flat=True))
+    assert texts == ["Fine."]  # the refused say left no row
+
+
+async def test_say_and_interrupt_work_with_and_without_the_trailing_slash(owned, world_a):
+    session, log = owned
+    url = f"/api/v1/sessions/{session.pk}"
+    async with rest_client(world_a.raw_key) as client:
+        assert (await client.post(f"{url}/say", json={"text": "No slash."})).status_code == 202
+        await log.wait_for("subtitle", text="No slash.", timeout=20)
+        assert (await client.post(f"{url}/interrupt")).status_code == 202
+        assert (await client.post(f"{url}/interrupt/")).status_code == 202
+        assert (await client.get(f"{url}/state")).json()["role"] == session.role_id
+
+
 async def test_a_stale_owner_falls_back_to_the_stored_state(chat_session, world_a, settings):
-    settings.LIVEHUMAN = {**settings.LIVEHUMAN, "SESSION_STATE_TIMEOUT_S": 0.2}
+    settings.LIVEHUMAN = {**settings.LIVEHUMAN, "SESSION_REPLY_TIMEOUT_S": 0.2}
     await database_sync_to_async(ChatSession.objects.filter(pk=chat_session.pk).update)(state="connected")
     async with rest_client(world_a.raw_key) as client:
         state = await client.get(f"/api/v1/sessions/{chat_session.pk}/state/")

@@ -1,0 +1,155 @@
+"""The commands a live session takes, defined once for the WebSocket and for REST (DESIGN.md §7).
+
+Each command is a small dataclass; ``parse_command`` turns a message body (the
+WebSocket's JSON object, or a REST request's data) into one, or raises
+``CommandError`` with one of the codes below. The WebSocket consumer runs what
+it parses on the spot; REST sends the parsed command through the channel layer
+to the process that owns the session (``control.run``), which runs it the same
+way and answers. The answer's ``code`` is the same wherever the command came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from django.utils.translation import gettext as _
+
+from livehuman_site.conf import livehuman_settings
+from realtime.conversation import TalkMode
+
+
+class Code(StrEnum):
+    """Error codes of commands, for the WebSocket's ``error {code}`` and REST's ``{"error": {"code"}}``."""
+
+    BAD_MESSAGE = "bad_message"  # malformed: a missing or wrong field
+    TEXT_TOO_LONG = "text_too_long"
+    ROLE_NOT_FOUND = "role_not_found"
+    ROLE_UNAVAILABLE = "role_unavailable"
+    ENGINE_UNAVAILABLE = "engine_unavailable"
+    BUSY = "busy"  # too much is queued already: try again when the avatar has said some of it
+    NOT_LIVE = "not_live"  # no process owns the session's media (not connected yet, or its worker is gone)
+    SESSION_ENDED = "session_ended"
+    INTERNAL_ERROR = "internal_error"
+
+
+class CommandError(Exception):
+    """A command that cannot be run. ``field`` names the bad part of the body (a client error, REST's 400);
+    without it the session's state refused it (REST's 409)."""
+
+    def __init__(self, code: Code | str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = str(code)
+        self.field = field
+
+    def as_reply(self) -> dict[str, Any]:
+        return {"ok": False, "code": self.code, "message": str(self), "field": self.field}
+
+
+@dataclass(frozen=True)
+class Command:
+    """Base of the commands; ``kind`` is the message ``type`` on the WebSocket (and the REST action)."""
+
+    kind: ClassVar[str]
+
+    def to_message(self) -> dict[str, Any]:
+        """The body that ``parse_command`` turns back into this command (what crosses the channel layer)."""
+        return {"type": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Say(Command):
+    """Speak ``text`` after what is queued, or instead of it with ``interrupt``."""
+
+    kind = "say"
+    text: str
+    interrupt: bool = False
+
+
+@dataclass(frozen=True)
+class Interrupt(Command):
+    """Stop speaking now and drop everything queued."""
+
+    kind = "interrupt"
+
+
+@dataclass(frozen=True)
+class SwitchRole(Command):
+    """Play another role of the session's tenant in place."""
+
+    kind = "switch_role"
+    role: int
+
+
+@dataclass(frozen=True)
+class SetTalkMode(Command):
+    """Push-to-talk or hands-free (the page's ``mode {talk}``)."""
+
+    kind = "mode"
+    talk: TalkMode
+
+
+@dataclass(frozen=True)
+class Talk(Command):
+    """The push-to-talk button: ``on`` while held."""
+
+    kind = "talk"
+    on: bool
+
+
+@dataclass(frozen=True)
+class End(Command):
+    """End the session: close its media and its socket, and record why."""
+
+    kind = "end"
+
+
+def _say(body: Mapping[str, Any]) -> Say:
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise CommandError(Code.BAD_MESSAGE, _('"say" needs a non-empty "text".'), "text")
+    limit = livehuman_settings.SAY_MAX_CHARS
+    if len(text) > limit:
+        raise CommandError(
+            Code.TEXT_TOO_LONG, _("Say at most %(count)d characters at once.") % {"count": limit}, "text"
+        )
+    interrupt = body.get("interrupt", False)
+    if not isinstance(interrupt, bool):
+        raise CommandError(Code.BAD_MESSAGE, _('"interrupt" is true or false.'), "interrupt")
+    return Say(text, interrupt)
+
+
+def _switch_role(body: Mapping[str, Any]) -> SwitchRole:
+    role = body.get("role")
+    digits = isinstance(role, int | str) and not isinstance(role, bool) and str(role).isdigit()
+    if not digits or int(role) < 1:
+        raise CommandError(Code.ROLE_NOT_FOUND, _("No role %(role)r in this tenant.") % {"role": role}, "role")
+    return SwitchRole(int(role))
+
+
+def _mode(body: Mapping[str, Any]) -> SetTalkMode:
+    try:
+        return SetTalkMode(TalkMode(body.get("talk")))
+    except ValueError:
+        raise CommandError(Code.BAD_MESSAGE, _('"mode" needs "talk": "push" or "hands_free".'), "talk") from None
+
+
+PARSERS: dict[str, Any] = {
+    Say.kind: _say,
+    Interrupt.kind: lambda body: Interrupt(),
+    SwitchRole.kind: _switch_role,
+    SetTalkMode.kind: _mode,
+    Talk.kind: lambda body: Talk(bool(body.get("on"))),
+    End.kind: lambda body: End(),
+}
+
+
+def parse_command(kind: str, body: Mapping[str, Any]) -> Command:
+    """The command ``kind`` with the arguments in ``body``; raises ``CommandError`` (``bad_message`` when the kind
+    is unknown)."""
+    parser = PARSERS.get(kind)
+    if parser is None:
+        raise CommandError(Code.BAD_MESSAGE, _("Unknown message type %(type)r.") % {"type": kind})
+    return parser(body)

@@ -1,0 +1,270 @@
+"""SessionOwner: this process's side of one live session — it opens the ``LiveSession``, runs the commands that
+reach it (from its WebSocket or, through the channel layer, from REST), and turns the session's events into
+messages for the socket and rows in the database.
+
+Order on open: authorize (the scope's API key or login) → find the session
+through the caller's tenant scope → take a place under the per-worker cap →
+only then load engines; the peer connection is made when the offer arrives.
+The tenant's cap was enforced when the session was created over REST, and is
+checked again here against the tenant's live sessions (any process).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from django.utils.translation import gettext as _
+
+from livehuman_site.conf import livehuman_settings
+from livehuman_site.tenancy.scoping import scope_for_api_key, scope_for_user
+from realtime.avatar.format import UnsupportedBundle
+from realtime.conversation import TurnRows
+from realtime.engines.base import EngineUnavailable
+from realtime.engines.registry import UnknownEngine
+from realtime.pipeline import PipelineFull
+from realtime.session import LiveSession, MessageTimings, SessionError
+
+from . import services
+from .client_errors import report
+from .commands import Code, Command, CommandError, End, Interrupt, Say, SetTalkMode, SwitchRole, Talk, parse_command
+from .live_sessions import AlreadyLive, WorkerFull, live_sessions
+from .models import ChatSession
+from .preload import preload_once
+from .session_factory import SessionUnavailable, build_session_config, get_pool
+
+logger = logging.getLogger(__name__)
+
+LOAD_ERRORS = (SessionUnavailable, EngineUnavailable, UnknownEngine, UnsupportedBundle)
+
+
+class Refused(Exception):
+    """The connection is refused: sent as ``error`` then ``closed``, and the socket closes with ``close_code``."""
+
+    def __init__(self, code: str, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.close_code = close_code
+
+
+class Socket(Protocol):
+    """What the owner needs of its WebSocket (the consumer)."""
+
+    async def send_event(self, content: dict[str, Any]) -> None: ...
+
+    async def close_socket(self, code: int = 1000) -> None: ...
+
+
+class SessionOwner:
+    """One chat session's live media on this process, as seen by its WebSocket."""
+
+    def __init__(self, session_id: str, socket: Socket) -> None:
+        self.session_id = session_id
+        self.socket = socket
+        self.chat_session: ChatSession | None = None
+        self.live: LiveSession | None = None
+        self._reserved = False
+        self._torn_down = False
+
+    async def open(self, scope: dict[str, Any], worker: str) -> None:
+        """Authorize, take a place, load the engines and start the media. Raises ``Refused``."""
+        self.chat_session = await database_sync_to_async(authorize)(self.session_id, scope)
+        try:
+            live_sessions.reserve(self.session_id, livehuman_settings.MAX_SESSIONS_PER_WORKER)
+        except AlreadyLive as exc:
+            raise Refused(exc.code, _("This session is already connected."), 4409) from exc
+        except WorkerFull as exc:
+            raise Refused(exc.code, _("This server is at its session limit; try again shortly."), 4429) from exc
+        self._reserved = True
+        try:
+            config = await database_sync_to_async(build_session_config)(self.chat_session)
+            if livehuman_settings.PRELOAD_ROLES:
+                preload_once(get_pool())
+            self.live = await LiveSession.open(config, get_pool(), self)
+        except LOAD_ERRORS as exc:
+            await database_sync_to_async(self.chat_session.end)(ChatSession.EndReason.ERROR)
+            message = report(self.session_id, Code.ENGINE_UNAVAILABLE, str(exc))
+            raise Refused(Code.ENGINE_UNAVAILABLE, message, 4503) from exc
+        live_sessions.attach(self.session_id, self.live)
+        await database_sync_to_async(services.mark_connected)(self.chat_session, worker)
+        await self.socket.send_event({"type": "state", "state": self.live.state.value, "fps": config.fps})
+
+    # --- signaling -------------------------------------------------------------------------------------------
+
+    async def offer(self, sdp: Any) -> None:
+        if not isinstance(sdp, str) or not sdp:
+            raise SessionError(Code.BAD_MESSAGE, _('"offer" needs an "sdp" string.'))
+        await self.socket.send_event({"type": "answer", "sdp": await self.live.accept_offer(sdp)})
+
+    async def candidate(self, candidate: Any, sdp_mid: Any, sdp_mline_index: Any) -> None:
+        index = sdp_mline_index if isinstance(sdp_mline_index, int) else None
+        await self.live.add_candidate(str(candidate or ""), sdp_mid, index)
+
+    # --- commands --------------------------------------------------------------------------------------------
+
+    async def run(self, command: Command) -> dict[str, Any]:
+        """Run ``command`` here, where the media lives; returns its result. Raises ``CommandError``."""
+        if self.live is None or self._torn_down:
+            raise CommandError(Code.NOT_LIVE, _("The session is not connected."))
+        match command:
+            case Say(text=text, interrupt=interrupt):
+                return {"message_id": await self._say(text, interrupt)}
+            case Interrupt():
+                await self.live.interrupt()
+            case SwitchRole(role=role):
+                return await self._switch_role(role)
+            case SetTalkMode(talk=mode):
+                self.live.set_talk_mode(mode)
+            case Talk(on=on):
+                self.live.set_talking(on)
+            case End():
+                await self.ended(ChatSession.EndReason.CLIENT)
+        return {}
+
+    async def answer(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Run a command that came over the channel layer (``control.run``); returns the reply for its caller."""
+        try:
+            command = parse_command(message.get("type", ""), message)
+            return {"ok": True, "result": await self.run(command)}
+        except CommandError as exc:
+            return exc.as_reply()
+        except Exception:  # a crash here would leave the caller waiting for its timeout
+            logger.exception("session %s: %s failed", self.session_id, message.get("type"))
+            return CommandError(Code.INTERNAL_ERROR, _("The server could not handle that command.")).as_reply()
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The live ``{state, role, fps, speaking_text}``; None when there is no live session here."""
+        return None if self.live is None or self._torn_down else self.live.snapshot()
+
+    async def _say(self, text: str, interrupt: bool) -> int:
+        message_id = await database_sync_to_async(services.add_assistant_message)(self.chat_session, text)
+        try:
+            await self.live.say(text, message_id, interrupt=interrupt)
+        except PipelineFull as exc:
+            await database_sync_to_async(services.discard_message)(message_id)
+            message = _("Too much is queued already; interrupt, or wait until the avatar has said some of it.")
+            raise CommandError(Code.BUSY, message) from exc
+        return message_id
+
+    async def _switch_role(self, role_id: int) -> dict[str, Any]:
+        """Play another role of the session's tenant in place; ``switch_ms`` is the whole request's time here.
+        The page hears of it as ``role``, whoever asked."""
+        started = time.perf_counter()
+        role, config = await database_sync_to_async(self._role_config)(role_id)
+        try:
+            await self.live.switch_role(config)
+        except LOAD_ERRORS as exc:
+            raise CommandError(
+                Code.ENGINE_UNAVAILABLE, report(self.session_id, Code.ENGINE_UNAVAILABLE, str(exc))
+            ) from exc
+        await database_sync_to_async(services.change_role)(self.chat_session, role)
+        switch_ms = round((time.perf_counter() - started) * 1000)
+        if self.live.media_started:  # else the new role greets when media starts
+            await self._greet()
+        switched = {"role": role.pk, "name": role.name, "fps": config.fps, "switch_ms": switch_ms}
+        await self.socket.send_event({"type": "role", **switched})
+        return switched
+
+    def _role_config(self, role_id: int) -> tuple[Any, Any]:
+        role = services.switch_target(self.chat_session, role_id)
+        try:
+            return role, build_session_config(self.chat_session, role)
+        except SessionUnavailable as exc:
+            raise CommandError(Code.ROLE_UNAVAILABLE, str(exc)) from exc
+
+    async def _greet(self) -> None:
+        """Say the role's greeting as its first message (stored with timings, like any ``say``); none if empty."""
+        if self.live is not None and self.live.config.greeting:
+            try:
+                await self._say(self.live.config.greeting, interrupt=False)
+            except CommandError as exc:
+                await self.notify_error(exc.code, str(exc))
+
+    # --- SessionEvents (from the LiveSession) -----------------------------------------------------------------
+
+    async def state_changed(self, state: str) -> None:
+        await self.socket.send_event({"type": "state", "state": state, "fps": self.live.rate.fps})
+
+    async def subtitle(self, text: str, message_id: int) -> None:
+        await self.socket.send_event({"type": "subtitle", "text": text, "message_id": message_id})
+
+    async def message_finished(self, message_id: int, timings: MessageTimings) -> None:
+        await database_sync_to_async(services.record_timings)(message_id, timings)
+        wire = {key: value for key, value in asdict(timings).items() if key != "text"}
+        await self.socket.send_event({"type": "timings", "message_id": message_id, **wire})
+
+    async def media_started(self) -> None:
+        await self._greet()
+
+    async def transcript(self, text: str, final: bool, message_id: int | None) -> None:
+        await self.socket.send_event({"type": "transcript", "text": text, "final": final, "message_id": message_id})
+
+    async def start_turn(self, text: str, asr_ms: int) -> TurnRows:
+        return await database_sync_to_async(services.start_turn)(self.chat_session, text, asr_ms)
+
+    async def error(self, code: str, message: str) -> None:
+        """An engine or task failed (engine text goes to the log; the page gets a fixed sentence)."""
+        await self.notify_error(code, report(self.session_id, code, message))
+
+    async def notify_error(self, code: str, message: str) -> None:
+        """Tell the page that its request failed: ``message`` is already fit to show."""
+        await self.socket.send_event({"type": "error", "code": code, "message": message})
+
+    async def ended(self, reason: str) -> None:
+        await self.socket.send_event({"type": "closed", "reason": reason})
+        await self.teardown(reason)
+        await self.socket.close_socket()
+
+    # --- the end ---------------------------------------------------------------------------------------------
+
+    async def refuse(self, refusal: Refused) -> None:
+        await self.notify_error(refusal.code, str(refusal))
+        await self.socket.send_event({"type": "closed", "reason": refusal.code})
+        await self.teardown(reason=None)
+        await self.socket.close_socket(refusal.close_code)
+
+    async def teardown(self, reason: str | None) -> None:
+        """Free the peer connection, tasks and pool references; record why the session ended. Runs once."""
+        if self._torn_down:
+            return
+        self._torn_down = True
+        try:
+            if self.live is not None:
+                await self.live.close()
+        finally:
+            if self._reserved:
+                live_sessions.release(self.session_id)
+        if reason is not None and self.live is not None:
+            await database_sync_to_async(self.chat_session.end)(reason)
+
+
+def authorize(session_id: str, scope: dict[str, Any]) -> ChatSession:
+    """The session ``scope``'s caller may open (its API key's or its login's tenant); raises ``Refused``."""
+    if scope.get("api_key_invalid"):
+        raise Refused("unauthenticated", _("Invalid, revoked or expired API key."), 4401)
+    api_key, user = scope.get("api_key"), None
+    if api_key is not None:
+        tenant_scope = scope_for_api_key(api_key)
+    else:
+        user = scope.get("user")
+        if user is None or not user.is_authenticated:
+            raise Refused("unauthenticated", _("Log in or pass an API key."), 4401)
+        tenant_scope = scope_for_user(user, scope.get("session"))
+    if tenant_scope.is_empty:
+        raise Refused("forbidden", _("You belong to no active tenant."), 4403)
+    session = (
+        services.visible_sessions(tenant_scope, user)
+        .select_related("role__voice", "role__avatar", "role__prompt", "tenant")
+        .filter(pk=session_id)
+        .first()
+    )
+    if session is None:
+        raise Refused("not_found", _("No such session."), 4404)
+    if not session.is_open:
+        raise Refused(Code.SESSION_ENDED, _("This session has ended; start a new one."), 4409)
+    if not services.tenant_has_room(session):
+        raise Refused("session_limit", _("Your organisation is at its limit of live sessions."), 4429)
+    return session
