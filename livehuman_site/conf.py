@@ -66,6 +66,8 @@ DEFAULTS: dict[str, Any] = {
     "TTS_TIMEOUT_S": 20.0,
     # Conversation (DESIGN.md §3)
     "VAD_SILENCE_MS": 300,
+    # The shorter silence that ends a turn once the recogniser's partial transcript reads as a finished sentence.
+    "VAD_SENTENCE_SILENCE_MS": 150,
     "VAD_MIN_SPEECH_MS": 250,
     # Barge-in: which speech cuts the avatar while it talks. "always": any (the page asks the browser for echo
     # cancellation); "push_to_talk": only speech sent with the talk button held, hands-free speech is ignored then.

@@ -10,6 +10,7 @@ runs on the event loop: an executor hop would cost more than the work.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,8 +86,12 @@ class TurnDetector:
     for ``min_speech_ms`` (shorter sounds, a cough or a click, are ignored). The turn
     ends ``silence_ms`` after the probability fell under ``threshold``, once it
     is under ``threshold - 0.15`` (hysteresis, as silero's authors recommend:
-    a dip into the band between them is not yet silence). Times are seconds
-    of audio fed since creation (or ``reset``).
+    a dip into the band between them is not yet silence). It ends after only
+    ``sentence_silence_ms`` when the ``complete`` callback given to ``feed``
+    says the words so far already make a whole sentence (the recogniser's
+    partial transcript): a finished question need not wait out the full window
+    meant for a speaker who pauses mid-sentence. Times are seconds of audio fed
+    since creation (or ``reset``).
     """
 
     def __init__(
@@ -94,10 +99,12 @@ class TurnDetector:
         *,
         silence_ms: int,
         min_speech_ms: int,
+        sentence_silence_ms: int | None = None,
         threshold: float = 0.5,
         model: SileroModel | None = None,
     ) -> None:
         self.silence_s = silence_ms / 1000
+        self.sentence_silence_s = min(silence_ms, sentence_silence_ms or silence_ms) / 1000
         self.min_speech_s = min_speech_ms / 1000
         self.threshold = threshold
         self.silence_threshold = threshold - 0.15
@@ -119,8 +126,12 @@ class TurnDetector:
         """Whether a turn is in progress (speech started and its end not yet decided)."""
         return self._speaking
 
-    def feed(self, pcm: np.ndarray) -> list[VADEvent]:
-        """Add int16 samples; return the events they complete (at most one per 32 ms window)."""
+    def feed(self, pcm: np.ndarray, complete: Callable[[float], bool] | None = None) -> list[VADEvent]:
+        """Add int16 samples; return the events they complete (at most one per 32 ms window).
+
+        ``complete(speech_end_s)`` is asked, once the short sentence silence has
+        passed, whether what was said up to ``speech_end_s`` is a whole sentence.
+        """
         self._pending = np.concatenate([self._pending, pcm.astype(np.float32) / 32768.0])
         events = []
         while len(self._pending) >= WINDOW:
@@ -131,11 +142,13 @@ class TurnDetector:
             probability, self._state = self._model.probability(self._window, self._state)
             start_s = self._windows_done * WINDOW / SAMPLE_RATE
             self._windows_done += 1
-            if event := self._step(probability, start_s, start_s + WINDOW / SAMPLE_RATE):
+            if event := self._step(probability, start_s, start_s + WINDOW / SAMPLE_RATE, complete):
                 events.append(event)
         return events
 
-    def _step(self, probability: float, start_s: float, end_s: float) -> VADEvent | None:
+    def _step(
+        self, probability: float, start_s: float, end_s: float, complete: Callable[[float], bool] | None
+    ) -> VADEvent | None:
         if probability >= self.threshold:
             self._silence_start_s = None
             if self._speech_start_s is None:
@@ -152,7 +165,11 @@ class TurnDetector:
         # silence threshold can end the turn: a dip into the band between them neither ends nor resets it.
         if self._silence_start_s is None:
             self._silence_start_s = start_s
-        if probability < self.silence_threshold and end_s - self._silence_start_s >= self.silence_s - 1e-9:
+        silent_s = end_s - self._silence_start_s + 1e-9
+        if probability < self.silence_threshold and (
+            silent_s >= self.silence_s
+            or (silent_s >= self.sentence_silence_s and complete is not None and complete(self._silence_start_s))
+        ):
             event = EndOfTurn(self._speech_start_s, self._silence_start_s, end_s)
             self._speaking = False
             self._speech_start_s = self._silence_start_s = None

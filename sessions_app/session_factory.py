@@ -88,6 +88,7 @@ def conversation_settings(role: Role, *, session_id: str) -> ConversationSetting
         language=role.language,
         barge_in=barge_in_setting(),
         vad_silence_ms=livehuman_settings.VAD_SILENCE_MS,
+        vad_sentence_silence_ms=livehuman_settings.VAD_SENTENCE_SILENCE_MS,
         vad_min_speech_ms=livehuman_settings.VAD_MIN_SPEECH_MS,
     )
 

@@ -192,7 +192,11 @@ class Conversation:
         return engine_class("asr", self.settings.asr_engine)(**self.settings.asr_options)
 
     def _make_detector(self) -> TurnDetector:
-        return TurnDetector(silence_ms=self.settings.vad_silence_ms, min_speech_ms=self.settings.vad_min_speech_ms)
+        return TurnDetector(
+            silence_ms=self.settings.vad_silence_ms,
+            min_speech_ms=self.settings.vad_min_speech_ms,
+            sentence_silence_ms=self.settings.vad_sentence_silence_ms,
+        )
 
     async def _hear(self, track: MediaStreamTrack) -> None:
         await self._prepared.wait()  # meanwhile aiortc queues the frames; they are caught up with below

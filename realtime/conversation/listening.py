@@ -5,6 +5,13 @@ event loop (about 0.1 ms a chunk) and hands each turn's audio to the
 recogniser task, which awaits the ASR engine (decoding runs in a worker
 thread). So a slow decode never delays the end-of-turn decision, and at the
 end of a turn only the audio not yet decoded (the tail) is left to wait for.
+
+The end of a turn uses both signals: the VAD's silence, and the partial
+transcript. Once the partial covers all the speech (the recogniser has taken
+the audio up to the speech's end, plus what its engine holds back before it
+decodes) and reads as a finished sentence, a short silence ends the turn; a
+partial that stops on a word that leads on ("and", "the", "to") waits out the
+VAD's full silence window, as does an engine whose partials are not trusted.
 """
 
 from __future__ import annotations
@@ -29,6 +36,35 @@ logger = logging.getLogger(__name__)
 # Audio before the VAD's speech start that the ASR also gets: the detector needs a few windows to be sure, and
 # pocketsphinx recognises the first word better with a little silence before it.
 PRE_ROLL_S = 0.3
+
+SENTENCE_END = frozenset(".?!。？！…")
+# Words a sentence does not end on: articles, prepositions, conjunctions, auxiliaries, hesitations.
+# fmt: off
+LEADS_ON = frozenset({
+    "a", "an", "the", "and", "or", "but", "so", "because", "if", "than", "that", "which", "who", "whose", "whom",
+    "to", "of", "in", "on", "at", "for", "from", "with", "by", "about", "as", "into", "onto", "over", "under",
+    "between", "like", "my", "your", "his", "her", "its", "our", "their", "this", "these", "those", "is", "are",
+    "was", "were", "be", "been", "am", "do", "does", "did", "have", "has", "had", "can", "could", "will", "would",
+    "shall", "should", "may", "might", "must", "not", "very", "more", "most", "some", "any", "no", "um", "uh", "er",
+    "erm", "hmm", "well",
+})
+# fmt: on
+
+
+def ends_sentence(text: str) -> bool:
+    """Does a partial transcript read as a finished sentence?
+
+    Punctuated text (engines with a punctuation model) ends one with ``.?!。？！``.
+    Unpunctuated Latin-script words (pocketsphinx) end one unless the last word
+    leads on. Unpunctuated CJK text gives no such clue: it never ends one here.
+    """
+    text = text.strip()
+    if not text:
+        return False
+    if text[-1] in SENTENCE_END:
+        return True
+    last = text.split()[-1].lower().strip(",;:'\"")
+    return last.isascii() and last.isalpha() and last not in LEADS_ON
 
 
 class RecognitionEvents(Protocol):
@@ -61,12 +97,24 @@ class Recogniser:
         self.events = events
         self._queue: asyncio.Queue[_Begin | np.ndarray | _End] = asyncio.Queue()  # bounded by one turn's audio
         self._failed = False
+        self._undecoded = 0  # samples pushed and not yet through the engine
+        self._partial = ""  # of the turn being decoded
 
     def begin(self) -> None:
         self._queue.put_nowait(_Begin())
 
     def push(self, chunk: np.ndarray) -> None:
+        self._undecoded += len(chunk)
         self._queue.put_nowait(chunk)
+
+    def sentence_done(self, speech_end_behind_s: float) -> bool:
+        """Does the partial transcript hold all the speech, which ended ``speech_end_behind_s`` before the newest
+        audio pushed, and read as a whole sentence?"""
+        lag_s = self.asr.partial_lag_s
+        if self._failed or lag_s is None:
+            return False
+        behind_s = self._undecoded / SAMPLE_RATE + lag_s  # newest audio that may be missing from the partial
+        return behind_s <= speech_end_behind_s and ends_sentence(self._partial)
 
     def end(self, at: float) -> None:
         self._queue.put_nowait(_End(at))
@@ -82,18 +130,26 @@ class Recogniser:
             item = await self._queue.get()
             if isinstance(item, _Begin):
                 self._failed = False
+                self._partial = ""
                 self.asr.start()
             elif isinstance(item, _End):
                 text = "" if self._failed else await self._finish()
                 await self.events.final(text.strip(), item.at, round((self.clock.now() - item.at) * 1000))
-            elif not self._failed:
-                try:
-                    partial = await self.asr.accept(item)
-                except ASRError as exc:
-                    self._fail(exc)
-                else:
-                    if partial:
-                        self.events.partial(partial)
+            else:
+                await self._accept(item)
+                self._undecoded -= len(item)
+
+    async def _accept(self, chunk: np.ndarray) -> None:
+        if self._failed:
+            return
+        try:
+            partial = await self.asr.accept(chunk)
+        except ASRError as exc:
+            self._fail(exc)
+        else:
+            if partial:
+                self._partial = partial
+                self.events.partial(partial)
 
     async def _finish(self) -> str:
         try:
@@ -142,11 +198,14 @@ class Listener:
         self._samples += len(chunk)
         if self._accepted:
             self.recogniser.push(chunk)
-        for event in self.detector.feed(chunk):
+        for event in self.detector.feed(chunk, self._sentence_done if self._accepted else None):
             if isinstance(event, SpeechStarted):
                 await self._start(event)
             elif isinstance(event, EndOfTurn):
                 self._end()
+
+    def _sentence_done(self, speech_end_s: float) -> bool:
+        return self.recogniser.sentence_done(self._samples / SAMPLE_RATE - speech_end_s)
 
     def pause(self) -> None:
         """The gate closed (talk button released): a turn in progress ends here; the next audio starts afresh."""

@@ -36,4 +36,5 @@ class ConversationSettings:
     barge_in: BargeIn = BargeIn.ALWAYS
     talk_mode: TalkMode = TalkMode.HANDS_FREE  # until the page says otherwise: a client that sends a mic wants it heard
     vad_silence_ms: int = 300
+    vad_sentence_silence_ms: int = 150  # the silence that ends a turn whose partial transcript is a whole sentence
     vad_min_speech_ms: int = 250

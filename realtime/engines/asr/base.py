@@ -23,6 +23,10 @@ class ASREngine(ABC):
     """
 
     sample_rate: ClassVar[int] = 16_000
+    # At most this much of the audio accepted so far may be missing from the partial transcript (audio the engine
+    # gathers before it decodes). Declared by engines whose partials can end a turn early (conversation.listening);
+    # None: the partials are not trusted for that, and only the VAD's silence window ends a turn.
+    partial_lag_s: ClassVar[float | None] = None
 
     async def load(self) -> None:
         """Load the shared model now (at session start), so the first utterance does not wait for it."""

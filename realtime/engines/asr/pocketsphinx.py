@@ -24,7 +24,9 @@ from pocketsphinx import Decoder
 from realtime.engines.asr.base import ASREngine, ASRError
 from realtime.engines.base import EngineUnavailable
 
-BLOCK_SAMPLES = 2_560  # audio gathered per trip to the worker thread (160 ms): partials up to 6 times a second
+# Audio gathered per trip to the worker thread (80 ms): partials up to 12 times a second, so that when the user
+# stops, the partial holds their last word within a short silence and can end the turn (conversation.listening).
+BLOCK_SAMPLES = 1_280
 PIECE_SAMPLES = 640  # audio per pocketsphinx call (40 ms): a few ms holding the GIL, then the loop may run
 # No second "flat" search pass at the end of an utterance: end_utt drops from about 75 ms to under 10 ms of
 # GIL-held work (the event loop of every session in the process stalls that long) for a word error rate of
@@ -133,7 +135,9 @@ class _Utterance:
 
 
 class PocketsphinxASR(ASREngine):
-    """Streaming English recognition: decodes every 160 ms of speech as it arrives, in a worker thread."""
+    """Streaming English recognition: decodes every 80 ms of speech as it arrives, in a worker thread."""
+
+    partial_lag_s = BLOCK_SAMPLES / 16_000
 
     def __init__(self, pool: DecoderPool | None = None) -> None:
         self._pool = pool or shared_pool

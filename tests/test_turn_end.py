@@ -1,0 +1,90 @@
+"""The end of a spoken turn uses both signals: a short silence is enough once the partial transcript reads as a
+finished sentence; otherwise the VAD's full silence window is waited out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from realtime.config import SessionConfig
+from realtime.conversation import ConversationSettings
+from realtime.conversation.listening import ends_sentence
+from realtime.engines.tts.base import VoiceSettings
+from realtime.session import LiveSession
+from realtime.vad import EndOfTurn, TurnDetector
+from sessions_app.session_factory import get_pool
+from tests.fixtures.bundles import write_astronaut_bundle
+from tests.fixtures.voice import Recorder, TalkingPeer
+
+LONG_SILENCE_MS = 2500  # far longer than any pause in the test speech: only the sentence rule can end a turn early
+SENTENCE_SILENCE_MS = 150
+
+
+@pytest.mark.parametrize(
+    ("text", "finished"),
+    [
+        ("tell me a story about the moon", True),
+        ("What is the weather like in Paris today?", True),
+        ("今天天气怎么样？", True),
+        ("turn on the lights in the", False),
+        ("I would like to", False),
+        ("and um", False),
+        ("今天天气", False),  # unpunctuated CJK: no clue, wait out the window
+        ("", False),
+    ],
+)
+def test_which_partials_read_as_a_finished_sentence(text, finished):
+    assert ends_sentence(text) is finished
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_the_detector_ends_a_finished_sentence_after_the_short_silence(speech, complete):
+    utterance = speech("Tell me a story about the moon.", lead_s=0.4, tail_s=1.5)
+    detector = TurnDetector(silence_ms=1000, min_speech_ms=250, sentence_silence_ms=SENTENCE_SILENCE_MS)
+    ends = [
+        event
+        for chunk in utterance.chunks()
+        for event in detector.feed(chunk, lambda speech_end_s: complete)
+        if isinstance(event, EndOfTurn)
+    ]
+    assert len(ends) == 1
+    waited = ends[0].at_s - ends[0].speech_end_s
+    if complete:
+        assert SENTENCE_SILENCE_MS / 1000 <= waited < 0.5
+    else:
+        assert waited >= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("loopback_ice")
+async def test_over_webrtc_a_finished_question_is_answered_without_waiting_out_the_silence_window(tmp_path, speech):
+    settings = ConversationSettings(vad_silence_ms=LONG_SILENCE_MS, vad_sentence_silence_ms=SENTENCE_SILENCE_MS)
+    config = SessionConfig(
+        session_id="turn-end",
+        role_id=1,
+        role_name="Astronaut",
+        fps=25,
+        avatar_path=write_astronaut_bundle(tmp_path / "still", frame_count=1),
+        lipsync_engine="default",
+        tts_engine="piper",
+        voice=VoiceSettings(),
+        conversation=settings,
+    )
+    events = Recorder()
+    live = await LiveSession.open(config, get_pool(), events)
+    client = TalkingPeer()
+    try:
+        await client.accept(await live.accept_offer(await client.offer()))
+        async with asyncio.timeout(20):
+            while len(client.audio) < 10 or live.conversation.listener is None:
+                await asyncio.sleep(0.02)
+        spoken = await client.say(speech("Tell me a story about the moon.", lead_s=0.4, tail_s=3.0))
+        await events.wait_for("transcript", lambda text, final, message_id: final and text, timeout=20)
+        final_at = next(at for at, kind, args in events.events if kind == "transcript" and args[1] and args[0])
+        assert "story" in events.turns[0][0]
+        # The turn (and its final transcript) came before the 2.5 s window would have ended it.
+        assert final_at - spoken.voice_end < LONG_SILENCE_MS / 1000
+    finally:
+        await client.close()
+        await live.close()
