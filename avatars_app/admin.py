@@ -27,7 +27,7 @@ from realtime.avatar.format import UnsupportedBundle
 from realtime.avatar.reader import AvatarBundle
 
 from .bundle.preview import preview_png
-from .models import Avatar, Prompt, PromptVersion, Role, Voice
+from .models import API_KEY_URLS, Avatar, Prompt, PromptVersion, Role, Voice
 from .services import bundle_location, check_avatar_quota, check_upload_quota, record_source
 from .tasks import queue_build
 from .uploads import accept_avatar_source, accept_reference_audio
@@ -72,11 +72,9 @@ class PromptAdmin(TenantScopedAdmin):
     inlines = [PromptVersionInline]
 
 
-class RoleAdminForm(forms.ModelForm):
-    """The LLM API key is write-only here too: never rendered back, kept when left empty."""
-
-    llm_api_key = forms.CharField(
-        label=gettext_lazy("LLM API key"),
+def _secret_field(label: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
         required=False,
         widget=forms.PasswordInput(render_value=False),
         help_text=gettext_lazy(
@@ -85,13 +83,21 @@ class RoleAdminForm(forms.ModelForm):
         ),
     )
 
+
+class RoleAdminForm(forms.ModelForm):
+    """The API keys are write-only here too: never rendered back, kept when left empty."""
+
+    llm_api_key = _secret_field(gettext_lazy("LLM API key"))
+    asr_api_key = _secret_field(gettext_lazy("ASR API key"))
+
     class Meta:
         model = Role
         fields = "__all__"
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        data["llm_api_key"] = self.instance.api_key_for_edit(data.get("llm_base_url"), data.get("llm_api_key"))
+        for key, url in API_KEY_URLS.items():
+            data[key] = self.instance.api_key_for_edit(data.get(url), data.get(key), key_field=key)
         return data
 
 

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from encrypted_fields.fields import EncryptedCharField
 
 from livehuman_site.conf import livehuman_settings
-from livehuman_site.outbound import validate_outbound_url
+from livehuman_site.outbound import OutboundURLValidator, validate_outbound_url
 from livehuman_site.tenancy.models import TenantOwnedModel
 from realtime.engines.registry import engine_choices
 
@@ -177,6 +177,10 @@ class Avatar(TenantOwnedModel):
         return self.status == self.Status.READY
 
 
+# Each secret of a Role and the URL it may be sent to.
+API_KEY_URLS = {"llm_api_key": "llm_base_url", "asr_api_key": "asr_base_url"}
+
+
 class Role(TenantOwnedModel):
     """A digital human a user talks to: face, voice, prompt and LLM settings."""
 
@@ -191,6 +195,18 @@ class Role(TenantOwnedModel):
     asr_engine = models.CharField(
         _("speech recognition"), max_length=32, choices=engine_choices("asr"), default="pocketsphinx"
     )
+    asr_base_url = models.CharField(
+        _("ASR server URL"),
+        max_length=500,
+        blank=True,
+        validators=[OutboundURLValidator(schemes=("http", "https", "ws", "wss"))],
+        help_text=_(
+            "OpenAI-compatible transcription: the base URL, e.g. https://api.openai.com/v1. DashScope real-time:"
+            " empty for wss://dashscope.aliyuncs.com/api-ws/v1/inference."
+        ),
+    )
+    asr_model = models.CharField(_("ASR model"), max_length=120, blank=True)
+    asr_api_key = EncryptedCharField(_("ASR API key"), max_length=500, blank=True, null=True)  # empty: NULL
     llm_engine = models.CharField(_("LLM engine"), max_length=32, choices=engine_choices("llm"), default="echo")
     llm_model = models.CharField(_("LLM model"), max_length=120, blank=True)
     llm_base_url = models.URLField(_("LLM base URL"), blank=True, validators=[validate_outbound_url])
@@ -219,12 +235,19 @@ class Role(TenantOwnedModel):
             raise ValidationError({"fps": _("Choose one of: %(allowed)s.") % {"allowed": allowed}})
         if self.llm_engine in {"openai", "dify"} and not self.llm_base_url:
             raise ValidationError({"llm_base_url": _("This LLM engine needs a base URL.")})
+        scheme = self.asr_base_url.split(":", 1)[0].lower() if self.asr_base_url else ""
+        if self.asr_engine == "openai_transcribe" and scheme not in {"http", "https"}:
+            raise ValidationError({"asr_base_url": _("This speech recognition engine needs an http(s) base URL.")})
+        if self.asr_engine == "dashscope" and scheme not in {"", "ws", "wss"}:
+            raise ValidationError({"asr_base_url": _("DashScope real-time recognition needs a wss:// URL.")})
 
-    def api_key_for_edit(self, base_url: str | None, sent_key: str | None) -> str | None:
+    def api_key_for_edit(
+        self, base_url: str | None, sent_key: str | None, *, key_field: str = "llm_api_key"
+    ) -> str | None:
         """The key to store after an edit: a key sent with it, else the stored one, but never the stored one
         for another base URL (it would be sent to a host its owner never gave it to)."""
         if sent_key:
             return sent_key
-        if self.pk is not None and base_url is not None and base_url != self.llm_base_url:
+        if self.pk is not None and base_url is not None and base_url != getattr(self, API_KEY_URLS[key_field]):
             return None
-        return self.llm_api_key
+        return getattr(self, key_field)

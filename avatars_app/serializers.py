@@ -9,7 +9,7 @@ from rest_framework import serializers
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.api import TenantScopedSerializer
 
-from .models import Avatar, Prompt, PromptVersion, Role, Voice
+from .models import API_KEY_URLS, Avatar, Prompt, PromptVersion, Role, Voice
 from .services import check_avatar_quota, check_upload_quota, file_checksum
 from .uploads import accept_avatar_source, accept_reference_audio
 
@@ -117,9 +117,10 @@ class AvatarRebuildSerializer(serializers.Serializer):
 
 
 class RoleSerializer(TenantScopedSerializer):
-    """A role; the LLM API key can be written but is never returned."""
+    """A role; the LLM and ASR API keys can be written but are never returned."""
 
     has_llm_api_key = serializers.SerializerMethodField()
+    has_asr_api_key = serializers.SerializerMethodField()
 
     class Meta:
         model = Role
@@ -130,6 +131,10 @@ class RoleSerializer(TenantScopedSerializer):
             "voice",
             "prompt",
             "asr_engine",
+            "asr_base_url",
+            "asr_model",
+            "asr_api_key",
+            "has_asr_api_key",
             "llm_engine",
             "llm_model",
             "llm_base_url",
@@ -141,19 +146,24 @@ class RoleSerializer(TenantScopedSerializer):
             "fps",
             "active",
         ]
-        extra_kwargs = {"llm_api_key": {"write_only": True}}
+        extra_kwargs = {"llm_api_key": {"write_only": True}, "asr_api_key": {"write_only": True}}
 
     def get_has_llm_api_key(self, role: Role) -> bool:
         return bool(role.llm_api_key)
+
+    def get_has_asr_api_key(self, role: Role) -> bool:
+        return bool(role.asr_api_key)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Model-level rules (allowed fps, base URL per engine) apply to the API as to the admin.
         Role(**{**self._current_values(), **attrs}).clean()
         if self.instance is not None:
-            attrs["llm_api_key"] = self.instance.api_key_for_edit(attrs.get("llm_base_url"), attrs.get("llm_api_key"))
+            for key, url in API_KEY_URLS.items():
+                attrs[key] = self.instance.api_key_for_edit(attrs.get(url), attrs.get(key), key_field=key)
         return attrs
 
     def _current_values(self) -> dict[str, Any]:
         if self.instance is None:
             return {}
-        return {field: getattr(self.instance, field) for field in ("fps", "llm_engine", "llm_base_url")}
+        fields = ("fps", "llm_engine", "llm_base_url", "asr_engine", "asr_base_url")
+        return {field: getattr(self.instance, field) for field in fields}

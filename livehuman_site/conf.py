@@ -73,6 +73,9 @@ DEFAULTS: dict[str, Any] = {
     # cancellation); "push_to_talk": only speech sent with the talk button held, hands-free speech is ignored then.
     "BARGE_IN": "always",
     "LLM_TIMEOUT_S": 30,
+    # Cloud speech recognition (OpenAI-compatible transcription, DashScope real-time): longest wait to connect
+    # and for each answer a turn needs; past it the turn fails, the avatar apologises and the session goes on.
+    "ASR_TIMEOUT_S": 10.0,
     # Outbound requests (realtime/net/outbound.py): internal addresses a tenant's URLs may reach, which are
     # otherwise refused; e.g. ["127.0.0.1:11434"] for a local Ollama, ["10.0.0.0/8"], ["tts.internal:9880"].
     # Environment: LIVEHUMAN_OUTBOUND_ALLOW, comma-separated.

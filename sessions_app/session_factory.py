@@ -23,6 +23,7 @@ from livehuman_site.outbound import outbound_policy
 from realtime.config import SessionConfig
 from realtime.conversation import BargeIn, ConversationSettings
 from realtime.degrade import DegradePolicy
+from realtime.engines.asr.base import CloudASRSettings
 from realtime.engines.llm.base import LLMSettings
 from realtime.engines.tts.base import VoiceSettings
 from realtime.net.ice import IceSettings, ice_servers
@@ -72,7 +73,7 @@ def conversation_settings(role: Role, *, session_id: str) -> ConversationSetting
     """The role's ASR and LLM engines and settings, and the product's turn-taking settings."""
     return ConversationSettings(
         asr_engine=role.asr_engine,
-        asr_options=_asr_options(role.asr_engine),
+        asr_options=_asr_options(role),
         llm_engine=role.llm_engine,
         llm=LLMSettings(
             model=role.llm_model,
@@ -102,13 +103,27 @@ def barge_in_setting() -> BargeIn:
         raise ImproperlyConfigured(f"The LIVEHUMAN setting BARGE_IN must be {choices}, not {value!r}.") from None
 
 
-def _asr_options(engine: str) -> dict[str, str]:
-    """Constructor arguments of the ASR engine: only FunASR has any (its model folders, from settings)."""
-    if engine == "funasr":
+CLOUD_ASR_ENGINES = frozenset({"openai_transcribe", "dashscope"})
+
+
+def _asr_options(role: Role) -> dict[str, Any]:
+    """Constructor arguments of the role's ASR engine: FunASR's model folders (settings), a cloud engine's
+    endpoint, key and model (the role) under the product's outbound policy."""
+    if role.asr_engine == "funasr":
         return {
             "model_dir": livehuman_settings.FUNASR_MODEL_DIR,
             "punc_model_dir": livehuman_settings.FUNASR_PUNC_MODEL_DIR,
         }
+    if role.asr_engine in CLOUD_ASR_ENGINES:
+        settings = CloudASRSettings(
+            base_url=role.asr_base_url,
+            api_key=role.asr_api_key or "",
+            model=role.asr_model,
+            language=role.language,
+            timeout_s=float(livehuman_settings.ASR_TIMEOUT_S),
+            outbound=outbound_policy(),
+        )
+        return {"settings": settings}
     return {}
 
 

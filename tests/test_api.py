@@ -326,6 +326,40 @@ def test_llm_api_key_is_encrypted_at_rest_and_never_returned(owner, voice, setti
     assert Role.objects.get(pk=role_id).llm_api_key == secret  # the model decrypts it for the LLM engine
 
 
+def test_cloud_asr_settings_and_key_are_stored_encrypted_and_reach_the_engine(owner, voice, settings):
+    from sessions_app.session_factory import conversation_settings
+
+    settings.LIVEHUMAN = {**settings.LIVEHUMAN, "OUTBOUND_ALLOW": ["127.0.0.1:9", "asr.example.com"]}
+    secret = "sk-dashscope-0123456789"
+    payload = {
+        "name": "云", "voice": voice.pk, "asr_engine": "dashscope", "asr_base_url": "ws://127.0.0.1:9/api-ws/v1/inference",
+        "asr_model": "paraformer-realtime-v2", "asr_api_key": secret, "language": "zh",
+    }  # fmt: skip
+    created = owner.post("/api/v1/roles/", payload, format="json")
+    assert created.status_code == 201, created.json()
+    assert secret not in created.content.decode() and created.json()["has_asr_api_key"] is True
+    role = Role.objects.get(pk=created.json()["id"])
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT asr_api_key FROM {Role._meta.db_table} WHERE id = %s", [role.pk])
+        assert secret not in cursor.fetchone()[0]
+    cloud = conversation_settings(role, session_id="s").asr_options["settings"]
+    assert (cloud.base_url, cloud.api_key, cloud.model) == (payload["asr_base_url"], secret, "paraformer-realtime-v2")
+    assert cloud.outbound.allow == ("127.0.0.1:9", "asr.example.com") and cloud.timeout_s > 0
+    # a new endpoint without a new key does not take the stored key along
+    moved = owner.patch(f"/api/v1/roles/{role.pk}/", {"asr_base_url": "wss://asr.example.com/ws"}, format="json")
+    assert moved.status_code == 200 and moved.json()["has_asr_api_key"] is False
+
+
+@pytest.mark.parametrize(
+    ("engine", "url"),
+    [("openai_transcribe", ""), ("openai_transcribe", "wss://x.example.com/"), ("dashscope", "https://x.example.com/")],
+)
+def test_a_cloud_asr_engine_refuses_a_url_of_the_wrong_kind(owner, voice, engine, url):
+    payload = {"name": "R", "voice": voice.pk, "asr_engine": engine, "asr_base_url": url}
+    response = owner.post("/api/v1/roles/", payload, format="json")
+    assert response.status_code == 400 and "asr_base_url" in response.json()["error"]["fields"]
+
+
 # ------------------------------------------------------------------------------------- uploads
 
 

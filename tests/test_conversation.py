@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 from realtime.conversation import ConversationSettings
-from realtime.conversation.apology import apology
+from realtime.conversation.apology import apology, unheard_apology
 from realtime.engines.asr.base import ASRError
 from realtime.engines.asr.pocketsphinx import PocketsphinxASR
 from realtime.engines.llm.base import LLMSettings
@@ -110,7 +110,7 @@ async def test_an_llm_failure_is_apologised_for_and_the_conversation_goes_on(tal
         await server.__aexit__()
 
 
-async def test_an_asr_failure_is_reported_and_the_next_turn_is_heard(talk, speech, monkeypatch):
+async def test_an_asr_failure_is_reported_apologised_for_and_the_next_turn_is_heard(talk, speech, monkeypatch):
     accept = PocketsphinxASR.accept
     calls = 0
 
@@ -126,11 +126,15 @@ async def test_an_asr_failure_is_reported_and_the_next_turn_is_heard(talk, speec
     await session.hear(speech(QUESTION, lead_s=0.5, tail_s=0.8))
     assert await session.events.wait_for("error") == ("asr_failed", "pocketsphinx failed: decoder crashed")
     await session.events.wait_for("transcript", lambda text, final, mid: final and text == "")
-    assert session.events.turns == []  # nothing stored, nothing answered
+    # the lost turn is stored without words and the avatar says it did not hear; nothing reaches the LLM
+    _, apologised = await session.events.wait_for("finished")
+    assert apologised.text == unheard_apology("en") and not apologised.interrupted
+    assert [text for text, _ in session.events.turns] == [""]
+    assert session.live.conversation.history.messages() == []
 
     await session.hear(speech(SECOND, lead_s=0.3, tail_s=0.8))
-    _, timings = await session.events.wait_for("finished")
-    assert word_error_rate(SECOND, timings.text) <= WER_BOUND and len(session.events.turns) == 1
+    _, timings = await session.events.wait_for("finished", lambda mid, timings: timings.text != apologised.text)
+    assert word_error_rate(SECOND, timings.text) <= WER_BOUND and len(session.events.turns) == 2
 
 
 async def test_without_its_asr_model_the_session_says_why_and_still_talks(talk):

@@ -28,6 +28,7 @@ from realtime.pipeline import TaskOwner
 from realtime.vad import TurnDetector
 
 from .answers import Answerer, AnswerWriter
+from .apology import unheard_apology
 from .gate import TalkGate, may_barge_in
 from .history import History
 from .listening import Listener, Recogniser
@@ -96,6 +97,7 @@ class Conversation:
         self.listener: Listener | None = None  # None until the ASR and VAD have loaded, or when they cannot
         self._prepared = asyncio.Event()
         self._paused = False
+        self._unheard = False  # the recogniser failed on the turn whose final transcript comes next
 
     def start(self) -> None:
         """Load the ASR engine and the VAD model in the background."""
@@ -151,20 +153,27 @@ class Conversation:
         self.host.notify_transcript(text, False, None)
 
     async def final(self, text: str, ended_at: float, asr_ms: int) -> None:
+        unheard, self._unheard = self._unheard, False
         try:
-            if not text:
+            if not text and not unheard:
                 self.host.notify_transcript("", True, None)
                 return
+            # A turn whose words were lost is stored with empty text, and the avatar says it did not hear.
             rows = await self.host.start_turn(text, asr_ms)
             self.host.notify_transcript(text, True, rows.user_message_id)
-            self.history.add_user(text)
             writer = self.host.open_message(rows.answer_message_id, started_at=ended_at, asr_ms=asr_ms)
-            self.answerer.answer(writer)
+            if text:
+                self.history.add_user(text)
+                self.answerer.answer(writer)
+            else:
+                await writer.add(unheard_apology(self.settings.language))
+                await writer.end()
         finally:
             self.host.recognising -= 1
             self.host.refresh_state()
 
     def failed(self, error: ASRError) -> None:
+        self._unheard = True
         self.host.notify_error("asr_failed", str(error))
 
     # --- internals -------------------------------------------------------------------------------------------

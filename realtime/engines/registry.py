@@ -19,6 +19,8 @@ ENGINES: dict[str, dict[str, str]] = {
     "asr": {
         "pocketsphinx": "realtime.engines.asr.pocketsphinx.PocketsphinxASR",
         "funasr": "realtime.engines.asr.funasr.FunASRStreamingASR",
+        "openai_transcribe": "realtime.engines.asr.openai_transcribe.OpenAITranscriptionASR",
+        "dashscope": "realtime.engines.asr.dashscope.DashScopeRealtimeASR",
     },
     "llm": {
         "echo": "realtime.engines.llm.echo.EchoLLM",
@@ -37,7 +39,9 @@ LABELS: dict[str, str] = {
     "edge": "edge-tts (online)",
     "gpt_sovits": "GPT-SoVITS (HTTP server)",
     "pocketsphinx": "pocketsphinx (offline English)",
-    "funasr": "FunASR streaming paraformer",
+    "funasr": "FunASR streaming paraformer (offline 中文)",
+    "openai_transcribe": "OpenAI-compatible transcription (Whisper, SenseVoice server)",
+    "dashscope": "DashScope Paraformer real-time (cloud 中文)",
     "echo": "echo (speak the text as given)",
     "openai": "OpenAI-compatible (Qwen/DashScope, Ollama, vLLM, OpenAI)",
     "dify": "Dify",

@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
+from realtime.net.outbound import OutboundPolicy
+
 
 class ASRError(RuntimeError):
     """Recognition failed for this utterance; the session reports it and goes on."""
+
+
+@dataclass(frozen=True)
+class CloudASRSettings:
+    """A role's cloud recogniser as plain values (the session factory fills it from the Role).
+
+    ``outbound`` is checked on every connection: the default refuses every
+    internal address. ``language``: the role's language tag ("zh", "en-US"),
+    sent as a hint where the protocol takes one.
+    """
+
+    base_url: str = ""
+    api_key: str = ""
+    model: str = ""
+    language: str = ""
+    timeout_s: float = 10.0  # connecting, and waiting for each answer the engine cannot go on without
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+
+    @property
+    def primary_language(self) -> str:
+        """ "zh-CN" → "zh"; "" when the role names none."""
+        return self.language.strip().lower().replace("_", "-").split("-")[0]
 
 
 class ASREngine(ABC):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from realtime.engines.llm.base import LLMEngine, LLMError, LLMErrorCode, LLMSettings
+from realtime.engines.server_errors import error_reason
 from realtime.net.outbound import refusal_of
 
 
@@ -78,21 +79,6 @@ def _describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _reason(body: bytes) -> str:
-    """The human-readable part of an error body: OpenAI's error.message, Dify's message, or the text itself."""
-    text = body.decode("utf-8", "replace").strip()
-    with contextlib.suppress(ValueError):
-        payload = json.loads(text)
-        if isinstance(payload, dict):
-            error = payload.get("error")
-            if isinstance(error, dict) and error.get("message"):
-                return str(error["message"])
-            for key in ("message", "detail", "error"):
-                if payload.get(key):
-                    return str(payload[key])
-    return text[:200]
-
-
 class HTTPStreamingLLM(LLMEngine):
     """An engine that POSTs JSON and reads the answer as server-sent events.
 
@@ -126,7 +112,7 @@ class HTTPStreamingLLM(LLMEngine):
                 async with asyncio.timeout(timeout_s):
                     response = await stack.enter_async_context(self._client.stream("POST", url, json=body))
                     if response.status_code >= 400:
-                        raise error_for_status(response.status_code, _reason(await response.aread()))
+                        raise error_for_status(response.status_code, error_reason(await response.aread()))
                     deltas = self.read_deltas(iter_sse(response.aiter_lines()))
                     await stack.enter_async_context(contextlib.aclosing(deltas))
                     first = await anext(deltas, None)
