@@ -47,8 +47,9 @@ from bench.lipsync_engines import make_requests
 from bench.talking import PARAGRAPH, InstantTTS
 from realtime.config import SessionConfig
 from realtime.engines.tts.base import VoiceSettings
+from realtime.ledger import MessageTimings
 from realtime.pool import ModelPool
-from realtime.session import LiveSession, MessageTimings
+from realtime.session import LiveSession
 from tests.fixtures.bundles import write_astronaut_bundle, write_random_wav2lip_checkpoint
 
 FPS = 25

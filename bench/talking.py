@@ -44,10 +44,11 @@ from realtime.config import SessionConfig
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
 from realtime.engines.tts.base import PCM, TTSEngine, VoiceSettings
 from realtime.frames import AVSegment, MessageEnd
+from realtime.ledger import MessageTimings
 from realtime.pipeline import PlayoutSettings, SpeechPipeline, TaskOwner
 from realtime.pipeline.stage import Generation, Stage
 from realtime.pool import ModelPool, default_device
-from realtime.session import LiveSession, MessageTimings
+from realtime.session import LiveSession
 from realtime.timeline import FrameRate, PlayoutTimeline
 from tests.fixtures.bundles import write_astronaut_bundle
 from tests.fixtures.webrtc import ReceivingPeer, mouth_change, rms, spy_first_pts

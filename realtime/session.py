@@ -1,11 +1,11 @@
-"""LiveSession: one chat session's media on the process that owns it — peer connection, pipeline, speaking state.
+"""LiveSession: one chat session's media on the process that owns it. It wires the parts, each with one job:
+the ``Peer`` (signaling and the peer connection), the ``SpeechPipeline`` (text → audio → frames on the clock),
+the ``MessageLedger`` (what was said and when), the ``Speaking`` state machine, and the ``Conversation`` (voice
+turns and LLM answers), which tells it what happened rather than setting its fields.
 
-It knows nothing of Django or WebSockets: the consumer builds it from a
-``SessionConfig`` and hears from it through ``SessionEvents``. Speaking state is
-a small machine, idle ↔ speaking: a message goes on air when its first frame is
-shown and the session is idle again when the last queued message has played or
-an interrupt cut everything. Each message's timings are measured on the session
-clock: first TTS audio, first frame on air, end on air.
+It knows nothing of Django or WebSockets: the owner builds it from a
+``SessionConfig`` and hears from it through ``SessionEvents``, delivered in
+order by one task so a slow handler never stalls the media.
 """
 
 from __future__ import annotations
@@ -15,55 +15,28 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Protocol
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
 
 from .clock import SessionClock
 from .config import SessionConfig
 from .conversation import Conversation, TalkMode, TurnRows
-from .conversation.spoken import MeasuredTTS, SentenceDurations, SpokenText
+from .conversation.spoken import MeasuredTTS
 from .degrade import FpsGovernor
-from .media_codecs import install_fast_encoders
-from .net.ice import rtc_configuration
-from .pipeline import MessageStream, SpeechPipeline, TaskOwner
+from .ledger import MessageLedger, MessageTimings, MessageWriter
+from .peer import Peer
+from .pipeline import SpeechPipeline, TaskOwner
 from .pool import Lease, ModelPool
+from .speaking import Speaking, SpeakingState
 from .timeline import FrameRate, PlayoutTimeline
 from .tracks import AvatarAudioTrack, AvatarVideoTrack
 
 logger = logging.getLogger(__name__)
 
-PEER_CLOSE_TIMEOUT_S = 3.0  # a peer connection that will not close cleanly is abandoned: the session must end
-
-
-class SpeakingState(StrEnum):
-    IDLE = "idle"
-    LISTENING = "listening"  # the user is talking
-    THINKING = "thinking"  # the user's turn ended; the answer is not on air yet
-    SPEAKING = "speaking"
-
-
-@dataclass(frozen=True)
-class MessageTimings:
-    """Milliseconds from the start of the turn (the ``say``, or the end of the user's spoken turn) to each point;
-    None when the message never got that far. ``text`` is what was said: all of it, or when ``interrupted`` the
-    words that went on air before the cut."""
-
-    tts_first_audio_ms: int | None
-    first_frame_ms: int | None
-    total_ms: int
-    interrupted: bool
-    asr_ms: int | None = None
-    llm_first_token_ms: int | None = None
-    text: str = ""
-
 
 class SessionEvents(Protocol):
-    """What a live session tells its owner (the consumer), in the order it happened."""
+    """What a live session tells its owner, in the order it happened."""
 
     async def state_changed(self, state: str) -> None: ...
 
@@ -74,7 +47,7 @@ class SessionEvents(Protocol):
     async def error(self, code: str, message: str) -> None: ...
 
     async def ended(self, reason: str) -> None:
-        """The session cannot go on (``ice_failed``, ``error``); the owner should close it."""
+        """The session cannot go on (``ice_failed``, ``error``, ``idle``); the owner should close it."""
 
     async def media_started(self) -> None:
         """The peer connection is up: the page hears and sees the avatar from now on (the time to greet)."""
@@ -84,63 +57,6 @@ class SessionEvents(Protocol):
 
     async def start_turn(self, text: str, asr_ms: int) -> TurnRows:
         """Store the user's Message and an empty assistant Message for the answer; called directly (not queued)."""
-
-
-class SessionError(Exception):
-    """A request the session cannot honour in its current state; ``code`` goes to the client."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class _Utterance:
-    said_at: float
-    asr_ms: int | None = None
-    first_token_at: float | None = None
-    first_audio_at: float | None = None
-    first_frame_at: float | None = None
-    spoken: SpokenText = field(default_factory=SpokenText)
-
-    def timings(self, now: float, *, interrupted: bool, durations: SentenceDurations) -> MessageTimings:
-        def ms(at: float | None) -> int | None:
-            return None if at is None else max(0, round((at - self.said_at) * 1000))
-
-        return MessageTimings(
-            tts_first_audio_ms=ms(self.first_audio_at),
-            first_frame_ms=ms(self.first_frame_at),
-            total_ms=ms(now),
-            interrupted=interrupted,
-            asr_ms=self.asr_ms,
-            llm_first_token_ms=ms(self.first_token_at),
-            text=self.spoken.until(now, durations.get) if interrupted else self.spoken.full(),
-        )
-
-
-class MessageWriter:
-    """An answer streaming in (the conversation's ``AnswerWriter``): queues its chunks, notes its first token."""
-
-    def __init__(self, utterance: _Utterance, stream: MessageStream, clock: SessionClock) -> None:
-        self.message_id = stream.message_id
-        self._utterance = utterance
-        self._stream = stream
-        self._clock = clock
-
-    @property
-    def text(self) -> str:
-        return self._utterance.spoken.queued
-
-    def first_token(self) -> None:
-        if self._utterance.first_token_at is None:
-            self._utterance.first_token_at = self._clock.now()
-
-    async def add(self, text: str) -> None:
-        self._utterance.spoken.queue(text)
-        await self._stream.add(text)
-
-    async def end(self) -> None:
-        await self._stream.end()
 
 
 class LiveSession:
@@ -155,10 +71,23 @@ class LiveSession:
         self.rate = FrameRate(config.fps)  # lowered and raised again by the governor under load
         self.governor = FpsGovernor(self.rate, config.degrade, now=self.clock.now, on_change=self._fps_changed)
         self.owner = TaskOwner(on_error=self._task_failed)
-        self.durations = SentenceDurations()  # how long each sentence sounds: where an interrupt cut it
+        self.ledger = MessageLedger(self.clock)
+        self.speaking = Speaking(
+            now=self.clock.now,
+            pending=lambda: self.ledger.busy,
+            on_change=lambda state: self._notify(self.events.state_changed, state.value),
+        )
         self.audio_track = AvatarAudioTrack(self.clock, self.timeline)
         self.video_track = AvatarVideoTrack(
             self.clock, self.timeline, lease.avatar, self.rate, on_skipped=self.governor.late
+        )
+        self.peer = Peer(
+            ice_servers=config.ice_servers,
+            ice_transport_policy=config.ice_transport_policy,
+            tracks=(self.audio_track, self.video_track),
+            on_track=self._remote_track,
+            on_connected=lambda: self._notify(self.events.media_started),
+            on_failed=lambda: self._notify(self.events.ended, "ice_failed"),
         )
         self.pipeline = SpeechPipeline(
             owner=self.owner,
@@ -166,23 +95,14 @@ class LiveSession:
             timeline=self.timeline,
             rate=self.rate,
             avatar=lease.avatar,
-            tts=MeasuredTTS(lease.tts, self.durations),
+            tts=MeasuredTTS(lease.tts, self.ledger.durations),
             render=lease.render,
             listener=self,
             settings=config.playout,
             load=self.governor,
         )
-        self.state = SpeakingState.IDLE
-        self.last_activity = self.clock.now()  # when the state last changed: speech, thinking or an answer
-        self.speaking_text = ""
-        self.peer: RTCPeerConnection | None = None
-        self.media_started = False  # the peer connection has connected once
         self.closed = False
         self.conversation: Conversation | None = None  # voice turns and LLM answers, when the config has them
-        self.listening = False
-        self.recognising = 0
-        self._speaking = False  # a message has gone on air and messages are still queued or playing
-        self._utterances: dict[int, _Utterance] = {}
         self._outbox: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
 
     @classmethod
@@ -208,42 +128,22 @@ class LiveSession:
             raise
         return session
 
+    @property
+    def state(self) -> SpeakingState:
+        return self.speaking.state
+
+    @property
+    def media_started(self) -> bool:
+        return self.peer.media_started
+
     # --- signaling -------------------------------------------------------------------------------------------
 
     async def accept_offer(self, sdp: str) -> str:
-        """Answer the page's offer: one audio and one video track out; a mic track in, when the page sends one."""
-        if self.peer is not None:
-            raise SessionError("already_connected", "This session already has a peer connection.")
-        configuration = rtc_configuration(self.config.ice_servers, self.config.ice_transport_policy)
-        peer = self.peer = RTCPeerConnection(configuration)
-        peer.on("track", self._remote_track)  # fires inside setRemoteDescription
-        peer.on("connectionstatechange", self._connection_state_changed)
-        try:
-            await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except ValueError as exc:
-            self.peer = None  # the page may send a corrected offer
-            await peer.close()
-            raise SessionError("bad_offer", f"The offer could not be read: {exc}") from exc
-        peer.addTrack(self.audio_track)
-        peer.addTrack(self.video_track)
-        await peer.setLocalDescription(await peer.createAnswer())
-        install_fast_encoders(peer)
-        return peer.localDescription.sdp
+        """Answer the page's offer (see ``Peer.accept_offer``); raises ``SessionError``."""
+        return await self.peer.accept_offer(sdp)
 
     async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
-        """A trickled ICE candidate from the page; an empty one means the page has no more."""
-        if self.peer is None:
-            raise SessionError("no_offer", "Send the offer before ICE candidates.")
-        if not candidate:
-            await self.peer.addIceCandidate(None)
-            return
-        try:
-            ice = candidate_from_sdp(candidate.removeprefix("candidate:"))
-        except (ValueError, IndexError) as exc:
-            raise SessionError("bad_candidate", f"The ICE candidate could not be read: {exc}") from exc
-        ice.sdpMid = sdp_mid
-        ice.sdpMLineIndex = sdp_mline_index
-        await self.peer.addIceCandidate(ice)
+        await self.peer.add_candidate(candidate, sdp_mid, sdp_mline_index)
 
     # --- speech ----------------------------------------------------------------------------------------------
 
@@ -251,22 +151,22 @@ class LiveSession:
         """Speak ``text`` after what is queued, or instead of it with ``interrupt``. Raises ``PipelineFull``."""
         if interrupt:
             await self.interrupt()
-        utterance = self._utterances[message_id] = _Utterance(self.clock.now())
+        self.ledger.open(message_id, started_at=self.clock.now())
         try:
             self.pipeline.say(text, message_id)
         except Exception:
-            del self._utterances[message_id]
+            self.ledger.discard(message_id)
             raise
-        utterance.spoken.queue(text)
+        self.ledger.queued(message_id, text)
         if self.conversation is not None:
             self.conversation.history.set_assistant(message_id, text.strip())
-        self.refresh_state()
+        self.speaking.refresh()
 
     def open_message(self, message_id: int, *, started_at: float, asr_ms: int | None = None) -> MessageWriter:
         """Start a message whose text streams in (an LLM answer), timed from ``started_at`` (session clock)."""
-        utterance = self._utterances[message_id] = _Utterance(started_at, asr_ms=asr_ms)
-        self.refresh_state()
-        return MessageWriter(utterance, self.pipeline.open_message(message_id), self.clock)
+        self.ledger.open(message_id, started_at=started_at, asr_ms=asr_ms)
+        self.speaking.refresh()
+        return self.ledger.writer(message_id, self.pipeline.open_message(message_id))
 
     async def interrupt(self) -> None:
         """Stop the answers being written, cut every queued and playing message; the next audio packet is silence."""
@@ -287,7 +187,8 @@ class LiveSession:
         )
         old, self.lease, self.config = self.lease, lease, config
         self.video_track.avatar = lease.avatar
-        await self._cut(avatar=lease.avatar, tts=MeasuredTTS(lease.tts, self.durations), render=lease.render)
+        tts = MeasuredTTS(lease.tts, self.ledger.durations)
+        await self._cut(avatar=lease.avatar, tts=tts, render=lease.render)
         old.release()
         self.governor.reset(config.fps)
         if self.conversation is not None and config.conversation is not None:
@@ -299,13 +200,11 @@ class LiveSession:
         """Interrupt; ``swap`` (avatar, tts, render) goes into the pipeline while its stages are stopped."""
         if self.conversation is not None:
             await self.conversation.cancel_answers()
-        cut, self._utterances = self._utterances, {}  # a cue firing while the stages stop now finds nothing
-        now = self.clock.now()
+        cut = self.ledger.cut()  # first: a cue firing while the stages stop now finds nothing
         await self.pipeline.restart(**swap)
-        for message_id, utterance in cut.items():
-            self._finish(message_id, utterance, now, interrupted=True)
-        self._speaking = False
-        self.refresh_state()
+        for message_id, timings in cut:
+            self._finished(message_id, timings)
+        self.speaking.cut()
 
     def set_talk_mode(self, mode: TalkMode) -> None:
         """The page's ``mode``: push-to-talk or hands-free."""
@@ -317,67 +216,51 @@ class LiveSession:
         if self.conversation is not None:
             self.conversation.set_talking(on)
 
-    def busy(self) -> bool:
-        """The avatar is speaking, or a message is on its way to the air."""
-        return bool(self._utterances)
-
     def snapshot(self) -> dict[str, Any]:
         """The wire form of ``GET sessions/<id>/state`` (DESIGN.md §7)."""
         return {
             "state": self.state.value,
             "role": self.config.role_id,
             "fps": self.rate.fps,
-            "speaking_text": self.speaking_text,
+            "speaking_text": self.speaking.speaking_text,
         }
 
     # --- PipelineListener (called on the event loop by the pipeline) ------------------------------------------
 
     def audio_started(self, message_id: int) -> None:
-        utterance = self._utterances.get(message_id)
-        if utterance is not None and utterance.first_audio_at is None:
-            utterance.first_audio_at = self.clock.now()
+        self.ledger.audio_started(message_id)
 
     def sentence_on_air(self, message_id: int, text: str) -> None:
-        utterance = self._utterances.get(message_id)
-        if utterance is None:
-            return
-        now = self.clock.now()
-        if utterance.first_frame_at is None:
-            utterance.first_frame_at = now
-        utterance.spoken.on_air(text, now)
-        self.speaking_text = text.strip()  # the splitter leaves the space after a sentence on its chunk
-        self._speaking = True
-        self.refresh_state()
-        self._notify(self.events.subtitle, self.speaking_text, message_id)
+        if self.ledger.on_air(message_id, text):
+            self.speaking.sentence_on_air(text)
+            self._notify(self.events.subtitle, self.speaking.speaking_text, message_id)
 
     def message_played(self, message_id: int) -> None:
-        utterance = self._utterances.pop(message_id, None)
-        if utterance is None:
-            return
-        self._finish(message_id, utterance, self.clock.now(), interrupted=False)
-        if not self._utterances:
-            self._speaking = False
-        self.refresh_state()
+        timings = self.ledger.played(message_id)
+        if timings is not None:
+            self._finished(message_id, timings)
+            self.speaking.message_played()
 
     def sentence_failed(self, message_id: int, text: str, error: Exception) -> None:
         # Nothing will be heard, but the page still shows the words: the subtitle goes out now.
-        utterance = self._utterances.get(message_id)
-        if utterance is not None:
-            utterance.spoken.on_air(text, self.clock.now())
+        self.ledger.shown(message_id, text)
         self._notify(self.events.error, "tts_failed", f"Could not speak {text[:60]!r}: {error}")
         self._notify(self.events.subtitle, text.strip(), message_id)
 
     # --- ConversationHost (called by the conversation on the event loop) --------------------------------------
 
-    def refresh_state(self) -> None:
-        if self._speaking:
-            self._set_state(SpeakingState.SPEAKING)
-        elif self.listening:
-            self._set_state(SpeakingState.LISTENING)
-        elif self._utterances or self.recognising:
-            self._set_state(SpeakingState.THINKING)
-        else:
-            self._set_state(SpeakingState.IDLE)
+    def busy(self) -> bool:
+        """The avatar is speaking, or a message is on its way to the air."""
+        return self.ledger.busy
+
+    def speech_started(self) -> None:
+        self.speaking.speech_started()
+
+    def turn_ended(self) -> None:
+        self.speaking.turn_ended()
+
+    def turn_recognised(self) -> None:
+        self.speaking.turn_recognised()
 
     async def start_turn(self, text: str, asr_ms: int) -> TurnRows:
         return await self.events.start_turn(text, asr_ms)
@@ -400,32 +283,24 @@ class LiveSession:
         if self.closed:
             return
         self.closed = True
-        now = self.clock.now()
-        unfinished = list(self._utterances.items())
-        self._utterances.clear()
+        unfinished = self.ledger.cut()
         try:
             await self.owner.aclose()
-            for message_id, utterance in unfinished:
-                timings = utterance.timings(now, interrupted=True, durations=self.durations)
+            for message_id, timings in unfinished:
                 await self._deliver(self.events.message_finished, message_id, timings)
             if self.conversation is not None:
                 await self.conversation.aclose()
             self.audio_track.stop()
             self.video_track.stop()
-            if self.peer is not None:
-                try:
-                    await asyncio.wait_for(self.peer.close(), PEER_CLOSE_TIMEOUT_S)
-                except TimeoutError:
-                    logger.warning("session %s: peer connection did not close in time", self.config.session_id)
+            await self.peer.close()
         finally:
             self.timeline.clear()
             self.lease.release()
 
     # --- internals -------------------------------------------------------------------------------------------
 
-    def _finish(self, message_id: int, utterance: _Utterance, now: float, *, interrupted: bool) -> None:
-        timings = utterance.timings(now, interrupted=interrupted, durations=self.durations)
-        if interrupted and self.conversation is not None:
+    def _finished(self, message_id: int, timings: MessageTimings) -> None:
+        if timings.interrupted and self.conversation is not None:
             self.conversation.history.set_assistant(message_id, timings.text)  # only what the user heard
         self._notify(self.events.message_finished, message_id, timings)
 
@@ -434,20 +309,11 @@ class LiveSession:
         logger.log(level, "session %s: video %d → %d fps (%s)", self.config.session_id, old, new, reason)
         self._notify(self.events.state_changed, self.state.value)  # the page's readout shows the new fps
 
-    def _set_state(self, state: SpeakingState) -> None:
-        if state is self.state:
-            return
-        self.state = state
-        self.last_activity = self.clock.now()
-        if state is not SpeakingState.SPEAKING:
-            self.speaking_text = ""
-        self._notify(self.events.state_changed, state.value)
-
     async def _end_when_idle(self, timeout_s: float) -> None:
         """A forgotten tab must not keep its place under the worker's session cap: end the session once it has
         been idle (no speech, no answer) for ``timeout_s``."""
         while True:
-            remaining = self.last_activity + timeout_s - self.clock.now()
+            remaining = self.speaking.last_activity + timeout_s - self.clock.now()
             if remaining <= 0 and self.state is SpeakingState.IDLE:
                 self._notify(self.events.ended, "idle")
                 return
@@ -469,15 +335,6 @@ class LiveSession:
             await handler(*args)
         except Exception:
             logger.exception("session event handler failed")
-
-    def _connection_state_changed(self) -> None:
-        if self.peer is None:
-            return
-        if self.peer.connectionState == "connected" and not self.media_started:
-            self.media_started = True
-            self._notify(self.events.media_started)
-        elif self.peer.connectionState == "failed":
-            self._notify(self.events.ended, "ice_failed")
 
     def _remote_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self.conversation is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils.translation import gettext as _
 
-from realtime.session import SessionError
+from realtime.errors import SessionError
 
 from .commands import Code, CommandError, parse_command
 from .control import REPLY, session_group

@@ -25,8 +25,10 @@ from realtime.avatar.format import UnsupportedBundle
 from realtime.conversation import TurnRows
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.registry import UnknownEngine
+from realtime.errors import SessionError
+from realtime.ledger import MessageTimings
 from realtime.pipeline import PipelineFull
-from realtime.session import LiveSession, MessageTimings, SessionError
+from realtime.session import LiveSession
 
 from . import services
 from .client_errors import report

@@ -15,7 +15,7 @@ from avatars_app.models import Role
 from livehuman_site.tenancy.models import Tenant
 from livehuman_site.tenancy.scoping import Scope
 from realtime.conversation import TurnRows
-from realtime.session import MessageTimings
+from realtime.ledger import MessageTimings
 
 from . import control
 from .commands import Code, CommandError, End, SwitchRole

@@ -88,7 +88,7 @@ async def test_the_session_sends_with_the_fast_encoder_of_the_codec_the_client_a
         async with asyncio.timeout(15):
             while len(client.video) < 10:
                 await asyncio.sleep(0.02)
-        sender = next(t.sender for t in live.peer.getTransceivers() if t.kind == "video")
+        sender = next(t.sender for t in live.peer.connection.getTransceivers() if t.kind == "video")
         assert type(sender._RTCRtpSender__encoder) is encoder
         still = live.lease.avatar.frames[0]
         assert all(difference(frame.data, still) < CLOSE for frame in client.video[3:10])

@@ -173,7 +173,7 @@ async def wait_freed(live, timeout: float = 5.0) -> float:
         while not (
             live.closed
             and len(live.owner) == 0
-            and live.peer.connectionState == "closed"
+            and live.peer.connection.connectionState == "closed"
             and live.lease.released
             and len(live_sessions) == 0
         ):

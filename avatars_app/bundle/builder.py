@@ -21,12 +21,12 @@ from realtime.avatar.reader import AvatarBundle
 from .boxes import cut_crop, face_boxes, mouth_boxes
 from .decode import DecodeLimits, VideoReader
 from .errors import BadVideo
+from .face_tracks import choose_face
 from .faces import FaceDetector
 from .follow import follow_face
 from .npy_stream import NpyAppender, iter_rows
 from .smoothing import smooth_boxes
 from .storage import bundle_folder_name, link_files, publish, staging
-from .tracks import choose_face
 
 Progress = Callable[[str, float], None]  # (stage, overall fraction 0..1); may raise to stop the build
 

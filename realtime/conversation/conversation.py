@@ -47,18 +47,22 @@ class TurnRows:
 
 
 class ConversationHost(Protocol):
-    """What the conversation needs from its session."""
+    """What the conversation needs from its session; it reports what happened and the host keeps its own state."""
 
     owner: TaskOwner
     clock: SessionClock
-    listening: bool  # the user is talking (a turn was accepted and has not ended)
-    recognising: int  # turns that ended and wait for their final transcript
 
     def busy(self) -> bool:
         """The avatar is speaking, or an answer is on its way."""
 
-    def refresh_state(self) -> None:
-        """Recompute the session state (idle, listening, thinking, speaking) after a change."""
+    def speech_started(self) -> None:
+        """A turn was accepted: the user is talking."""
+
+    def turn_ended(self) -> None:
+        """The user stopped talking; the turn waits for its final transcript."""
+
+    def turn_recognised(self) -> None:
+        """A turn's final transcript is in (and its answer, if any, opened)."""
 
     async def interrupt(self) -> None: ...
 
@@ -169,8 +173,7 @@ class Conversation:
                 await writer.add(unheard_apology(self.settings.language))
                 await writer.end()
         finally:
-            self.host.recognising -= 1
-            self.host.refresh_state()
+            self.host.turn_recognised()
 
     def failed(self, error: ASRError) -> None:
         self._unheard = True
@@ -225,11 +228,8 @@ class Conversation:
             if not may_barge_in(self.settings.barge_in, self.gate.mode):
                 return False  # the avatar keeps the floor: this speech is not a turn
             await self.host.interrupt()
-        self.host.listening = True
-        self.host.refresh_state()
+        self.host.speech_started()
         return True
 
     def _turn_ended(self) -> None:
-        self.host.listening = False
-        self.host.recognising += 1
-        self.host.refresh_state()
+        self.host.turn_ended()
