@@ -16,6 +16,8 @@ from livehuman_site.outbound import OutboundURLValidator, validate_outbound_url
 from livehuman_site.tenancy.models import TenantOwnedModel
 from realtime.engines.registry import engine_choices
 
+from .voice_checks import check_voice_settings
+
 
 class Language(models.TextChoices):
     CHINESE = "zh", _("Chinese")
@@ -47,8 +49,8 @@ class Voice(TenantOwnedModel):
         max_length=200,
         blank=True,
         help_text=_(
-            "Engine-specific: an edge-tts voice name, an espeak-ng voice, a Piper .onnx path;"
-            " empty for the engine default."
+            "Engine-specific: an edge-tts voice name, an espeak-ng voice (espeak-ng --voices), the name of a Piper"
+            " voice installed on the server; empty for the engine default."
         ),
     )
     language = models.CharField(_("language"), max_length=8, choices=Language.choices, default=Language.ENGLISH)
@@ -73,6 +75,10 @@ class Voice(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.engine})"
+
+    def clean(self) -> None:
+        super().clean()
+        check_voice_settings(self)
 
 
 class Prompt(TenantOwnedModel):

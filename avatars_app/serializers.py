@@ -34,6 +34,15 @@ class VoiceSerializer(TenantScopedSerializer):
     def validate_reference_audio(self, upload: Any) -> Any:
         return accept_reference_audio(upload) if upload else upload
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The engine checks its own settings (voice name, server, reference audio), as in the admin.
+        current = {}
+        if self.instance is not None:
+            fields = ("engine", "voice_id", "language", "server_url", "reference_audio", "reference_text")
+            current = {field: getattr(self.instance, field) for field in fields}
+        Voice(**{**current, **attrs}).clean()
+        return attrs
+
 
 class PromptVersionSerializer(serializers.ModelSerializer):
     class Meta:

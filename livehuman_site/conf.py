@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "AVATAR_MAX_GAP_S": 0.5,  # longer stretches without a detected face are reported as warnings
     "AVATAR_PROGRESS_INTERVAL_S": 0.5,  # how often a running build writes its progress to the database
     "AVATAR_BUILD_QUEUE": "celery",  # Celery's default queue; name another to run builds on dedicated workers (-Q)
+    # Piper voices the operator installed (<name>.onnx + <name>.onnx.json); a Voice names one, never a path
+    "PIPER_VOICES_DIR": "",
     # A Voice's reference audio (GPT-SoVITS clones it): it must decode as audio within these limits
     "VOICE_REFERENCE_MAX_MB": 20,
     "VOICE_REFERENCE_MAX_SECONDS": 60,

@@ -9,7 +9,11 @@ the server log with the session id; the client gets only ``public_message``.
 from __future__ import annotations
 
 import logging
+from http.cookies import SimpleCookie
+from typing import Any
 
+from django.conf import settings
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 logger = logging.getLogger("livehuman.engine_errors")
@@ -33,12 +37,29 @@ _MESSAGES = {
 _FALLBACK = _("Something went wrong on the server; the error has been logged.")
 
 
-def public_message(code: str) -> str:
-    """The fixed sentence for ``code`` in the active language."""
-    return str(_MESSAGES.get(code, _FALLBACK))
+def public_message(code: str, language: str | None = None) -> str:
+    """The fixed sentence for ``code`` in ``language`` (default: the active one)."""
+    with translation.override(language or translation.get_language()):
+        return str(_MESSAGES.get(code, _FALLBACK))
 
 
-def report(session_id: str, code: str, detail: str) -> str:
+def report(session_id: str, code: str, detail: str, language: str | None = None) -> str:
     """Log ``detail`` (engine text) with the session id; return what the client may see instead."""
     logger.warning("session %s: %s: %s", session_id, code, detail)
-    return public_message(code)
+    return public_message(code, language)
+
+
+def language_from_scope(scope: dict[str, Any]) -> str:
+    """The WebSocket client's language, as the pages choose it: the language cookie, then Accept-Language."""
+    headers = dict(scope.get("headers", []))
+    cookies = SimpleCookie(headers.get(b"cookie", b"").decode("latin-1"))
+    chosen = cookies.get(settings.LANGUAGE_COOKIE_NAME)
+    candidates = [chosen.value] if chosen else []
+    accept = headers.get(b"accept-language", b"").decode("latin-1")
+    candidates += [tag for tag, _ in translation.trans_real.parse_accept_lang_header(accept) if tag != "*"]
+    for candidate in candidates:
+        try:
+            return translation.get_supported_language_variant(candidate)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE

@@ -31,7 +31,7 @@ from realtime.pipeline import PipelineFull
 from realtime.session import LiveSession
 
 from . import services
-from .client_errors import report
+from .client_errors import language_from_scope, report
 from .commands import Code, Command, CommandError, End, Interrupt, Say, SetTalkMode, SwitchRole, Talk, parse_command
 from .live_sessions import AlreadyLive, WorkerFull, live_sessions
 from .models import ChatSession
@@ -70,9 +70,15 @@ class SessionOwner:
         self.live: LiveSession | None = None
         self._reserved = False
         self._torn_down = False
+        self.language: str | None = None  # the client's, for the fixed error sentences it is sent
+
+    def _report(self, code: str, detail: str) -> str:
+        """Log an engine's own words with the session id; the client's sentence for ``code`` instead."""
+        return report(self.session_id, code, detail, self.language)
 
     async def open(self, scope: dict[str, Any], worker: str) -> None:
         """Authorize, take a place, load the engines and start the media. Raises ``Refused``."""
+        self.language = language_from_scope(scope)
         self.chat_session = await database_sync_to_async(authorize)(self.session_id, scope)
         try:
             live_sessions.reserve(self.session_id, livehuman_settings.MAX_SESSIONS_PER_WORKER)
@@ -88,7 +94,7 @@ class SessionOwner:
             self.live = await LiveSession.open(config, get_pool(), self)
         except LOAD_ERRORS as exc:
             await database_sync_to_async(self.chat_session.end)(ChatSession.EndReason.ERROR)
-            message = report(self.session_id, Code.ENGINE_UNAVAILABLE, str(exc))
+            message = self._report(Code.ENGINE_UNAVAILABLE, str(exc))
             raise Refused(Code.ENGINE_UNAVAILABLE, message, 4503) from exc
         live_sessions.attach(self.session_id, self.live)
         await database_sync_to_async(services.mark_connected)(self.chat_session, worker)
@@ -159,9 +165,7 @@ class SessionOwner:
         try:
             await self.live.switch_role(config)
         except LOAD_ERRORS as exc:
-            raise CommandError(
-                Code.ENGINE_UNAVAILABLE, report(self.session_id, Code.ENGINE_UNAVAILABLE, str(exc))
-            ) from exc
+            raise CommandError(Code.ENGINE_UNAVAILABLE, self._report(Code.ENGINE_UNAVAILABLE, str(exc))) from exc
         await database_sync_to_async(services.change_role)(self.chat_session, role)
         switch_ms = round((time.perf_counter() - started) * 1000)
         if self.live.media_started:  # else the new role greets when media starts
@@ -209,7 +213,7 @@ class SessionOwner:
 
     async def error(self, code: str, message: str) -> None:
         """An engine or task failed (engine text goes to the log; the page gets a fixed sentence)."""
-        await self.notify_error(code, report(self.session_id, code, message))
+        await self.notify_error(code, self._report(code, message))
 
     async def notify_error(self, code: str, message: str) -> None:
         """Tell the page that its request failed: ``message`` is already fit to show."""

@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext as _
 
 from avatars_app.models import Role, Voice
+from avatars_app.voice_checks import tts_engine_options
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.outbound import outbound_policy
 from realtime.config import SessionConfig
@@ -173,7 +174,7 @@ def degrade_policy() -> DegradePolicy:
 def engine_options() -> dict[str, dict[str, dict[str, Any]]]:
     """Process-wide constructor arguments of the engines the pool loads, by kind and name."""
     return {
-        "tts": {"gpt_sovits": {"timeout_s": float(livehuman_settings.TTS_TIMEOUT_S)}},
+        "tts": tts_engine_options(),
         "lipsync": {"wav2lip": {"checkpoint": livehuman_settings.WAV2LIP_CHECKPOINT}},
     }
 

@@ -16,7 +16,7 @@ from playwright.sync_api import Page
 
 from realtime.avatar.format import FRAMES_FILE
 from sessions_app.models import ChatSession
-from tests.fixtures.browser import chat_page_as_member
+from tests.fixtures.browser import chat_page_as_member, wait_until
 from tests.fixtures.live import make_talking_role
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -90,7 +90,7 @@ def test_member_talks_to_the_avatar_in_chromium(daphne_server, world_a, _media_r
         page.fill("#say-text", "Hello from the browser. The avatar should say this sentence out loud.")
         page.press("#say-text", "Enter")
         page.wait_for_selector("#state-badge[data-state=speaking]", timeout=20_000)
-        page.wait_for_function("document.getElementById('subtitle').textContent.length > 0", timeout=10_000)
+        wait_until(page, "document.getElementById('subtitle').textContent.length > 0", 10_000)
         page.wait_for_timeout(1500)
         after = _stats(page)
         page.screenshot(path=str(ARTIFACTS / "chat-page.png"))

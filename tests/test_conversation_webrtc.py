@@ -122,7 +122,9 @@ async def test_a_refused_llm_key_gets_an_apology_and_the_page_hears_why(chat_ses
         await call.hang_up()
 
     # Why, in the platform's own words: the server's answer body stays in the server log.
-    assert error["code"] == "llm_unauthorized" and error["message"] == public_message("llm_unauthorized")
+    assert error["code"] == "llm_unauthorized" and error["message"] == public_message(
+        "llm_unauthorized", settings.LANGUAGE_CODE
+    )
     assert "Incorrect API key" not in json.dumps([event for _, event in call.log.events])
     assert subtitle["text"] == apology("en") and subtitle["message_id"] == timings["message_id"]
     [request] = server.requests

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page
 
 from livehuman_site.tenancy.models import Membership, Tenant
-from tests.fixtures.browser import chat_page_as_member
+from tests.fixtures.browser import chat_page_as_member, wait_until
 from tests.fixtures.live import make_talking_role
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -125,7 +125,7 @@ def test_chat_on_a_phone_header_wraps_and_controls_are_on_the_first_screen(
         page.tap("#say-text")
         page.keyboard.type("Hello from a phone.")
         page.tap("#say-button")
-        page.wait_for_function("document.getElementById('history').textContent.includes('phone')", timeout=20_000)
+        wait_until(page, "document.getElementById('history').textContent.includes('phone')", 20_000)
 
         # Hold to talk by touch: the microphone is on while the finger is down and off when it lifts.
         mic_on = "window.liveHuman.mic.getAudioTracks()[0].enabled"
@@ -133,12 +133,12 @@ def test_chat_on_a_phone_header_wraps_and_controls_are_on_the_first_screen(
         x, y = (talk["left"] + talk["right"]) / 2, (talk["top"] + talk["bottom"]) / 2
         devtools = page.context.new_cdp_session(page)
         _touch(devtools, "touchStart", x, y)
-        page.wait_for_function(mic_on, timeout=5_000)
+        wait_until(page, mic_on, 5_000)
         _touch(devtools, "touchMove", x + 3, y + 2)  # a finger is never quite still
         page.wait_for_timeout(200)
         assert page.evaluate(mic_on) is True
         _touch(devtools, "touchEnd", x, y)
-        page.wait_for_function(f"!{mic_on}", timeout=5_000)
+        wait_until(page, f"!{mic_on}", 5_000)
         _assert_chinese_fonts(page)
         assert not chat.errors, chat.errors
 

@@ -14,7 +14,7 @@ from sessions_app.live_sessions import live_sessions
 from sessions_app.models import ChatSession
 from sessions_app.preload import preload_active_roles
 from sessions_app.session_factory import get_pool
-from tests.fixtures.browser import chat_page_as_member
+from tests.fixtures.browser import chat_page_as_member, wait_until
 from tests.fixtures.live import EventLog, make_other_role, rest_client, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -198,12 +198,12 @@ def test_the_chat_page_switches_role_while_talking(daphne_server, world_a, talki
         page.select_option("#role", str(talking_role.pk))
         page.click("#start-button")
         page.wait_for_selector("#say-text:not([disabled])", timeout=30_000)
-        page.wait_for_function("window.liveHuman.serverFps === 25", timeout=10_000)
+        wait_until(page, "window.liveHuman.serverFps === 25", 10_000)
 
         page.select_option("#role", str(other_role.pk))  # the page's control: switch in place
         page.wait_for_selector("#history li.message.system", timeout=20_000)
         assert "Navigator" in page.inner_text("#history li.message.system")
-        page.wait_for_function("window.liveHuman.serverFps === 30", timeout=10_000)
+        wait_until(page, "window.liveHuman.serverFps === 30", 10_000)
         assert page.evaluate("window.liveHuman.pc.connectionState") == "connected"  # same peer connection
         assert not errors, errors
     session = ChatSession.objects.get(tenant=world_a.tenant)

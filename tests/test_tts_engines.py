@@ -139,11 +139,16 @@ async def test_piper_rate_and_volume():
     assert rms(quiet) < 0.4 * rms(normal)
 
 
-def test_piper_rejects_an_unknown_voice(tmp_path):
-    with pytest.raises(EngineUnavailable, match=r"\.onnx"):
-        PiperTTS(VoiceSettings(voice_id="en_US-lessac-medium"))
-    with pytest.raises(EngineUnavailable, match=r"missing\.onnx"):
-        PiperTTS(VoiceSettings(voice_id=str(tmp_path / "missing.onnx")))
+def test_piper_rejects_an_unknown_voice_and_any_path(tmp_path):
+    with pytest.raises(EngineUnavailable, match="no installed voice named 'en_US-lessac-medium'"):
+        PiperTTS(VoiceSettings(voice_id="en_US-lessac-medium"), voices_dir=str(tmp_path))
+    model, config = piper_module.voice_files("")
+    (tmp_path / "voices").mkdir()
+    (tmp_path / "voices" / "joe.onnx").symlink_to(model)
+    (tmp_path / "voices" / "joe.onnx.json").symlink_to(config)
+    assert PiperTTS(VoiceSettings(voice_id="joe"), voices_dir=str(tmp_path / "voices")).model_path.endswith("joe.onnx")
+    with pytest.raises(EngineUnavailable, match="no installed voice"):  # a path, even to a real voice file
+        PiperTTS(VoiceSettings(voice_id=str(tmp_path / "voices" / "joe.onnx")), voices_dir=str(tmp_path / "voices"))
 
 
 # --- espeak-ng (offline) ---

@@ -49,7 +49,7 @@ def _files(root: Path) -> list[Path]:
 def _post_voice(client: APIClient, name: str, data: bytes):
     upload = SimpleUploadedFile(name, data, content_type="audio/wav")
     return client.post(
-        "/api/v1/voices/", {"name": "Cloned", "engine": "gpt_sovits", "reference_audio": upload}, format="multipart"
+        "/api/v1/voices/", {"name": "Cloned", "engine": "piper", "reference_audio": upload}, format="multipart"
     )
 
 

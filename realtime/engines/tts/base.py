@@ -43,11 +43,31 @@ class PCM:
         return len(self.samples) / self.sample_rate
 
 
+class VoiceSettingError(ValueError):
+    """A Voice setting this engine cannot take, found when the Voice is saved.
+
+    ``field`` names the Voice field and ``code`` says what is wrong ("required",
+    "unknown_voice", "not_a_name"); ``choices`` lists valid values where there
+    are few. The Django side turns these into a field error in the user's language.
+    """
+
+    def __init__(self, field: str, code: str, choices: tuple[str, ...] = ()) -> None:
+        super().__init__(f"{field}: {code}")
+        self.field = field
+        self.code = code
+        self.choices = choices
+
+
 class TTSEngine(ABC):
     """Synthesises text with one voice. Heavy models are loaded once per process and shared."""
 
     def __init__(self, voice: VoiceSettings) -> None:
         self.voice = voice
+
+    @classmethod
+    def check_settings(cls, voice: VoiceSettings, **options: object) -> None:
+        """Save-time check of a Voice's settings for this engine (``options``: the engine's process-wide
+        constructor arguments). Raises VoiceSettingError; the default accepts everything."""
 
     @abstractmethod
     def synthesize(self, text: str) -> AsyncIterator[PCM]:

@@ -6,12 +6,14 @@ is handed on while the rest of the sentence is still downloading.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 from ...audio import CompressedAudioDecoder
 from ..base import EngineUnavailable
-from .base import PCM, TTSEngine, TTSError, VoiceSettings
+from .base import PCM, TTSEngine, TTSError, VoiceSettingError, VoiceSettings
 
+_VOICE_NAME = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]+){1,4}")  # "zh-CN-XiaoxiaoNeural", "en-US-AriaNeural"
 DEFAULT_VOICES = {"en": "en-US-AriaNeural", "zh": "zh-CN-XiaoxiaoNeural"}
 # edge-tts takes pitch only as a shift in Hz; our pitch is a percentage, taken of a typical speaking pitch.
 NOMINAL_PITCH_HZ = 150
@@ -42,6 +44,11 @@ class EdgeTTS(TTSEngine):
             TTSConfig(self.voice_name, boundary="SentenceBoundary", **edge_prosody(voice))
         except ValueError as exc:
             raise EngineUnavailable(f"edge-tts cannot use this Voice: {exc}") from None
+
+    @classmethod
+    def check_settings(cls, voice: VoiceSettings, **options: object) -> None:
+        if voice.voice_id and not _VOICE_NAME.fullmatch(voice.voice_id):
+            raise VoiceSettingError("voice_id", "not_a_name")
 
     async def synthesize(self, text: str) -> AsyncIterator[PCM]:
         import aiohttp

