@@ -22,7 +22,7 @@ from livehuman_site.tenancy.models import Tenant
 from .bundle import synthetic
 from .bundle.encode import write_video
 from .models import Avatar
-from .services import check_avatar_quota, check_upload_quota, prepare_build, record_source
+from .services import check_avatar_quota, check_upload_quota, has_current_bundle, prepare_build, record_source
 from .tasks import build_avatar
 
 DEMO_AVATAR_NAME = "Astronaut (demo)"
@@ -52,11 +52,11 @@ def demo_frames(fps: int) -> Iterator[np.ndarray]:
 
 
 def ensure_demo_avatar(tenant: Tenant) -> Avatar:
-    """The tenant's demo avatar, built. Idempotent: a ready one is returned as it is, an unfinished or failed
-    one is built again, and only a missing one is created (counting against the tenant's quotas like an
-    upload)."""
+    """The tenant's demo avatar, built. Idempotent: a ready one with a current bundle is returned as it is; an
+    unfinished, failed or outdated one is built again, and only a missing one is created (counting against the
+    tenant's quotas like an upload)."""
     avatar = Avatar.objects.filter(tenant=tenant, name=DEMO_AVATAR_NAME).order_by("pk").first()
-    if avatar is not None and avatar.is_ready:
+    if avatar is not None and has_current_bundle(avatar):
         return avatar
     if avatar is None:
         avatar = _register_demo_upload(tenant)

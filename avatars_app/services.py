@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.models import Tenant
-from realtime.avatar.format import UnsupportedBundle
+from realtime.avatar.format import Manifest, UnsupportedBundle
 from realtime.avatar.reader import AvatarBundle
 
 from .bundle.builder import BuildOptions
@@ -79,6 +79,17 @@ def bundle_location(avatar: Avatar) -> Path:
     return Path(settings.MEDIA_ROOT) / avatar.bundle_path
 
 
+def has_current_bundle(avatar: Avatar) -> bool:
+    """Whether the avatar is ready with a bundle this code reads (an older bundle version needs a rebuild)."""
+    if not avatar.is_ready or not avatar.bundle_path:
+        return False
+    try:
+        Manifest.read(bundle_location(avatar))
+    except UnsupportedBundle:
+        return False
+    return True
+
+
 def build_options(avatar: Avatar) -> BuildOptions:
     s = livehuman_settings
     return BuildOptions(
@@ -90,10 +101,10 @@ def build_options(avatar: Avatar) -> BuildOptions:
             max_aspect=s.AVATAR_MAX_ASPECT,
             max_seconds=s.AVATAR_MAX_SECONDS,
         ),
-        detect_side=s.AVATAR_DETECT_SIDE,
-        detect_every=max(1, s.AVATAR_DETECT_EVERY),
+        count_faces_every=max(1, s.AVATAR_DETECT_EVERY),
         min_face_ratio=s.AVATAR_MIN_FACE_RATIO,
         max_gap_seconds=s.AVATAR_MAX_GAP_S,
+        min_span_seconds=s.AVATAR_MIN_SECONDS,
     )
 
 

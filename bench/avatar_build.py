@@ -61,7 +61,7 @@ def _build(source: str, output: str, detect_every: int | None, result: multiproc
 
     options = build_options(Avatar(fps=FPS))
     if detect_every:
-        options = dataclasses.replace(options, detect_every=detect_every)
+        options = dataclasses.replace(options, count_faces_every=detect_every)
     stages: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -70,8 +70,8 @@ def _build(source: str, output: str, detect_every: int | None, result: multiproc
 
     folder, manifest = build_bundle(Path(source), Path(output), "be" * 32, options, progress)
     total = time.perf_counter() - started
-    size = sum(f.stat().st_size for f in folder.iterdir())
-    result.put((total, stages, manifest.frame_count, manifest.width, manifest.height, size, options.detect_every))
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    result.put((total, stages, manifest.frame_count, manifest.width, manifest.height, size, options.count_faces_every))
 
 
 def main() -> None:
@@ -107,13 +107,13 @@ def main() -> None:
 
     video_seconds = frames / FPS
     print(f"frames: {frames} at {FPS} fps = {video_seconds:.1f} s of video, {width}×{height}")
-    print(f"whole-frame face search every {detect_every} frames")
+    print(f"faces counted in the whole frame every {detect_every} frames")
     order = sorted(stages.items(), key=lambda item: item[1])
     for (stage, start), end in zip(order, [t for _, t in order[1:]] + [total], strict=True):
         print(f"  {stage:<11} {end - start:7.2f} s")
     print(f"build: {total:.2f} s")
     print(f"seconds of build per second of video: {total / video_seconds:.3f}  (goal <= 1.0 on 2 cores)")
-    print(f"peak RSS of the build process: {peak_mb:.0f} MB  (frames on disk: {bundle_bytes / 1e9:.2f} GB)")
+    print(f"peak RSS of the build process: {peak_mb:.0f} MB  (bundle on disk: {bundle_bytes / 1e6:.0f} MB)")
     if args.keep:
         print(f"bundle kept in {output}")
     else:

@@ -41,9 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "AVATAR_MIN_SOURCE_SIDE": 128,  # smaller (or larger, below) uploads are refused as an extreme resolution
     "AVATAR_MAX_SOURCE_SIDE": 4096,
     "AVATAR_MAX_ASPECT": 4.0,  # long side / short side
-    "AVATAR_DETECT_SIDE": 360,  # faces are searched on a grey copy this long; a face needs ~24 px there
-    "AVATAR_DETECT_EVERY": 5,  # search the whole of every k-th frame for faces; the others only near the face
-    "AVATAR_MAX_GAP_S": 0.5,  # longer stretches without a detected face are reported as warnings
+    "AVATAR_DETECT_EVERY": 5,  # count the faces in the whole of every k-th frame (to warn about other faces)
+    "AVATAR_MAX_GAP_S": 0.5,  # shorter runs without a face are interpolated; longer ones end a steady stretch
+    "AVATAR_MIN_SECONDS": 1.0,  # the kept stretch showing one face steadily must last at least this long
     "AVATAR_PROGRESS_INTERVAL_S": 0.5,  # how often a running build writes its progress to the database
     "AVATAR_BUILD_QUEUE": "celery",  # Celery's default queue; name another to run builds on dedicated workers (-Q)
     # Piper voices the operator installed (<name>.onnx + <name>.onnx.json); a Voice names one, never a path

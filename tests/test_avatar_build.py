@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from avatars_app.demo import DEMO_SECONDS, ensure_demo_avatar
 from avatars_app.models import Avatar
 from avatars_app.services import avatar_folder, build_options, bundle_location, prepare_build
 from avatars_app.tasks import queue_build
-from realtime.avatar.format import BUNDLE_VERSION, FRAMES_FILE
+from realtime.avatar.format import BUNDLE_VERSION, FRAMES_FILE, UnsupportedBundle
 from realtime.avatar.reader import AvatarBundle
 from tests.fixtures.tenancy import key_client
 from tests.fixtures.videos import FAST, TestVideo, assert_bundle_matches, moving_astronaut, upload
@@ -274,3 +275,27 @@ def test_demo_avatar_is_built_once(world_a):
     again = ensure_demo_avatar(world_a.tenant)
     assert again.pk == avatar.pk and again.build_finished_at == avatar.build_finished_at
     assert Avatar.objects.filter(tenant=world_a.tenant).count() == 1
+
+
+def test_an_outdated_bundle_is_refused_and_rebuild_avatars_builds_it_again(
+    built_avatar, django_capture_on_commit_callbacks
+):
+    import json
+
+    from django.core.management import call_command
+
+    from avatars_app.services import has_current_bundle
+
+    built_avatar.refresh_from_db()
+    manifest = bundle_location(built_avatar) / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "version": 1}))  # as a bundle from before format 2
+    assert not has_current_bundle(built_avatar)
+    with pytest.raises(UnsupportedBundle, match="Rebuild the avatar"):
+        AvatarBundle.open(bundle_location(built_avatar))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("rebuild_avatars", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    built_avatar.refresh_from_db()
+    assert built_avatar.status == "ready" and has_current_bundle(built_avatar)
+    assert AvatarBundle.open(bundle_location(built_avatar)).manifest.version == BUNDLE_VERSION

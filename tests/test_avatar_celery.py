@@ -5,6 +5,7 @@ worker is killed mid-way."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,8 @@ from avatars_app.bundle.storage import PARTIAL_PREFIX
 from avatars_app.models import Avatar
 from avatars_app.services import avatar_folder, bundle_location
 from realtime.avatar.reader import AvatarBundle
+from realtime.face import topology
+from tests.fixtures.media import megamind
 from tests.fixtures.processes import REDIS_TEST_URL, celery_worker_command, child_env, running
 from tests.fixtures.tenancy import key_client
 from tests.fixtures.videos import assert_bundle_matches, moving_astronaut, upload
@@ -104,6 +107,27 @@ def test_worker_builds_an_uploaded_video(worker, world_a, tmp_path):
     assert avatar.status == "ready", avatar.error
     assert_bundle_matches(AvatarBundle.open(bundle_location(avatar)), video)
     assert [p.name for p in avatar_folder(avatar).iterdir()] == [bundle_location(avatar).name]
+
+
+def test_worker_builds_a_clip_that_cuts_between_faces_keeping_the_longest_shot(worker, world_a):
+    """opencv-doc's Megamind.avi cuts between two characters: the build keeps the longest steady stretch of
+    one face and names it in the warnings, as uploaded by a user through the real task."""
+    response = upload(key_client(world_a.raw_key), megamind(), name="Megamind")
+    assert response.status_code == 201, response.json()
+    avatar = _wait_until_built(response.json()["id"])
+    assert avatar.status == "ready", avatar.error
+    bundle = AvatarBundle.open(bundle_location(avatar))
+    start, end = bundle.manifest.kept_span
+    kept = re.search(r"Kept (\d+\.\d)–(\d+\.\d) s \((\d+\.\d) s\) of the (\d+\.\d)-s video", avatar.warnings)
+    assert kept, avatar.warnings
+    assert (float(kept[1]), float(kept[2])) == (round(start, 1), round(end, 1))
+    assert "shot cut" in avatar.warnings
+    assert 3.0 <= end - start < float(kept[4]) - 3.0  # one shot of several, at least 3 s
+    assert bundle.frame_count == round((end - start) * bundle.fps)
+    heights = topology.face_height(bundle.landmarks)
+    assert heights.max() < 1.35 * heights.min()  # one face throughout: no jump to the other character
+    for (fx1, fy1, fx2, fy2), (mx1, my1, mx2, my2) in zip(bundle.face_boxes, bundle.mouth_boxes, strict=True):
+        assert fx1 <= mx1 < mx2 <= fx2 and fy1 <= my1 < my2 <= fy2
 
 
 def test_progress_is_live_in_the_api_and_the_admin(worker, world_a, tmp_path):

@@ -10,7 +10,7 @@ def test_deleting_an_avatar_removes_its_bundle_and_source(ready_avatar, settings
     folder = avatar_folder(ready_avatar)
     source = Path(ready_avatar.source_video.path)
     bundle = Path(settings.MEDIA_ROOT) / ready_avatar.bundle_path
-    assert (bundle / "frames.npy").exists() and source.exists()
+    assert (bundle / "manifest.json").exists() and source.exists()
 
     with django_capture_on_commit_callbacks(execute=True):
         ready_avatar.delete()

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page
 
-from realtime.avatar.format import FRAMES_FILE
 from sessions_app.models import ChatSession
 from tests.fixtures.browser import chat_page_as_member, wait_until
+from tests.fixtures.bundles import repaint_frames
 from tests.fixtures.live import make_talking_role
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -51,11 +51,14 @@ KEYED_ALPHAS = """() => {
 }"""
 
 
-def _paint_green_corner(frames_file: Path) -> None:
+def _paint_green_corner(bundle: Path) -> None:
     """A green-screen patch in the avatar's frames, for the keying check."""
-    frames = np.load(frames_file, mmap_mode="r+")
-    frames[:, :GREEN_SIDE, :GREEN_SIDE] = (0, 255, 0)
-    frames.flush()
+
+    def paint(rgb: np.ndarray) -> np.ndarray:
+        rgb[:GREEN_SIDE, :GREEN_SIDE] = (0, 255, 0)
+        return rgb
+
+    repaint_frames(bundle, paint)
 
 
 def _stats(page: Page) -> dict:
@@ -74,7 +77,7 @@ def _wait_for(page: Page, condition, timeout: float, what: str) -> dict:
 
 def test_member_talks_to_the_avatar_in_chromium(daphne_server, world_a, _media_root, settings):
     role = make_talking_role(world_a, _media_root, frame_count=1)
-    _paint_green_corner(Path(_media_root) / role.avatar.bundle_path / FRAMES_FILE)
+    _paint_green_corner(Path(_media_root) / role.avatar.bundle_path)
     ARTIFACTS.mkdir(exist_ok=True)
     with chat_page_as_member(daphne_server, world_a.member, settings) as chat:
         page, errors = chat.page, chat.errors

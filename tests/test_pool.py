@@ -145,8 +145,10 @@ async def test_roles_share_whatever_parts_they_have_in_common(tmp_path):
     assert host.batcher is guide.batcher is twin.batcher  # one batching executor per model
     assert resolver.built.count(("lipsync", "default")) == 1
     assert resolver.built.count(("tts", "piper")) == 2
-    # the avatar's arrays are the bundle's memory maps, not copies in this process's heap
-    assert isinstance(host.avatar.frames, np.memmap) and isinstance(host.avatar.crops[96], np.memmap)
+    # one decoded-frame cache per avatar for every session; the raw arrays are the bundle's memory maps
+    assert host.avatar.frames is guide.avatar.frames
+    assert host.avatar.frames[0] is guide.avatar.frames[0]  # decoded once, then served from the cache
+    assert isinstance(host.avatar.crops[96], np.memmap) and isinstance(host.avatar.landmarks, np.memmap)
     await pool.aclose()
 
 

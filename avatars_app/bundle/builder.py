@@ -1,50 +1,54 @@
 """Build an avatar bundle from a video file (DESIGN.md §6). No Django: the Celery task maps settings and the
 Avatar row onto ``BuildOptions`` and a progress callback.
 
-The first pass decodes, appends each frame to ``frames.npy`` (streamed: memory stays flat whatever the length)
-and searches every k-th frame whole for faces; the avatar's face is chosen among all found. The second pass
-reads the frames file back a chunk at a time and looks for that face in every other frame, only near where it
-must be. The boxes are then smoothed over time and padded, and the crops are cut from the face regions.
+One pass decodes the video, stores each frame as JPEG and tracks the face mesh (``scan.py``). The longest steady
+stretch of one face is kept (``shots.py``); its landmarks are gap-filled and smoothed, the face and mouth boxes
+and the Wav2Lip crops are derived from them, and the registered extra builders (``realtime/avatar/extras.py``)
+add their engine's data. The manifest is written last.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from realtime.avatar.format import BUNDLE_VERSION, CROP_SIZES, FRAMES_FILE, Box, Manifest, crops_file
+from realtime.avatar.boxes import boxes_from_landmarks, cut_crop
+from realtime.avatar.extras import run_extra_builders
+from realtime.avatar.format import BUNDLE_VERSION, CROP_SIZES, LANDMARKS_FILE, POSE_FILE, Manifest, crops_file
+from realtime.avatar.frames import JPEG_QUALITY, FrameStore, FrameWriter, keep_frames
 from realtime.avatar.reader import AvatarBundle
+from realtime.face.mesh import FaceLandmarker, head_pose
+from realtime.face.smoothing import LandmarkSmoother
 
-from .boxes import cut_crop, face_boxes, mouth_boxes
 from .decode import DecodeLimits, VideoReader
 from .errors import BadVideo
-from .face_tracks import choose_face
-from .faces import FaceDetector
-from .follow import follow_face
-from .npy_stream import NpyAppender, iter_rows
-from .smoothing import smooth_boxes
+from .npy_stream import NpyAppender
+from .scan import Scan, scan_frames
+from .shots import Span, fill_gaps, steady_spans
 from .storage import bundle_folder_name, link_files, publish, staging
 
 Progress = Callable[[str, float], None]  # (stage, overall fraction 0..1); may raise to stop the build
 
-# Share of the whole build each stage takes, measured on a 720p clip: decoding, writing and detecting dominate.
-_DECODE_END = 0.7
-_CROP_START = 0.88
-_CROP_END = 0.98
-_MAX_LISTED_GAPS = 3
+# Share of the whole build each stage takes, measured on a 720p clip: decoding, encoding and tracking dominate.
+_SCAN_END = 0.8
+_CROP_END = 0.95
+_EXTRAS_END = 0.98
+_SMALLEST_FACE = 40  # pixels: the full-range detector finds faces about this tall
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     fps: int
     limits: DecodeLimits
-    detect_side: int  # long side of the grey frame the cascade searches
-    detect_every: int  # search the whole of every k-th frame; the others only near the chosen face
-    min_face_ratio: float  # share of frames in which the face must be found
-    max_gap_seconds: float  # gaps without a face longer than this are reported as warnings
+    count_faces_every: int  # search the whole of every k-th frame for other faces (to warn about them)
+    min_face_ratio: float  # share of frames in which a face must be found
+    max_gap_seconds: float  # shorter runs without a face are interpolated; longer ones end a steady stretch
+    min_span_seconds: float  # the kept stretch of one face must last at least this long
+    jpeg_quality: int = JPEG_QUALITY
 
 
 def _no_progress(stage: str, fraction: float) -> None:
@@ -58,7 +62,7 @@ def build_bundle(
     final = avatar_dir / bundle_folder_name(checksum)
     with staging(avatar_dir) as staged:
         manifest = _write_bundle(Path(source), staged, checksum, options, progress)
-        progress("publishing", _CROP_END)
+        progress("publishing", _EXTRAS_END)
         publish(staged, final)
     return final, manifest
 
@@ -77,99 +81,150 @@ def reuse_bundle(existing: Path, avatar_dir: Path, checksum: str) -> tuple[Path,
 
 def _write_bundle(source: Path, folder: Path, checksum: str, options: BuildOptions, progress: Progress) -> Manifest:
     progress("decoding", 0.0)
-    detector = FaceDetector(options.detect_side)
-    searched: list[Sequence[Box]] = []  # whole-frame finds in frames 0, k, 2k, ...
-    with VideoReader(source, options.limits) as reader:
+    landmarker = FaceLandmarker()
+    with VideoReader(source, options.limits) as reader, FrameWriter(folder, options.jpeg_quality) as writer:
         info = reader.info
         expected = max(1.0, (info.duration or options.limits.max_seconds) * options.fps)
-        with NpyAppender(folder / FRAMES_FILE, (info.height, info.width, 3)) as frames_out:
-            for index, rgb in enumerate(reader.frames(options.fps)):
-                frames_out.append(rgb)
-                if index % options.detect_every == 0:
-                    searched.append(detector.detect(rgb))
-                progress("decoding", _DECODE_END * min(1.0, (index + 1) / expected))
-        frame_count = frames_out.count
-
-    boxes, warnings = _face_per_frame(folder / FRAMES_FILE, frame_count, searched, detector, options, progress)
-    track = smooth_boxes(boxes, options.fps)
-    warnings += _gap_warnings(track.gaps, options)
-    faces = face_boxes(track, info.width, info.height)
-    mouths = mouth_boxes(track, info.width, info.height)
-
-    for size in CROP_SIZES:
-        crops = np.lib.format.open_memmap(
-            folder / crops_file(size), mode="w+", dtype=np.uint8, shape=(frame_count, size, size, 3)
+        scan = scan_frames(
+            reader.frames(options.fps),
+            writer,
+            landmarker,
+            options.count_faces_every,
+            lambda index: progress("decoding", _SCAN_END * min(1.0, (index + 1) / expected)),
         )
-        for index, frame in enumerate(iter_rows(folder / FRAMES_FILE)):
-            crops[index] = cut_crop(frame, faces[index], size)
-            progress("cropping", _CROP_START + (_CROP_END - _CROP_START) * (index + 1) / frame_count)
-        crops.flush()
-        del crops
+    span, warnings = _choose_span(scan, info.width, info.height, options)
+    if (span.start, span.end) != (0, len(scan.points)):
+        keep_frames(folder, span.start, span.end)
+    return _write_face_data(
+        folder,
+        scan.points[span.start : span.end],
+        kind="video",
+        checksum=checksum,
+        size=(info.width, info.height),
+        kept_span=(span.start / options.fps, span.end / options.fps),
+        warnings=warnings,
+        options=options,
+        progress=progress,
+    )
 
+
+def _write_face_data(
+    folder: Path,
+    points: Sequence[np.ndarray | None],
+    *,
+    kind: str,
+    checksum: str,
+    size: tuple[int, int],
+    kept_span: tuple[float, float],
+    warnings: list[str],
+    options: BuildOptions,
+    progress: Progress,
+) -> Manifest:
+    """Landmarks, pose, boxes, crops and extras for the stored frames, then the manifest."""
+    width, height = size
+    mesh = _smooth(fill_gaps(list(points)), options.fps)
+    landmarks = np.ascontiguousarray(mesh[:, :, :2])
+    np.save(folder / LANDMARKS_FILE, landmarks)
+    pose = np.stack([head_pose(p) for p in mesh]).astype(np.float32)
+    np.save(folder / POSE_FILE, pose)
+    faces, mouths = boxes_from_landmarks(landmarks, width, height)
+    frame_count = len(landmarks)
+    frames = FrameStore(folder, frame_count, height, width, cache_bytes=0)
+    _write_crops(folder, frames, faces, lambda done: progress("cropping", _SCAN_END + (_CROP_END - _SCAN_END) * done))
+    progress("extras", _CROP_END)
+    extras, extra_warnings = run_extra_builders(folder, frames, landmarks, pose, options.fps, kind)
     manifest = Manifest(
         version=BUNDLE_VERSION,
+        kind=kind,
         fps=options.fps,
         frame_count=frame_count,
-        width=info.width,
-        height=info.height,
+        width=width,
+        height=height,
         source_checksum=checksum,
         face_boxes=faces,
         mouth_boxes=mouths,
+        kept_span=kept_span,
+        jpeg_quality=options.jpeg_quality,
         crop_sizes=list(CROP_SIZES),
-        warnings=warnings,
+        warnings=warnings + extra_warnings,
+        extras=extras,
     )
     manifest.write(folder)  # last: the manifest marks the folder complete
     return manifest
 
 
-def _face_per_frame(
-    frames_file: Path,
-    frame_count: int,
-    searched: list[Sequence[Box]],
-    detector: FaceDetector,
-    options: BuildOptions,
-    progress: Progress,
-) -> tuple[list[Box | None], list[str]]:
-    """The avatar's face in every frame, chosen among all faces of the whole-frame searches; or the reason
+def _smooth(mesh: np.ndarray, fps: int) -> np.ndarray:
+    """Zero-phase One-Euro smoothing: forwards then backwards, so the lips keep their timing."""
+    forwards = LandmarkSmoother(fps)
+    once = np.stack([forwards(p) for p in mesh])
+    backwards = LandmarkSmoother(fps)
+    return np.stack([backwards(p) for p in once[::-1]])[::-1]
+
+
+def _write_crops(folder: Path, frames: FrameStore, faces: Sequence, progress: Callable[[float], None]) -> None:
+    """The face crops at every size, frames decoded two at a time (OpenCV releases the GIL)."""
+    appenders = {size: NpyAppender(folder / crops_file(size), (size, size, 3)) for size in CROP_SIZES}
+    try:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="crop") as pool:
+            crops = pool.map(lambda i: [cut_crop(frames[i], faces[i], s) for s in CROP_SIZES], range(len(frames)))
+            for index, per_size in enumerate(crops):
+                for size, crop in zip(CROP_SIZES, per_size, strict=True):
+                    appenders[size].append(crop)
+                progress((index + 1) / len(frames))
+    finally:
+        for appender in appenders.values():
+            appender.close()
+
+
+def _choose_span(scan: Scan, width: int, height: int, options: BuildOptions) -> tuple[Span, list[str]]:
+    """The longest steady stretch of one face, and the warnings that say what was kept and why; or the reason
     there is no usable face."""
-    height, width = np.load(frames_file, mmap_mode="r").shape[1:3]
-    choice = choose_face(searched)
-    anchors = {n * options.detect_every: box for n, box in enumerate(choice.boxes) if box is not None}
-    if not anchors:
+    total = len(scan.points)
+    if scan.found == 0:
         raise BadVideo(
             "no_face",
             "No face was found in the video. Film the person facing the camera, well lit, with the face at "
-            f"least {detector.smallest_face(width, height)} pixels tall in this video's {width}×{height} frame.",
+            f"least {_SMALLEST_FACE} pixels tall in this video's {width}×{height} frame.",
         )
-    boxes = follow_face(
-        iter_rows(frames_file),
-        frame_count,
-        anchors,
-        detector,
-        reach=options.detect_every,
-        progress=lambda done: progress("tracking", _DECODE_END + (_CROP_START - _DECODE_END) * done),
-    )
-    found = sum(box is not None for box in boxes) / frame_count
+    found = scan.found / max(total, 1)
     if found < options.min_face_ratio:
         raise BadVideo(
             "too_few_faces",
             f"A face was found in only {found:.0%} of the frames; at least {options.min_face_ratio:.0%} are "
             "needed (AVATAR_MIN_FACE_RATIO). Keep the face in view, frontal and well lit, for the whole video.",
         )
+    fps = options.fps
+    spans = steady_spans(scan.points, scan.cuts, max_gap=round(options.max_gap_seconds * fps))
+    best = max(spans, key=lambda span: span.length)
+    if best.length < options.min_span_seconds * fps:
+        raise BadVideo(
+            "no_steady_face",
+            f"The longest stretch showing one face steadily lasts {best.length / fps:.1f} s "
+            f"({best.start / fps:.1f}–{best.end / fps:.1f} s); at least {options.min_span_seconds:.1f} s are "
+            "needed (AVATAR_MIN_SECONDS). Upload a clip with one uninterrupted shot of the person.",
+        )
     warnings = []
-    if choice.other_faces:
+    if (best.start, best.end) != (0, total):
+        reasons = _why_split(spans, scan, total)
         warnings.append(
-            f"{choice.other_faces + 1} faces are visible at the same time; the avatar uses the largest and "
+            f"Kept {best.start / fps:.1f}–{best.end / fps:.1f} s ({best.length / fps:.1f} s) of the "
+            f"{total / fps:.1f}-s video: the longest stretch showing one face steadily ({reasons}). "
+            "Check the preview."
+        )
+    if scan.faces_at_once >= 2:
+        warnings.append(
+            f"{scan.faces_at_once} faces are visible at the same time; the avatar uses the largest and "
             "steadiest one. Check the preview."
         )
-    return boxes, warnings
+    return best, warnings
 
 
-def _gap_warnings(gaps: list[tuple[int, int]], options: BuildOptions) -> list[str]:
-    long_gaps = [(a, b) for a, b in gaps if (b - a) / options.fps > options.max_gap_seconds]
-    described = [f"{(b - a) / options.fps:.1f} s from {a / options.fps:.1f} s" for a, b in long_gaps]
-    if not described:
-        return []
-    more = len(described) - _MAX_LISTED_GAPS
-    listed = ", ".join(described[:_MAX_LISTED_GAPS]) + (f" and {more} more" if more > 0 else "")
-    return [f"No face was detected for {listed}; the face box there is interpolated. Check the preview."]
+def _why_split(spans: list[Span], scan: Scan, total: int) -> str:
+    reasons = []
+    if scan.cuts:
+        reasons.append(f"{len(scan.cuts)} shot cut{'s' if len(scan.cuts) != 1 else ''}")
+    if any(span.ended_by == "jump" for span in spans):
+        reasons.append("the face changes")
+    if any(span.ended_by == "no face" for span in spans) or spans[0].start > 0 or spans[-1].end < total:
+        reasons.append("stretches without a face")
+    return "the video has " + ", ".join(reasons) if reasons else "the rest is unsteady"

@@ -1,5 +1,4 @@
-"""Write a ``.npy`` file one row at a time, when the row count is known only at the end; read one back a
-row at a time without it accumulating in memory.
+"""Write a ``.npy`` file one row at a time, when the row count is known only at the end.
 
 The decoder cannot know how many frames it will emit (variable frame rate, missing or wrong container
 durations), and a 60-s 720p clip is about 4 GB of RGB frames. Appending with ``write()`` keeps the process's
@@ -11,7 +10,6 @@ close, so the result is an ordinary ``.npy`` that ``np.load(..., mmap_mode="r")`
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -61,14 +59,3 @@ class NpyAppender:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def iter_rows(path: Path, chunk: int = 32) -> Iterator[np.ndarray]:
-    """The rows of a ``.npy`` file through short-lived memory maps. Pages touched through one map stay in the
-    process's RSS until it is unmapped, so each ``chunk`` of rows gets its own map, dropped before the next:
-    reading a 4-GB frames file costs a few MB. A row is valid until the next chunk; copy what you keep."""
-    total = np.load(path, mmap_mode="r").shape[0]
-    for start in range(0, total, chunk):
-        block = np.load(path, mmap_mode="r")[start : start + chunk]
-        yield from block
-        del block

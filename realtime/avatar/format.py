@@ -1,15 +1,38 @@
-"""The bundle's manifest and file names; the one definition both the builder and the readers use."""
+"""The bundle's manifest and file names; the one definition both the builder and the readers use.
+
+A version-2 bundle folder holds:
+
+- ``manifest.json`` (written last: its presence marks a complete bundle);
+- ``frames.jpg`` + ``frames.idx.npy``: the base frames as baseline JPEGs laid end to end, and the (N + 1) byte
+  offsets that address each one (random access for the ping-pong loop; see ``frames.py`` for why JPEG);
+- ``landmarks.npy`` (N, 468, 2) float32: the smoothed face-mesh points in stored-frame pixels;
+- ``pose.npy`` (N, 3) float32: yaw, pitch, roll in degrees;
+- ``crops_<size>.npy`` (N, size, size, 3) uint8 RGB: face crops for Wav2Lip, raw because they are read every
+  frame;
+- ``extras/<name>/``: engine-specific data written at build time by the extra builders registered in
+  ``realtime/avatar/extras.py`` (for example a mouth atlas); ``manifest.extras[name]`` holds what that builder
+  returned.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 MANIFEST_FILE = "manifest.json"
-FRAMES_FILE = "frames.npy"  # (N, H, W, 3) uint8 RGB, the full frames
+FRAMES_FILE = "frames.jpg"
+FRAME_INDEX_FILE = "frames.idx.npy"
+LANDMARKS_FILE = "landmarks.npy"
+POSE_FILE = "pose.npy"
+EXTRAS_DIR = "extras"
 CROP_SIZES = (96,)  # Wav2Lip's input; add 256 here when a 256 variant exists
+KINDS = ("video", "photo")
+REBUILD_HINT = (
+    "Rebuild the avatar: the admin's 'Rebuild' action, or `python manage.py rebuild_avatars` for all outdated ones."
+)
 
 
 def crops_file(size: int) -> str:
@@ -26,10 +49,13 @@ class UnsupportedBundle(ValueError):
 
 @dataclass(frozen=True)
 class Manifest:
-    """What a bundle holds. ``face_boxes`` are the padded boxes the crops were cut from (what lip-sync pastes back
-    into); ``mouth_boxes`` the mouth region inside each frame, for the weights-free engine."""
+    """What a bundle holds. ``kind`` says what it was built from ("video" or "photo"). ``face_boxes`` are the
+    padded boxes the crops were cut from (what lip-sync pastes back into); ``mouth_boxes`` the mouth region
+    around the lips; both derived from the landmarks. ``kept_span`` is the [start, end) of the source, in
+    seconds, that the frames come from. ``extras`` maps an extra builder's name to what it recorded."""
 
     version: int
+    kind: str
     fps: int
     frame_count: int
     width: int
@@ -37,8 +63,11 @@ class Manifest:
     source_checksum: str
     face_boxes: list[Box]
     mouth_boxes: list[Box]
+    kept_span: tuple[float, float]
+    jpeg_quality: int
     crop_sizes: list[int] = field(default_factory=lambda: list(CROP_SIZES))
     warnings: list[str] = field(default_factory=list)
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def write(self, folder: Path) -> None:
         tmp = folder / (MANIFEST_FILE + ".tmp")
@@ -54,11 +83,11 @@ class Manifest:
             raise UnsupportedBundle(f"No avatar bundle at {folder}: {MANIFEST_FILE} is missing") from None
         except json.JSONDecodeError as exc:
             raise UnsupportedBundle(f"{path} is not valid JSON: {exc}") from None
-        version = data.get("version")
+        version = data.get("version") if isinstance(data, dict) else None
         if version != BUNDLE_VERSION:
             raise UnsupportedBundle(
                 f"Avatar bundle {folder} has version {version!r}; this LiveHuman reads version {BUNDLE_VERSION}. "
-                "Rebuild the avatar."
+                + REBUILD_HINT
             )
         try:
             manifest = cls(
@@ -66,10 +95,13 @@ class Manifest:
                     **data,
                     "face_boxes": [tuple(b) for b in data["face_boxes"]],
                     "mouth_boxes": [tuple(b) for b in data["mouth_boxes"]],
+                    "kept_span": tuple(data["kept_span"]),
                 }
             )
         except (TypeError, KeyError) as exc:
             raise UnsupportedBundle(f"{path} is malformed: {exc}") from None
         if len(manifest.face_boxes) != manifest.frame_count or len(manifest.mouth_boxes) != manifest.frame_count:
             raise UnsupportedBundle(f"{path}: {manifest.frame_count} frames but a different number of boxes")
+        if manifest.kind not in KINDS:
+            raise UnsupportedBundle(f"{path}: unknown kind {manifest.kind!r}")
         return manifest

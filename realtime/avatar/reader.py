@@ -1,4 +1,4 @@
-"""Open a built avatar bundle: validated, memory-mapped, read-only."""
+"""Open a built avatar bundle: validated, frames decoded on demand, arrays memory-mapped read-only."""
 
 from __future__ import annotations
 
@@ -6,38 +6,69 @@ from pathlib import Path
 
 import numpy as np
 
-from .format import FRAMES_FILE, Manifest, UnsupportedBundle, crops_file
+from realtime.face import topology
+
+from .format import EXTRAS_DIR, LANDMARKS_FILE, POSE_FILE, Manifest, UnsupportedBundle, crops_file
+from .frames import DEFAULT_CACHE_BYTES, FrameStore
 
 
 class AvatarBundle:
-    """A bundle's frames, crops and boxes. Arrays are memory-mapped read-only, so every session and every
-    process that opens the same bundle shares one copy in the page cache."""
+    """A bundle's frames, landmarks, pose, crops and boxes. ``frames[i]`` (or ``frame(i)``) decodes through
+    one bounded cache per bundle; the other arrays are memory-mapped, so every session and every process
+    that opens the same bundle shares one copy in the page cache."""
 
-    def __init__(self, path: Path, manifest: Manifest, frames: np.ndarray, crops: dict[int, np.ndarray]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        frames: FrameStore,
+        landmarks: np.ndarray,
+        pose: np.ndarray,
+        crops: dict[int, np.ndarray],
+    ) -> None:
         self.path = path
         self.manifest = manifest
         self.frames = frames
+        self.landmarks = landmarks
+        self.pose = pose
         self.crops = crops
         self.face_boxes = np.asarray(manifest.face_boxes, dtype=np.int32).reshape(-1, 4)
         self.mouth_boxes = np.asarray(manifest.mouth_boxes, dtype=np.int32).reshape(-1, 4)
 
     @classmethod
-    def open(cls, path: str | Path) -> AvatarBundle:
+    def open(cls, path: str | Path, cache_bytes: int = DEFAULT_CACHE_BYTES) -> AvatarBundle:
         path = Path(path)
         manifest = Manifest.read(path)
-        frames = _load(path / FRAMES_FILE)
-        expected = (manifest.frame_count, manifest.height, manifest.width, 3)
-        if frames.shape != expected or frames.dtype != np.uint8:
-            raise UnsupportedBundle(
-                f"{path / FRAMES_FILE} is {frames.shape} {frames.dtype}; manifest says {expected} uint8"
-            )
-        crops = {}
-        for size in manifest.crop_sizes:
-            array = _load(path / crops_file(size))
-            if array.shape != (manifest.frame_count, size, size, 3):
-                raise UnsupportedBundle(f"{path / crops_file(size)} is {array.shape}; expected {size}×{size} crops")
-            crops[size] = array
-        return cls(path, manifest, frames, crops)
+        n = manifest.frame_count
+        frames = FrameStore(path, n, manifest.height, manifest.width, cache_bytes)
+        landmarks = _load(path / LANDMARKS_FILE, (n, 468, 2), np.float32)
+        pose = _load(path / POSE_FILE, (n, 3), np.float32)
+        crops = {size: _load(path / crops_file(size), (n, size, size, 3), np.uint8) for size in manifest.crop_sizes}
+        return cls(path, manifest, frames, landmarks, pose, crops)
+
+    def frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` as a read-only (H, W, 3) uint8 RGB array."""
+        return self.frames[index]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
+
+    @property
+    def lips(self) -> dict[str, np.ndarray]:
+        """Per-frame lip contours in frame pixels: "outer" and "inner", each (N, 20, 2), closed loops from the
+        image-left mouth corner along the lower lip and back along the upper one."""
+        return {
+            "outer": self.landmarks[:, list(topology.OUTER_LIPS)],
+            "inner": self.landmarks[:, list(topology.INNER_LIPS)],
+        }
+
+    def extra_folder(self, name: str) -> Path:
+        """The folder an extra builder wrote at build time; refuses a bundle built without it."""
+        folder = self.path / EXTRAS_DIR / name
+        if name not in self.manifest.extras or not folder.is_dir():
+            raise UnsupportedBundle(f"Avatar bundle {self.path} has no {name!r} data; rebuild the avatar")
+        return folder
 
     @property
     def fps(self) -> int:
@@ -57,10 +88,13 @@ class AvatarBundle:
         return position if position < n else period - position
 
 
-def _load(path: Path) -> np.ndarray:
+def _load(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r")
+        array = np.load(path, mmap_mode="r")
     except FileNotFoundError:
         raise UnsupportedBundle(f"Avatar bundle file {path} is missing; rebuild the avatar") from None
     except ValueError as exc:
         raise UnsupportedBundle(f"Avatar bundle file {path} is unreadable: {exc}") from None
+    if array.shape != shape or array.dtype != dtype:
+        raise UnsupportedBundle(f"{path} is {array.shape} {array.dtype}; expected {shape} {np.dtype(dtype)}")
+    return array
