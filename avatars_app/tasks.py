@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import OperationalError, transaction
 from django.db.models import Q
@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from livehuman_site.conf import livehuman_settings
 from realtime.avatar.format import Manifest
+from realtime.metrics import AVATAR_BUILD_SECONDS, AVATAR_BUILDS
 
 from .bundle.builder import build_bundle, reuse_bundle
 from .bundle.errors import BadVideo
@@ -70,7 +71,22 @@ def _update(avatar_id: int, task_id: str, **fields: object) -> None:
 @shared_task(bind=True, name="avatars_app.build_avatar", acks_late=True, reject_on_worker_lost=True)
 def build_avatar(self, avatar_id: int, force: bool = False) -> str:
     """Build (or reuse) the bundle of avatar ``avatar_id``; returns the outcome: ready, failed or superseded.
-    Queue it through ``queue_build``, which sets the time limits and the build id it checks."""
+    Queue it through ``queue_build``, which sets the time limits and the build id it checks. Each attempt is
+    counted in the worker's metrics by outcome ("retry" and "error" for one that raised)."""
+    started = time.monotonic()
+    outcome = "error"
+    try:
+        outcome = _build_avatar(self, avatar_id, force)
+        return outcome
+    except Retry:
+        outcome = "retry"
+        raise
+    finally:
+        AVATAR_BUILDS.labels(outcome).inc()
+        AVATAR_BUILD_SECONDS.labels(outcome).observe(time.monotonic() - started)
+
+
+def _build_avatar(self: Task, avatar_id: int, force: bool) -> str:
     task_id = self.request.id
     claimed = Avatar.objects.filter(Q(task_id=task_id) | Q(task_id=""), pk=avatar_id).update(
         task_id=task_id,

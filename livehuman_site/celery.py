@@ -8,7 +8,7 @@ reaches SQLAlchemy's ``create_engine`` and breaks the worker.
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livehuman_site.settings")
@@ -18,3 +18,13 @@ kombu_sqlalchemy.Transport.polling_interval = 0.1  # seconds; default 1 s makes 
 app = Celery("livehuman")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.celeryd_init.connect
+def _serve_metrics(**kwargs: object) -> None:
+    """In the worker's main process, before its pool starts: its metrics port, when WORKER_METRICS_PORT is set."""
+    from livehuman_site.conf import livehuman_settings
+    from livehuman_site.metrics import serve_worker_metrics
+
+    if livehuman_settings.WORKER_METRICS_PORT:
+        serve_worker_metrics(int(livehuman_settings.WORKER_METRICS_PORT), livehuman_settings.WORKER_METRICS_ADDR)

@@ -23,6 +23,12 @@ DEFAULTS: dict[str, Any] = {
     # to the stored state and a command answers 409 not_live
     "SESSION_REPLY_TIMEOUT_S": 1.0,
     "ROLE_SWITCH_TIMEOUT_S": 10.0,  # REST `role` waits this long for the owning worker (a role not loaded yet loads)
+    # Operations: /metrics answers only a scraper sending "Authorization: Bearer <METRICS_TOKEN>"; empty: no /metrics
+    "METRICS_TOKEN": "",
+    # A Celery worker serves its metrics (avatar builds) on this port of WORKER_METRICS_ADDR; 0: not at all.
+    # With a prefork pool, also set PROMETHEUS_MULTIPROC_DIR (an empty folder) so the children's counts add up.
+    "WORKER_METRICS_PORT": 0,
+    "WORKER_METRICS_ADDR": "127.0.0.1",
     # Sessions and limits (DESIGN.md §1, §5)
     "MAX_SESSIONS_PER_WORKER": 8,
     "SESSION_IDLE_TIMEOUT_S": 600,

@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import structlog
 from csp.constants import NONE, SELF
 from django.utils.translation import gettext_lazy as _
 
@@ -66,6 +67,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_api_key",
     "django_filters",
+    "django_prometheus",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here: the docs work without a public CDN
     "csp",
@@ -77,6 +79,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first and last: it times the whole request
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -88,6 +91,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # Pages load scripts, styles and images only from this origin, with no inline script or style: an injected
@@ -145,6 +149,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not in-memory) test database, one per test run, so that worker and server processes the tests
     # start (Celery, daphne) see the same rows: tests/fixtures/processes.py hands them its URL.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
+# The same database engines, instrumented: django-prometheus counts queries, errors and connections per process.
+_INSTRUMENTED_ENGINES = {"sqlite3", "postgresql", "mysql"}
+_engine = DATABASES["default"]["ENGINE"].rpartition(".")[2]
+if DATABASES["default"]["ENGINE"].startswith("django.db.backends.") and _engine in _INSTRUMENTED_ENGINES:
+    DATABASES["default"]["ENGINE"] = f"django_prometheus.db.backends.{_engine}"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -186,6 +195,8 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 reads with a 5-s socket timeout by default: exactly channels-redis's 5-s BZPOPMIN, so an
             # idle consumer's receive raced its own timeout and crashed the consumer. Read longer than the block.
+            # redis-py 8 reads with a 5-s socket timeout by default, exactly channels-redis's 5-s blocking receive:
+            # a consumer whose channel stayed quiet that long died of a read timeout. Reads may wait longer.
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
@@ -259,13 +270,33 @@ LIVEHUMAN = {
 }
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+# structlog renders every standard-library log line: one JSON object a line (LOG_FORMAT=json, the default, for log
+# collectors) or coloured text (LOG_FORMAT=console). Values bound with structlog.contextvars (a live session binds
+# session_id and tenant) appear on every line logged in that context, the session's tasks included.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
+_LOG_CHAIN = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "structured": {
+            "()": structlog.stdlib.ProcessorFormatter,
+            "foreign_pre_chain": _LOG_CHAIN,
+            "processors": [
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(ensure_ascii=False)
+                if LOG_FORMAT == "json"
+                else structlog.dev.ConsoleRenderer(colors=False),
+            ],
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"level": "INFO"},

@@ -6,6 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
+from livehuman_site.metrics import metrics_view
 from livehuman_site.tenancy.views import switch_tenant_view, tenant_media_view
 from sessions_app.views import chat_page
 
@@ -21,6 +22,7 @@ urlpatterns = [
     path("tenant/switch/", switch_tenant_view, name="switch_tenant"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus's default path; bearer token (METRICS_TOKEN)
     path("api/v1/", include("livehuman_site.api_urls")),  # includes the schema and docs pages
     # A tenant's uploads, to that tenant only (tenancy.views.tenant_media_view).
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", tenant_media_view, name="tenant_media"),

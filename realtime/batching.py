@@ -22,6 +22,7 @@ submission (an interrupt) takes its still-queued requests out of the queue.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 from collections import deque
@@ -158,7 +159,9 @@ class BatchingExecutor(Generic[Item, Result]):
         self._loop = loop
         self._arrived = asyncio.Event()
         self._room = asyncio.Condition()
-        self._task = loop.create_task(self._dispatch(), name=f"batching.{self.name}")
+        # Started from whichever session submits first, but it serves all: it must not carry that session's
+        # context (the session id bound for its log lines).
+        self._task = loop.create_task(self._dispatch(), name=f"batching.{self.name}", context=contextvars.Context())
 
     async def _dispatch(self) -> None:
         assert self._arrived is not None and self._room is not None

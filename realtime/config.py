@@ -32,3 +32,4 @@ class SessionConfig:
     degrade: DegradePolicy = field(default_factory=DegradePolicy)  # when to lower and raise the fps under load
     idle_timeout_s: float = 0.0  # end the session after this long without speech or text; 0: never
     greeting: str = ""  # said as the role's first message when media starts (and after a switch to the role)
+    tenant: str = ""  # the tenant's slug: a label on metrics and log lines

@@ -35,6 +35,7 @@ from realtime.batching import BatchingExecutor
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
 from realtime.engines.registry import engine_class
 from realtime.engines.tts.base import TTSEngine, VoiceSettings
+from realtime.metrics import LIPSYNC_BATCH_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class ModelPool:
 
     async def render(self, engine: LipSyncEngine, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
         """Run ``engine.render_batch`` in the render thread now, unbatched (it blocks: numpy, torch)."""
+        LIPSYNC_BATCH_SIZE.observe(len(requests))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, engine.render_batch, list(requests))
 

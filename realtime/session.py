@@ -25,6 +25,7 @@ from .conversation import Conversation, TalkMode, TurnRows
 from .conversation.spoken import MeasuredTTS
 from .degrade import FpsGovernor
 from .ledger import MessageLedger, MessageTimings, MessageWriter
+from .metrics import INTERRUPTS, FpsMeter, observe_answer
 from .peer import Peer
 from .pipeline import SpeechPipeline, TaskOwner
 from .pool import Lease, ModelPool
@@ -78,8 +79,14 @@ class LiveSession:
             on_change=lambda state: self._notify(self.events.state_changed, state.value),
         )
         self.audio_track = AvatarAudioTrack(self.clock, self.timeline)
+        self.fps_meter = FpsMeter(target=lambda: self.config.fps)
         self.video_track = AvatarVideoTrack(
-            self.clock, self.timeline, lease.avatar, self.rate, on_skipped=self.governor.late
+            self.clock,
+            self.timeline,
+            lease.avatar,
+            self.rate,
+            on_skipped=self.governor.late,
+            on_sent=self.fps_meter.frame_sent,
         )
         self.peer = Peer(
             ice_servers=config.ice_servers,
@@ -201,6 +208,8 @@ class LiveSession:
         if self.conversation is not None:
             await self.conversation.cancel_answers()
         cut = self.ledger.cut()  # first: a cue firing while the stages stop now finds nothing
+        if cut and not swap:
+            INTERRUPTS.inc()
         await self.pipeline.restart(**swap)
         for message_id, timings in cut:
             self._finished(message_id, timings)
@@ -300,6 +309,7 @@ class LiveSession:
     # --- internals -------------------------------------------------------------------------------------------
 
     def _finished(self, message_id: int, timings: MessageTimings) -> None:
+        observe_answer(timings)
         if timings.interrupted and self.conversation is not None:
             self.conversation.history.set_assistant(message_id, timings.text)  # only what the user heard
         self._notify(self.events.message_finished, message_id, timings)

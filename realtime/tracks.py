@@ -84,7 +84,8 @@ class AvatarVideoTrack(MediaStreamTrack):
     on the timeline each slot starts where the previous frame ended (so frames
     made at any fps are shown whole, at their own time), and while idle the slots
     sit on the current fps's grid. ``on_skipped(frames, fps)`` hears of slots
-    the sender was too late to send (the degradation governor listens).
+    the sender was too late to send (the degradation governor listens); ``on_sent(t)`` hears of each frame
+    sent, with its time on the session clock (the fps metrics).
     """
 
     kind = "video"
@@ -96,6 +97,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         avatar: AvatarBundle,
         rate: FrameRate,
         on_skipped: Callable[[int, int], None] | None = None,
+        on_sent: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__()
         self._clock = clock
@@ -103,6 +105,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self.avatar = avatar  # swapped in place on a role switch
         self.rate = rate
         self.on_skipped = on_skipped
+        self.on_sent = on_sent
         self._next: int | None = None  # position (48 kHz samples) of the next slot
 
     async def recv(self) -> av.VideoFrame:
@@ -120,6 +123,8 @@ class AvatarVideoTrack(MediaStreamTrack):
             self._next = self._idle_after(at)
         frame.pts = at * VIDEO_CLOCK_RATE // OUTPUT_RATE
         frame.time_base = VIDEO_TIME_BASE
+        if self.on_sent is not None:
+            self.on_sent(at / OUTPUT_RATE)
         return frame
 
     def _slot(self) -> int:

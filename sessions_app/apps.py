@@ -5,3 +5,12 @@ from django.utils.translation import gettext_lazy as _
 class SessionsAppConfig(AppConfig):
     name = "sessions_app"
     verbose_name = _("Chat sessions")
+
+    def ready(self) -> None:
+        from prometheus_client import REGISTRY
+
+        from realtime.metrics import LiveSessionsCollector
+
+        from .live_sessions import live_sessions
+
+        REGISTRY.register(LiveSessionsCollector(live_sessions.states))

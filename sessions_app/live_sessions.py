@@ -46,6 +46,13 @@ class LiveSessionRegistry:
     def get(self, session_id: str) -> LiveSession | None:
         return self._sessions.get(session_id)
 
+    def states(self) -> list[tuple[str, str]]:
+        """(speaking state, tenant) of each session here; "connecting" while a reserved place has no media yet."""
+        return [
+            (session.state.value, session.config.tenant) if session is not None else ("connecting", "")
+            for session in list(self._sessions.values())
+        ]
+
     def __len__(self) -> int:
         return len(self._sessions)
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Protocol
 
+import structlog
 from channels.db import database_sync_to_async
 from django.utils.translation import gettext as _
 
@@ -27,6 +28,7 @@ from realtime.engines.base import EngineUnavailable
 from realtime.engines.registry import UnknownEngine
 from realtime.errors import SessionError
 from realtime.ledger import MessageTimings
+from realtime.metrics import ERRORS
 from realtime.pipeline import PipelineFull
 from realtime.session import LiveSession
 
@@ -89,6 +91,8 @@ class SessionOwner:
         self._reserved = True
         try:
             config = await database_sync_to_async(build_session_config)(self.chat_session)
+            # Every log line of this session from here on (its tasks inherit this context) names it and its tenant.
+            structlog.contextvars.bind_contextvars(session_id=self.session_id, tenant=config.tenant)
             if livehuman_settings.PRELOAD_ROLES:
                 preload_once(get_pool())
             self.live = await LiveSession.open(config, get_pool(), self)
@@ -97,6 +101,7 @@ class SessionOwner:
             message = self._report(Code.ENGINE_UNAVAILABLE, str(exc))
             raise Refused(Code.ENGINE_UNAVAILABLE, message, 4503) from exc
         live_sessions.attach(self.session_id, self.live)
+        logger.info("session started: role %s at %d fps", config.role_name, config.fps)
         await database_sync_to_async(services.mark_connected)(self.chat_session, worker)
         await self.socket.send_event({"type": "state", "state": self.live.state.value, "fps": config.fps})
 
@@ -217,6 +222,7 @@ class SessionOwner:
 
     async def notify_error(self, code: str, message: str) -> None:
         """Tell the page that its request failed: ``message`` is already fit to show."""
+        ERRORS.labels(code).inc()
         await self.socket.send_event({"type": "error", "code": code, "message": message})
 
     async def ended(self, reason: str) -> None:
@@ -244,6 +250,7 @@ class SessionOwner:
             if self._reserved:
                 live_sessions.release(self.session_id)
         if reason is not None and self.live is not None:
+            logger.info("session ended: %s", reason)
             await database_sync_to_async(self.chat_session.end)(reason)
 
 

@@ -49,6 +49,7 @@ def build_session_config(session: ChatSession, role: Role | None = None) -> Sess
     ice = ice_settings()
     return SessionConfig(
         session_id=str(session.pk),
+        tenant=session.tenant.slug,
         role_id=role.pk,
         role_name=role.name,
         fps=role.fps,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import redis
@@ -23,7 +24,8 @@ from avatars_app.services import avatar_folder, bundle_location
 from realtime.avatar.reader import AvatarBundle
 from realtime.face import topology
 from tests.fixtures.media import megamind
-from tests.fixtures.processes import REDIS_TEST_URL, celery_worker_command, child_env, running
+from tests.fixtures.processes import REDIS_TEST_URL, celery_worker_command, child_env, free_port, running
+from tests.fixtures.prometheus import parse, total
 from tests.fixtures.tenancy import key_client
 from tests.fixtures.videos import assert_bundle_matches, moving_astronaut, upload
 
@@ -57,11 +59,12 @@ def to_test_broker(settings) -> Iterator[None]:
         app._after_fork()
 
 
-def _start_worker(log: Path) -> Iterator[psutil.Process]:
+def _start_worker(log: Path, **extra_env: str) -> Iterator[psutil.Process]:
     env = child_env(
         REDIS_URL=REDIS_TEST_URL,
         LIVEHUMAN_AVATAR_BUILD_QUEUE=QUEUE,
         LIVEHUMAN_AVATAR_PROGRESS_INTERVAL_S="0.1",
+        **extra_env,
     )
     # prefork with one child: the child can be killed alone, as the OOM killer or a crash would
     command = celery_worker_command("--pool=prefork", "--concurrency=1", "-Q", QUEUE, "--without-mingle")
@@ -197,3 +200,22 @@ def test_build_of_a_killed_worker_is_requeued_by_rebuild(transactional_db, to_te
     assert avatar.status == "ready", avatar.error
     assert_bundle_matches(AvatarBundle.open(bundle_location(avatar)), video)
     assert [p.name for p in avatar_folder(avatar).iterdir()] == [bundle_location(avatar).name]
+
+
+def test_worker_counts_its_builds_on_its_metrics_port(transactional_db, to_test_broker, world_a, tmp_path):
+    """The prefork worker's child builds; the main process serves the children's counts (multiprocess mode)."""
+    port = free_port()
+    (tmp_path / "prometheus").mkdir()
+    env = {"LIVEHUMAN_WORKER_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
+    for _ in _start_worker(tmp_path / "worker.log", **env):
+        video = moving_astronaut(tmp_path / "astronaut.mp4", size=(320, 240), seconds=2)
+        ready = _wait_until_built(upload(key_client(world_a.raw_key), video.path).json()["id"])
+        broken = tmp_path / "broken.mp4"
+        broken.write_bytes(video.path.read_bytes()[:2000])  # a cut-off upload: the build fails
+        failed = _wait_until_built(upload(key_client(world_a.raw_key), broken, name="Broken").json()["id"])
+        assert (ready.status, failed.status) == ("ready", "failed"), (ready.error, failed.error)
+        samples = parse(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+    assert total(samples, "livehuman_avatar_builds_total", outcome="ready") == 1
+    assert total(samples, "livehuman_avatar_builds_total", outcome="failed") == 1
+    assert total(samples, "livehuman_avatar_build_seconds_count", outcome="ready") == 1
+    assert 0 < total(samples, "livehuman_avatar_build_seconds_sum", outcome="ready") < 60

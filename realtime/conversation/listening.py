@@ -27,6 +27,7 @@ import numpy as np
 
 from realtime.clock import SessionClock
 from realtime.engines.asr.base import ASREngine, ASRError
+from realtime.metrics import observe_vad_decision
 from realtime.vad import SAMPLE_RATE, EndOfTurn, SpeechStarted, TurnDetector
 
 from .mic import CHUNK_SAMPLES
@@ -202,6 +203,7 @@ class Listener:
             if isinstance(event, SpeechStarted):
                 await self._start(event)
             elif isinstance(event, EndOfTurn):
+                observe_vad_decision(event.at_s - event.speech_end_s)
                 self._end()
 
     def _sentence_done(self, speech_end_s: float) -> bool:

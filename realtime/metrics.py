@@ -1,0 +1,133 @@
+"""The product's own Prometheus metrics, in this process's default registry (``prometheus_client``, no Django).
+
+Each worker process (daphne, Celery) keeps its own counts; the operator scrapes every process (README
+"Metrics"). Labels stay few and bounded: tenant slugs, states, stage names and error codes, never session ids.
+The live-session gauge is not kept by hand: ``LiveSessionsCollector`` counts the process's sessions at scrape
+time, so it cannot drift from what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+STAGES = ("vad_decision", "asr_tail", "llm_first_token", "tts_first_audio", "first_frame")
+
+STAGE_LATENCY = Histogram(
+    "livehuman_stage_latency_seconds",
+    "Time each stage of an answer took: VAD decision (end of speech to end of turn), ASR tail (end of turn to "
+    "final text), LLM first token, TTS first audio and first lip-synced frame (each from the stage before).",
+    ["stage"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+)
+FPS_DELIVERED = Histogram(
+    "livehuman_session_fps_delivered",
+    "Video frames a session sent in each second of its life, by the role's target fps.",
+    ["target"],
+    buckets=(5, 10, 12.5, 15, 20, 22.5, 24, 25, 27.5, 30, 40, 45, 50, 60),
+)
+FPS_RATIO = Histogram(
+    "livehuman_session_fps_ratio",
+    "Delivered over target fps for each second of each session (1: the role's full rate).",
+    buckets=(0.25, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.0, 1.02),
+)
+LIPSYNC_BATCH_SIZE = Histogram(
+    "livehuman_lipsync_batch_size",
+    "Frames in each lip-sync model call, gathered across sessions.",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+)
+INTERRUPTS = Counter("livehuman_interrupts_total", "Answers cut short: interrupt, barge-in or say with interrupt.")
+ERRORS = Counter("livehuman_errors_total", "Errors reported to clients, by code.", ["code"])
+DEGRADE_STEPS = Counter(
+    "livehuman_degrade_steps_total",
+    "Degradation ladder steps taken, by direction and the rung reached.",
+    ["direction", "rung"],
+)
+AVATAR_BUILDS = Counter("livehuman_avatar_builds_total", "Avatar builds finished, by outcome.", ["outcome"])
+AVATAR_BUILD_SECONDS = Histogram(
+    "livehuman_avatar_build_seconds",
+    "How long avatar builds took, by outcome.",
+    ["outcome"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800),
+)
+
+
+class Timings(Protocol):
+    """Milliseconds from the start of a turn to each point (``realtime.session.MessageTimings``)."""
+
+    asr_ms: int | None
+    llm_first_token_ms: int | None
+    tts_first_audio_ms: int | None
+    first_frame_ms: int | None
+
+
+def observe_answer(timings: Timings) -> None:
+    """Each stage's own time, from the cumulative points of one answer; stages it never reached are skipped."""
+    previous = 0
+    points = (
+        ("asr_tail", timings.asr_ms),
+        ("llm_first_token", timings.llm_first_token_ms),
+        ("tts_first_audio", timings.tts_first_audio_ms),
+        ("first_frame", timings.first_frame_ms),
+    )
+    for stage, at_ms in points:
+        if at_ms is None:
+            continue
+        STAGE_LATENCY.labels(stage).observe(max(0, at_ms - previous) / 1000)
+        previous = at_ms
+
+
+def observe_vad_decision(seconds: float) -> None:
+    STAGE_LATENCY.labels("vad_decision").observe(max(0.0, seconds))
+
+
+class FpsMeter:
+    """Counts a session's sent video frames and reports each whole second to the fps histograms.
+
+    ``target`` is read at each report: a role switch changes it in place.
+    """
+
+    def __init__(self, target: Callable[[], int]) -> None:
+        self._target = target
+        self._started: float | None = None
+        self._frames = 0
+
+    def frame_sent(self, now: float) -> None:
+        if self._started is None:
+            self._started = now
+        self._frames += 1
+        elapsed = now - self._started
+        if elapsed >= 1.0:
+            target = self._target()
+            delivered = (self._frames - 1) / elapsed  # frames between the first and this one, inclusive of gaps
+            FPS_DELIVERED.labels(str(target)).observe(delivered)
+            FPS_RATIO.observe(delivered / target)
+            self._started, self._frames = now, 1
+
+
+class LiveSessionsCollector(Collector):
+    """``livehuman_live_sessions{state, tenant}``: this process's live sessions, counted when scraped.
+
+    ``sessions`` yields one (state, tenant) pair per live session ("connecting" for a place reserved before its
+    media starts).
+    """
+
+    def __init__(self, sessions: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        self._sessions = sessions
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "livehuman_live_sessions",
+            "Live sessions in this process, by speaking state and tenant.",
+            labels=["state", "tenant"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for key in self._sessions():
+            counts[key] = counts.get(key, 0) + 1
+        for (state, tenant), count in sorted(counts.items()):
+            family.add_metric([state, tenant], count)
+        yield family
