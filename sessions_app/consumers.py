@@ -47,6 +47,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             await self.owner.refuse(Refused(Code.INTERNAL_ERROR, _("The session could not start."), 1011))
             return
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.owner.announce()
 
     async def disconnect(self, code: int) -> None:
         self._socket_open = False

@@ -103,7 +103,11 @@ class SessionOwner:
         live_sessions.attach(self.session_id, self.live)
         logger.info("session started: role %s at %d fps", config.role_name, config.fps)
         await database_sync_to_async(services.mark_connected)(self.chat_session, worker)
-        await self.socket.send_event({"type": "state", "state": self.live.state.value, "fps": config.fps})
+
+    async def announce(self) -> None:
+        """The first ``state``: sent once the owner can be reached (its consumer has joined the session's group),
+        so a client that acts on it over REST at once finds the session live."""
+        await self.socket.send_event({"type": "state", "state": self.live.state.value, "fps": self.live.rate.fps})
 
     # --- signaling -------------------------------------------------------------------------------------------
 
