@@ -27,6 +27,14 @@ DEMO_VOICE_NAME = "Demo voice (Piper, English)"
 DEMO_PROMPT_NAME = "Demo prompt"
 DEMO_SYSTEM_TEXT = "You are the LiveHuman demo, a friendly digital human. Answer in one or two short spoken sentences."
 DEMO_GREETING = "Hello! I am the LiveHuman demo. Say something and I will answer."
+# The Chinese demo: espeak-ng's Mandarin voice offline (chosen by the language); changing the voice's engine to
+# "edge" alone gives edge-tts' zh-CN-XiaoxiaoNeural on a machine that is online. FunASR hears it once its models
+# are downloaded (manage.py download_funasr_models); until then the chat page says so and typing works.
+ZH_ROLE_NAME = "演示助手"
+ZH_VOICE_NAME = "演示语音（espeak-ng 中文，可改用 edge-tts）"
+ZH_PROMPT_NAME = "演示提示词"
+ZH_SYSTEM_TEXT = "你是 LiveHuman 的演示数字人，亲切友好。请用一两句简短的中文口语回答。"
+ZH_GREETING = "你好！我是 LiveHuman 演示助手。打字或者说话，我都会回答你。"
 
 
 @dataclass
@@ -37,6 +45,7 @@ class DemoData:
     admin: Any
     member: Any
     role: Any
+    chinese_role: Any = None
     admin_password: str | None = None
     member_password: str | None = None
     created: list[str] = field(default_factory=list)
@@ -96,27 +105,43 @@ def ensure_demo_data() -> DemoData:
         prompt = _get_or_create(
             Prompt, report, "prompt", tenant=tenant, name=DEMO_PROMPT_NAME, defaults={"system_text": DEMO_SYSTEM_TEXT}
         )
+        zh_voice = _get_or_create(
+            Voice,
+            report,
+            "Chinese voice",
+            tenant=tenant,
+            name=ZH_VOICE_NAME,
+            defaults={"engine": "espeak", "language": Language.CHINESE},  # no voice_id: chosen by engine + language
+        )
+        zh_prompt = _get_or_create(
+            Prompt,
+            report,
+            "Chinese prompt",
+            tenant=tenant,
+            name=ZH_PROMPT_NAME,
+            defaults={"system_text": ZH_SYSTEM_TEXT},
+        )
     # Outside the transaction: building the avatar may hand work to a Celery worker, which must see committed rows.
     avatar = _demo_avatar(tenant, report)
     with transaction.atomic():
-        role = _get_or_create(
-            Role,
-            report,
-            "role",
-            tenant=tenant,
-            name=DEMO_ROLE_NAME,
-            defaults={
-                "voice": voice,
-                "prompt": prompt,
-                "avatar": avatar,
-                "llm_engine": "echo",
-                "greeting": DEMO_GREETING,
-                "language": Language.ENGLISH,
-            },
-        )
-        if role.avatar_id is None and avatar is not None:  # the avatar arrived after an earlier run
-            role.avatar = avatar
-            role.save(update_fields=["avatar"])
-            report.created.append("role avatar")
-    report.role = role
+        report.role = _ensure_role(
+            tenant, report, "role", name=DEMO_ROLE_NAME, avatar=avatar, voice=voice, prompt=prompt,
+            greeting=DEMO_GREETING, language=Language.ENGLISH, asr_engine="pocketsphinx",
+        )  # fmt: skip
+        report.chinese_role = _ensure_role(
+            tenant, report, "Chinese role", name=ZH_ROLE_NAME, avatar=avatar, voice=zh_voice, prompt=zh_prompt,
+            greeting=ZH_GREETING, language=Language.CHINESE, asr_engine="funasr",
+        )  # fmt: skip
     return report
+
+
+def _ensure_role(tenant: Tenant, report: DemoData, label: str, *, name: str, avatar: Avatar | None, **fields) -> Role:
+    """The demo role ``name`` (echo LLM), created with ``fields``; an existing one only gets a late avatar."""
+    role = _get_or_create(
+        Role, report, label, tenant=tenant, name=name, defaults={"avatar": avatar, "llm_engine": "echo", **fields}
+    )
+    if role.avatar_id is None and avatar is not None:  # the avatar arrived after an earlier run
+        role.avatar = avatar
+        role.save(update_fields=["avatar"])
+        report.created.append(f"{label} avatar")
+    return role

@@ -7,6 +7,8 @@ from django.utils.translation import gettext as _
 
 from avatars_app.models import Role
 
+from .voice_input import voice_input_note
+
 
 def _page_strings() -> dict[str, str]:
     """Texts the page's script shows, translated on the server so one catalogue serves template and script."""
@@ -30,10 +32,13 @@ def _page_strings() -> dict[str, str]:
         ),
         "server_fps": _("sent at %(fps)s fps"),
         "role_switched": _("Now talking to %(name)s (switched in %(ms)s ms)."),
+        "jitter_buffer": _("jitter buffer"),
     }
 
 
 @login_required
 def chat_page(request: HttpRequest) -> HttpResponse:
-    roles = request.tenant_scope.filter(Role.objects.filter(active=True)).select_related("avatar")
+    roles = list(request.tenant_scope.filter(Role.objects.filter(active=True)).select_related("avatar"))
+    for role in roles:
+        role.voice_input_note = voice_input_note(role)
     return render(request, "sessions_app/chat.html", {"roles": roles, "page_strings": _page_strings()})

@@ -122,3 +122,53 @@ def test_member_talks_to_the_avatar_in_chromium(daphne_server, world_a, _media_r
         session.refresh_from_db()
     assert session.state == ChatSession.State.ENDED
     assert session.end_reason == ChatSession.EndReason.CLIENT
+
+
+def _wait_for_text(page: Page, selector: str, text: str, timeout: float) -> None:
+    """Poll from Python: the page's CSP forbids the string evaluation ``wait_for_function`` relies on."""
+    deadline = time.monotonic() + timeout
+    while text not in (seen := page.inner_text(selector)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{selector} never showed {text!r}; it shows {seen!r}")
+        page.wait_for_timeout(100)
+
+
+def test_the_chinese_demo_role_reads_in_chinese_in_chromium(daphne_server, world_a, _media_root, settings):
+    """The Chinese role on a Chinese browser: page, voice-input note, spoken greeting, subtitles, history and
+    errors all in Chinese. Screenshot: test-artifacts/chat-page-chinese.png."""
+    from avatars_app.demo_data import ZH_GREETING, ZH_ROLE_NAME
+    from avatars_app.models import Role, Voice
+
+    talking = make_talking_role(world_a, _media_root, frame_count=1)
+    voice = Voice.objects.create(tenant=world_a.tenant, name="中文", engine="espeak", language="zh")
+    role = Role.objects.create(
+        tenant=world_a.tenant, name=ZH_ROLE_NAME, avatar=talking.avatar, voice=voice, language="zh",
+        asr_engine="funasr", greeting=ZH_GREETING,
+    )  # fmt: skip
+    ARTIFACTS.mkdir(exist_ok=True)
+    typed = "今天是2026年11月29日，访问量增长了35%。"
+    with chat_page_as_member(daphne_server, world_a.member, settings, context_options={"locale": "zh-CN"}) as chat:
+        page, errors = chat.page, chat.errors
+        assert page.inner_text("#start-button") == "开始"
+        page.select_option("#role", str(role.pk))
+        note = page.locator("#voice-note")
+        assert note.is_visible() and "FunASR" in note.inner_text() and "打字输入可以正常使用" in note.inner_text()
+
+        page.click("#start-button")
+        _wait_for(page, lambda s: s["state"] == "connected" and s["video"] > 0, 30, "the first decoded frames")
+        # the greeting is spoken as the first message, its sentences shown as subtitles
+        _wait_for_text(page, "#history", "总计", 30)  # the greeting's timings: it has been said to the end
+        # no FunASR models here: voice input reports it, in Chinese, and typing still works
+        _wait_for_text(page, "#error-line", "语音识别暂时不可用。", 20)
+        page.wait_for_selector("#say-text:not([disabled])")
+        page.fill("#say-text", typed)
+        page.press("#say-text", "Enter")
+        _wait_for_text(page, "#subtitle", "2026年11月29日", 20)
+        _wait_for_text(page, "#history", "访问量增长了35%。", 30)
+        after = _wait_for(page, lambda s: s["audioEnergy"] > 0, 10, "speech energy")
+        page.screenshot(path=str(ARTIFACTS / "chat-page-chinese.png"), full_page=True)
+        history = page.inner_text("#history")
+        assert ZH_GREETING in history and typed in history and "（已打断）" not in history, history
+        assert history.count("数字人 ") == 2  # the speaker label is Chinese too
+        assert "抖动缓冲" in page.inner_text("#readout")
+        assert after["audioSamples"] > 0 and not errors, errors

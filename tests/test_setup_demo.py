@@ -80,3 +80,30 @@ def test_setup_demo_leaves_an_existing_admin_and_role_alone(monkeypatch):
     _run()
     assert Role.objects.get(pk=role.pk).greeting == "Edited by the operator"
     assert Membership.objects.filter(user__username="admin", tenant__slug="demo").exists()
+
+
+def test_the_chinese_demo_role_speaks_mandarin_offline_and_edge_tts_is_one_field_away(monkeypatch, settings, tmp_path):
+    from avatars_app.demo_data import ZH_GREETING, ZH_ROLE_NAME
+    from realtime.engines.tts.edge import EdgeTTS
+    from realtime.engines.tts.espeak import EspeakTTS, espeak_flags
+    from sessions_app.session_factory import conversation_settings, voice_settings
+    from sessions_app.voice_input import voice_input_note
+
+    monkeypatch.setattr("avatars_app.demo_data.ensure_demo_avatar", _prebuilt_avatar)
+    _run()
+    role = Role.objects.select_related("voice", "prompt", "avatar").get(tenant__slug="demo", name=ZH_ROLE_NAME)
+    assert (role.language, role.asr_engine, role.llm_engine, role.greeting) == ("zh", "funasr", "echo", ZH_GREETING)
+    assert "中文" in role.prompt.system_text and role.avatar == Role.objects.get(name="Demo").avatar
+    voice = role.voice
+    assert (voice.engine, voice.voice_id, voice.language) == ("espeak", "", "zh")
+    assert espeak_flags(voice_settings(voice))[:2] == ["-v", "cmn-latn-pinyin"]
+    EspeakTTS(voice_settings(voice))  # the voice exists in this espeak-ng (checked at construction)
+    voice.engine = "edge"  # the one field to change on a machine that is online
+    assert EdgeTTS(voice_settings(voice)).voice_name == "zh-CN-XiaoxiaoNeural"
+
+    settings.LIVEHUMAN = {**settings.LIVEHUMAN, "FUNASR_MODEL_DIR": ""}
+    assert conversation_settings(role, session_id="s").asr_engine == "funasr"
+    assert "download_funasr_models" in voice_input_note(role)
+    settings.LIVEHUMAN = {**settings.LIVEHUMAN, "FUNASR_MODEL_DIR": str(tmp_path)}
+    assert voice_input_note(role) == ""  # models present: FunASR hears the role, no note
+    assert voice_input_note(Role.objects.get(name="Demo")) == ""

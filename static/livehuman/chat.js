@@ -44,6 +44,13 @@
     ui.interrupt.disabled = !(state === "speaking" || state === "thinking");
   }
 
+  /* Sentences of one message: Chinese ones run on, Latin ones keep a space between them. */
+  const WIDE = /[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f]/;
+  function joinSentences(before, next) {
+    if (!before) return next;
+    return WIDE.test(before.slice(-1)) || WIDE.test(next.charAt(0)) ? before + next : `${before} ${next}`;
+  }
+
   /* Conversation history: one entry per message, filled as subtitles and timings arrive. */
   const entries = new Map();
   function entry(key, speaker) {
@@ -167,7 +174,7 @@
         case "subtitle": {
           ui.subtitle.textContent = event.text;
           const text = entry(`assistant-${event.message_id}`, "assistant").querySelector(".text");
-          text.textContent = `${text.textContent} ${event.text}`.trim();
+          text.textContent = joinSentences(text.textContent, event.text);
           break;
         }
         case "timings":
@@ -207,7 +214,7 @@
         }
       });
       const sent = format(strings.server_fps, { fps: this.serverFps });
-      ui.readout.textContent = `fps ${fps ?? "–"} (${sent}) · RTT ${this.rttMs ?? "–"} ms · jitter buffer ${jitterMs ?? "–"} ms`;
+      ui.readout.textContent = `fps ${fps ?? "–"} (${sent}) · RTT ${this.rttMs ?? "–"} ms · ${strings.jitter_buffer} ${jitterMs ?? "–"} ms`;
     }
 
     say(text) {
@@ -251,8 +258,17 @@
   window.liveHuman = client;
 
   ui.start.addEventListener("click", () => (client.session ? client.stop() : client.start()));
+  // A role whose speech recognition cannot run on this server says so beside the voice controls.
+  const voiceNote = $("voice-note");
+  function showVoiceNote() {
+    const note = ui.role.selectedOptions[0]?.dataset.voiceNote || "";
+    voiceNote.textContent = note;
+    voiceNote.hidden = !note;
+  }
+  showVoiceNote();
   // While a session runs, picking another role switches it in place (same connection, new face and voice).
   ui.role.addEventListener("change", () => {
+    showVoiceNote();
     if (client.session) client.send({ type: "switch_role", role: Number(ui.role.value) });
   });
   ui.interrupt.addEventListener("click", () => client.interrupt());

@@ -11,13 +11,14 @@ from avatars_app.demo_data import ensure_demo_data
 
 class Command(BaseCommand):
     help = (
-        "Create the demo tenant, the superuser 'admin' (its owner), the member 'demo', a Piper voice, a prompt "
-        "and the role 'Demo'. Safe to run again: existing rows and passwords are left unchanged."
+        "Create the demo tenant, the superuser 'admin' (its owner), the member 'demo', voices, prompts and the roles"
+        " 'Demo' (English) and '演示助手' (Chinese). Safe to run again: existing rows and passwords are left unchanged."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
         demo = ensure_demo_data()
-        self.stdout.write(f"Tenant: {demo.tenant.name} ({demo.tenant.slug}); role: {demo.role.name}")
+        roles = f"{demo.role.name}, {demo.chinese_role.name}"
+        self.stdout.write(f"Tenant: {demo.tenant.name} ({demo.tenant.slug}); roles: {roles}")
         for user, password in ((demo.admin, demo.admin_password), (demo.member, demo.member_password)):
             if password:
                 self.stdout.write(
