@@ -27,7 +27,7 @@ from tests.fixtures.media import megamind
 from tests.fixtures.processes import REDIS_TEST_URL, celery_worker_command, child_env, free_port, running
 from tests.fixtures.prometheus import parse, total
 from tests.fixtures.tenancy import key_client
-from tests.fixtures.videos import assert_bundle_matches, moving_astronaut, upload
+from tests.fixtures.videos import assert_bundle_matches, moving_astronaut, no_face, upload
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -210,9 +210,8 @@ def test_worker_counts_its_builds_on_its_metrics_port(transactional_db, to_test_
     for _ in _start_worker(tmp_path / "worker.log", **env):
         video = moving_astronaut(tmp_path / "astronaut.mp4", size=(320, 240), seconds=2)
         ready = _wait_until_built(upload(key_client(world_a.raw_key), video.path).json()["id"])
-        broken = tmp_path / "broken.mp4"
-        broken.write_bytes(video.path.read_bytes()[:2000])  # a cut-off upload: the build fails
-        failed = _wait_until_built(upload(key_client(world_a.raw_key), broken, name="Broken").json()["id"])
+        faceless = no_face(tmp_path / "faceless.mp4")  # a real video, but nobody in it: the build fails
+        failed = _wait_until_built(upload(key_client(world_a.raw_key), faceless, name="Nobody").json()["id"])
         assert (ready.status, failed.status) == ("ready", "failed"), (ready.error, failed.error)
         samples = parse(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
     assert total(samples, "livehuman_avatar_builds_total", outcome="ready") == 1
