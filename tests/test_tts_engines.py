@@ -108,6 +108,7 @@ def test_piper_runs_on_one_thread_that_does_not_spin():
     options = voice.session.get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert not options.enable_cpu_mem_arena  # an arena would keep every run's peak for the life of the worker
 
 
 async def test_piper_keeps_the_event_loop_responsive():

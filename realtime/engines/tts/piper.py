@@ -26,7 +26,10 @@ def load_piper_voice(model_path: str, config_path: str) -> Any:
     onnxruntime's default is a thread per core that spins while it waits for
     work: a third more CPU per second of speech than one thread (measured: 129
     against 86 ms per second of audio), taken from every other session.
-    Sessions synthesise in parallel on the executor's threads instead.
+    Sessions synthesise in parallel on the executor's threads instead. No
+    onnxruntime memory arena either: it keeps the peak of every concurrent
+    run's tensors for the life of the process (with the process's malloc set-up,
+    ``livehuman_site.allocator``, about 250 MB a worker held after 11 sessions).
     """
     import json
 
@@ -37,6 +40,7 @@ def load_piper_voice(model_path: str, config_path: str) -> Any:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = False  # tensors from malloc: freed after each sentence
     config = PiperConfig.from_dict(json.loads(Path(config_path).read_text(encoding="utf-8")))
     session = onnxruntime.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
     return PiperVoice(session=session, config=config)

@@ -1,0 +1,488 @@
+"""Capacity and latency against the real server: daphne started as the README does, clients in this process.
+
+One run, in order:
+
+1. The server: a fresh data folder, ``migrate``, ``setup_demo`` (the demo
+   tenant, its talking avatar and the "Demo" role: Piper, pocketsphinx, the
+   echo LLM, the default lip-sync, 25 fps), an API key, then ``--processes``
+   daphne processes (the README's recommendation for a 2-core machine: one).
+   Sessions are opened over REST and signalled over the WebSocket, round-robin
+   over the processes, exactly as an integration does.
+2. Latency, one session at a time on an otherwise idle server, measured at this
+   client: offer → first video frame; voice end → first reply audio (and first
+   changed video frame) over ``--turns`` spoken questions; REST ``say`` → first
+   audible audio; REST ``interrupt`` → silence.
+3. Capacity: ``--sessions`` sessions (comma list) all speaking a long text at
+   once. Server CPU is read from the daphne processes (``psutil``), so this
+   process's clients are not charged to it; a session holds when its client
+   received ≥ 90 % of 25 frames a second. These clients count the frames
+   they receive without decoding them (their codec work would take the server's
+   cores on this machine).
+4. Where a speaking session's CPU goes: ``bench.stage_costs`` in a child
+   process (server in-process, clients in a further process).
+
+    python -m bench.capacity [--processes 1] [--sessions 2,4,8] [--turns 10] [--window 8]
+
+On a shared machine read the ratios and the CPU figures, not the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+FPS = 25
+VOICED_RMS = 300  # int16 RMS of a received 20-ms packet that carries speech (the avatar's silence decodes near 0)
+CHANGED = 6.0  # mean |difference| of a 16×16 block (of a 128-px grey thumbnail) above which the picture changed
+LONG_TEXT = (
+    "Good morning, and welcome to the station. I am the astronaut who looks after this module. "
+    "Today we check the air, the water and the power, one system after another. "
+    "If anything looks wrong, I will tell you what it means and what we should do next. "
+) * 4
+SAY_TEXT = "Hello there, it is good to see you."
+KEY_SCRIPT = (
+    "import json; from avatars_app.demo_data import ensure_demo_data; "
+    "from livehuman_site.tenancy.models import TenantAPIKey; d = ensure_demo_data(); "
+    "_, key = TenantAPIKey.objects.create_key(name='bench', tenant=d.tenant); "
+    "print(json.dumps({'role': d.role.pk, 'key': key}))"
+)
+
+
+# --- the server ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    urls: list[str]
+    processes: list[subprocess.Popen]
+    role: int
+    key: str
+
+    def cpu_seconds(self) -> float:
+        """CPU time the daphne processes (and their children) have used so far."""
+        total = 0.0
+        for process in self.processes:
+            for member in [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]:
+                times = member.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def rss_mb(self) -> float:
+        return sum(psutil.Process(process.pid).memory_info().rss for process in self.processes) / 2**20
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"daphne did not listen on {port}")
+
+
+@contextmanager
+def running_server(folder: Path, processes: int, redis_url: str | None, repo: Path = REPO) -> Iterator[Server]:
+    """Set up a fresh demo in ``folder`` and run ``processes`` daphne processes of the checkout ``repo`` on it."""
+    env = dict(os.environ, LIVEHUMAN_DATA_DIR=str(folder), PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
+    env.pop("DATABASE_URL", None)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    python = [sys.executable, "manage.py"]
+    subprocess.run([*python, "migrate", "-v", "0"], cwd=repo, env=env, check=True)
+    subprocess.run([*python, "setup_demo"], cwd=repo, env=env, check=True, capture_output=True)
+    made = subprocess.run([*python, "shell", "-c", KEY_SCRIPT], cwd=repo, env=env, check=True, capture_output=True)
+    credentials = json.loads(made.stdout.decode().strip().splitlines()[-1])
+    ports = [_free_port() for _ in range(processes)]
+    with ExitStack() as stack:
+        started = []
+        for port in ports:
+            log = stack.enter_context((folder / f"daphne-{port}.log").open("wb"))
+            command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+            process = subprocess.Popen(
+                [*command, "livehuman_site.asgi:application"],
+                cwd=repo,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            stack.callback(_stop, process)
+            started.append(process)
+        for port, process in zip(ports, started, strict=True):
+            _wait_for_port(port, process)
+        yield Server([f"http://127.0.0.1:{port}" for port in ports], started, credentials["role"], credentials["key"])
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# --- a client -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """What one client received: audio packets (arrival, RMS), video frames (arrival) and, while decoding, a grey
+    thumbnail of the latest frames."""
+
+    audio: list[tuple[float, float]] = field(default_factory=list)
+    video: list[float] = field(default_factory=list)
+    pictures: deque[tuple[float, np.ndarray]] = field(default_factory=lambda: deque(maxlen=10 * FPS))
+
+    def first_audio(self, after: float, voiced: bool = True) -> float | None:
+        return next((at for at, level in self.audio if at >= after and (level >= VOICED_RMS) == voiced), None)
+
+    def silent_from(self, after: float, packets: int = 10) -> float | None:
+        """Arrival of the first of ``packets`` silent packets in a row after ``after``."""
+        run: list[float] = []
+        for at, level in self.audio:
+            if at < after:
+                continue
+            run = [*run, at] if level < VOICED_RMS else []
+            if len(run) == packets:
+                return run[0]
+        return None
+
+    def first_changed_frame(self, after: float) -> float | None:
+        """Arrival of the first frame after ``after`` that differs from the last one before it (the mouth moved)."""
+        before = [picture for at, picture in self.pictures if at < after]
+        if not before:
+            return None
+        return next((at for at, picture in self.pictures if at >= after and changed(picture, before[-1])), None)
+
+    def fps_between(self, start: float, end: float) -> float:
+        return sum(start <= at < end for at in self.video) / (end - start)
+
+
+def thumbnail(frame: Any) -> np.ndarray:
+    return frame.to_ndarray(format="gray", width=128, height=128).astype(np.int16)
+
+
+def changed(picture: np.ndarray, reference: np.ndarray) -> bool:
+    blocks = np.abs(picture - reference).reshape(8, 16, 8, 16).mean(axis=(1, 3))
+    return bool(blocks.max() > CHANGED)
+
+
+class Client:
+    """One session as an integration runs it: REST to open it and to command it, the WebSocket for signalling,
+    an aiortc peer for the media (with a speaking mic when ``mic`` is given)."""
+
+    def __init__(self, http: aiohttp.ClientSession, server: Server, base: str, mic: Any = None) -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection
+
+        self.http, self.server, self.base = http, server, base
+        self.headers = {"Authorization": f"Api-Key {server.key}"}
+        self.seen = Seen()
+        self.peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.peer.on("track", self._on_track)
+        if mic is not None:
+            self.peer.addTrack(mic)
+        else:
+            self.peer.addTransceiver("audio", direction="recvonly")
+        self.peer.addTransceiver("video", direction="recvonly")
+        self.decode = True
+        self.session_id = ""
+        self.events: list[tuple[float, dict]] = []
+        self._tasks: list[asyncio.Task] = []
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def open(self) -> float:
+        """Open the session and make the call; the seconds from sending the offer to the first video frame."""
+        from aiortc import RTCSessionDescription
+
+        async with self.http.post(
+            f"{self.base}/api/v1/sessions/", json={"role": self.server.role}, headers=self.headers
+        ) as response:
+            body = await response.json()
+            if response.status != 201:
+                raise RuntimeError(f"session refused: {response.status} {body}")
+        self.session_id = body["id"]
+        ws_base = self.base.replace("http://", "ws://")
+        self._ws = await self.http.ws_connect(f"{ws_base}{body['ws_url']}?api_key={self.server.key}")
+        self._tasks.append(asyncio.ensure_future(self._read_socket()))
+        await self.peer.setLocalDescription(await self.peer.createOffer())
+        loop = asyncio.get_running_loop()
+        offered = loop.time()
+        await self._ws.send_json({"type": "offer", "sdp": self.peer.localDescription.sdp})
+        answer = await self.wait_for("answer")
+        await self.peer.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        async with asyncio.timeout(30):
+            while not self.seen.video:
+                await asyncio.sleep(0.005)
+        return self.seen.video[0] - offered
+
+    async def wait_for(self, kind: str, after: float = 0.0, timeout: float = 60, **fields: Any) -> dict:
+        async with asyncio.timeout(timeout):
+            while True:
+                for at, event in self.events:
+                    if at >= after and event.get("type") == kind and all(event.get(k) == v for k, v in fields.items()):
+                        return event
+                await asyncio.sleep(0.01)
+
+    async def command(self, name: str, payload: dict | None = None) -> None:
+        url = f"{self.base}/api/v1/sessions/{self.session_id}/{name}/"
+        async with self.http.post(url, json=payload or {}, headers=self.headers) as response:
+            if response.status != 202:
+                raise RuntimeError(f"{name} refused: {response.status} {await response.text()}")
+
+    async def idle(self, timeout: float = 90) -> None:
+        """Wait until the avatar has stopped speaking (the greeting, an answer)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                states = [event["state"] for _, event in self.events if event.get("type") == "state"]
+                if states and states[-1] == "idle":
+                    return
+                await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        await self.peer.close()
+        if self._ws is not None:
+            await self._ws.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _read_socket(self) -> None:
+        assert self._ws is not None
+        loop = asyncio.get_running_loop()
+        async for message in self._ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.events.append((loop.time(), json.loads(message.data)))
+
+    def _on_track(self, track: Any) -> None:
+        self._tasks.append(asyncio.ensure_future(self._read(track)))
+
+    async def _read(self, track: Any) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                frame = await track.recv()
+                at = loop.time()
+                if track.kind == "audio":
+                    samples = frame.to_ndarray().astype(np.float64) if self.decode else np.zeros(1)
+                    self.seen.audio.append((at, float(np.sqrt(np.mean(samples**2)))))
+                else:
+                    self.seen.video.append(at)
+                    if self.decode:
+                        self.seen.pictures.append((at, thumbnail(frame)))
+        except MediaStreamError:
+            pass
+
+
+def count_without_decoding() -> None:
+    """From now on this process's receivers count frames without decoding them (one blank frame stands for each)."""
+    import aiortc.rtcrtpreceiver
+    import av
+
+    blank_video = av.VideoFrame(16, 16, "yuv420p")
+    blank_audio = av.AudioFrame(format="s16", layout="stereo", samples=960)
+    blank_audio.sample_rate = 48_000
+    for plane in blank_audio.planes:
+        plane.update(bytes(plane.buffer_size))
+
+    class Counting:
+        def __init__(self, kind: str) -> None:
+            self.blank = blank_video if kind == "video" else blank_audio
+
+        def decode(self, encoded_frame: Any) -> list[Any]:
+            self.blank.pts = encoded_frame.timestamp
+            return [self.blank]
+
+    aiortc.rtcrtpreceiver.get_decoder = lambda codec: Counting("video" if codec.mimeType.startswith("video") else "a")
+
+
+# --- the measurements -------------------------------------------------------------------------------------------
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "no samples"
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"p50 {1000 * statistics.median(ordered):.0f} ms, p95 {1000 * p95:.0f} ms (n={len(ordered)})"
+
+
+async def latency(http: aiohttp.ClientSession, server: Server, turns: int) -> None:
+    from tests.fixtures.speech import SpeechSynthesizer
+    from tests.fixtures.voice import SpeakingTrack
+
+    questions = [
+        "What is the weather like in Paris today?",
+        "Turn on the lights in the living room.",
+        "How long does it take to walk to the station?",
+        "Tell me a story about the moon.",
+        "Is it going to rain tomorrow morning?",
+    ]
+    speech = SpeechSynthesizer()
+    loop = asyncio.get_running_loop()
+    offers: list[float] = []
+    to_audio: list[float] = []
+    to_frame: list[float] = []
+    say_audio: list[float] = []
+    to_silence: list[float] = []
+    mic = SpeakingTrack()
+    client = Client(http, server, server.urls[0], mic=mic)
+    try:
+        offers.append(await client.open())
+        await client.idle()  # the role's greeting
+        await asyncio.sleep(1.0)  # the mic's VAD and ASR models are loaded by now
+        for index in range(turns + 1):
+            spoken = mic.say(speech(questions[index % len(questions)], lead_s=0.3, tail_s=0.3))
+            await spoken.finished.wait()
+            voice_end = spoken.voice_end
+            await client.wait_for("timings", after=voice_end, timeout=30)
+            await client.idle()
+            audio_at = client.seen.first_audio(voice_end)
+            frame_at = client.seen.first_changed_frame(voice_end)
+            if index and audio_at is not None:  # the first turn pays for onnxruntime's first Piper run
+                to_audio.append(audio_at - voice_end)
+                if frame_at is not None:
+                    to_frame.append(frame_at - voice_end)
+            await asyncio.sleep(0.3)
+        for _ in range(5):
+            sent = loop.time()
+            await client.command("say", {"text": SAY_TEXT})
+            await client.idle()
+            if (at := client.seen.first_audio(sent)) is not None:
+                say_audio.append(at - sent)
+            await asyncio.sleep(0.3)
+            await client.command("say", {"text": LONG_TEXT})
+            async with asyncio.timeout(30):
+                while client.seen.first_audio(loop.time() - 0.5) is None:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            cut = loop.time()
+            await client.command("interrupt")
+            await client.idle()
+            await asyncio.sleep(0.5)
+            if (at := client.seen.silent_from(cut)) is not None:
+                to_silence.append(at - cut)
+    finally:
+        mic.stop()
+        await client.close()
+    print("\n2. latency at the client, one session on an idle server")
+    print(f"   offer → first video frame:            {percentiles(offers)}")
+    print(f"   voice end → first reply audio:         {percentiles(to_audio)}   (goal p50 700, p95 1000)")
+    print(f"   voice end → first changed frame:       {percentiles(to_frame)}")
+    print(f"   REST say → first audible audio:        {percentiles(say_audio)}   (goal 400)")
+    print(f"   REST interrupt → silence:              {percentiles(to_silence)}   (goal 120, jitter buffer included)")
+
+
+async def hold(http: aiohttp.ClientSession, server: Server, sessions: int, window: float) -> tuple[bool, float]:
+    """Run ``sessions`` speaking sessions; did every client get ≥ 90 % of 25 fps, and the server's CPU ms per
+    speaking session per second."""
+    loop = asyncio.get_running_loop()
+    clients = [Client(http, server, server.urls[n % len(server.urls)]) for n in range(sessions)]
+    offers: list[float] = []
+    try:
+        for client in clients:
+            client.decode = False
+            offers.append(await client.open())
+        for client in clients:
+            await client.idle()
+        for client in clients:
+            await client.command("say", {"text": LONG_TEXT})
+        await asyncio.sleep(3.0)  # every session past its first sentence's start-up
+        rss = server.rss_mb()
+        cpu, start = server.cpu_seconds(), loop.time()
+        await asyncio.sleep(window)
+        cpu, end = server.cpu_seconds() - cpu, loop.time()
+        received = [client.seen.fps_between(start, end) for client in clients]
+        speaking = [
+            [event["state"] for _, event in client.events if event.get("type") == "state"][-1] == "speaking"
+            for client in clients
+        ]
+    finally:
+        for client in clients:
+            await client.close()
+    per_session = 1000 * cpu / (end - start) / sessions
+    held = min(received) >= 0.9 * FPS and all(speaking)
+    print(
+        f"   {sessions:>2} sessions: {'held' if held else 'NOT held'}: received fps min {min(received):.1f}, "
+        f"mean {statistics.mean(received):.1f}; still speaking {sum(speaking)}/{sessions}; server CPU "
+        f"{cpu / (end - start):.2f} cores = {per_session:.0f} ms/s per speaking session "
+        f"(→ {2000 / per_session:.1f} sessions on 2 cores); server RSS {rss:.0f} MB; offer → first frame "
+        f"{percentiles(offers)}"
+    )
+    return held, per_session
+
+
+async def main(args: argparse.Namespace) -> None:
+    import aioice.ice
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livehuman_site.settings")
+    django.setup()  # the speech fixtures use the project's audio helpers
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]  # loopback only (FACTS.md)
+    print(
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (a shared machine: read the CPU figures "
+        f"and ratios); {args.processes} daphne process(es)"
+    )
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_server(Path(tmp), args.processes, args.redis_url, args.server_repo) as server,
+    ):
+        print(f"1. server up: {', '.join(server.urls)}, RSS {server.rss_mb():.0f} MB after start-up")
+        async with aiohttp.ClientSession() as http:
+            if args.turns:
+                await latency(http, server, args.turns)
+            count_without_decoding()
+            print(f"\n3. capacity: sessions all speaking, {args.window:g} s each point")
+            for sessions in [int(n) for n in args.sessions.split(",") if n]:
+                await hold(http, server, sessions, args.window)
+    if args.stages:
+        print(f"\n4. where a speaking session's CPU goes (bench.stage_costs, {args.stages} sessions)")
+        subprocess.run(
+            [sys.executable, "-m", "bench.stage_costs", "--sessions", str(args.stages), "--seconds", str(args.window)],
+            cwd=REPO,
+            check=False,
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=1, help="daphne processes (more than one needs Redis)")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="channel layer for >1 process")
+    parser.add_argument("--sessions", default="2,4,8", help="session counts of the capacity points")
+    parser.add_argument("--turns", type=int, default=10, help="spoken turns of the latency part (0: skip it)")
+    parser.add_argument("--window", type=float, default=8.0, help="seconds each capacity point is measured")
+    parser.add_argument("--stages", type=int, default=4, help="sessions of the stage-cost part (0: skip it)")
+    parser.add_argument("--server-repo", type=Path, default=REPO, help="run the server from another checkout")
+    asyncio.run(main(parser.parse_args()))
