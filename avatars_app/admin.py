@@ -23,7 +23,7 @@ from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.admin import ReadOnlyTenantInline, TenantScopedAdmin
 from livehuman_site.tenancy.models import Tenant
 from livehuman_site.tenancy.scoping import scope_for_request
-from realtime.avatar.format import UnsupportedBundle
+from realtime.avatar.format import Manifest, UnsupportedBundle
 from realtime.avatar.reader import AvatarBundle
 
 from .bundle.preview import preview_png
@@ -189,7 +189,8 @@ class AvatarAdmin(TenantScopedAdmin):
         if avatar is None or avatar.pk is None:
             return _("Saving with a video queues its build.")
         return render_to_string(
-            "admin/avatars_app/avatar/build_panel.html", {"avatar": avatar, **_status_payload(avatar)}
+            "admin/avatars_app/avatar/build_panel.html",
+            {"avatar": avatar, "kept": _kept_span(avatar), **_status_payload(avatar)},
         )
 
     @admin.action(description=gettext_lazy("Build the selected avatars again"))
@@ -227,6 +228,23 @@ class AvatarAdmin(TenantScopedAdmin):
         response = HttpResponse(preview_png(bundle), content_type="image/png")
         response["Cache-Control"] = "private, max-age=300"
         return response
+
+
+def _kept_span(avatar: Avatar) -> dict[str, Any] | None:
+    """What part of the source the built avatar uses, for the preview's caption (None before it is built)."""
+    if not avatar.is_ready:
+        return None
+    try:
+        manifest = Manifest.read(bundle_location(avatar))
+    except UnsupportedBundle:
+        return None
+    start, end = manifest.kept_span
+    return {
+        "photo": manifest.kind == "photo",
+        "start": f"{start:.1f}",
+        "end": f"{end:.1f}",
+        "total": f"{manifest.source_seconds:.1f}",
+    }
 
 
 def _status_payload(avatar: Avatar) -> dict[str, Any]:

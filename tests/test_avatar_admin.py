@@ -3,17 +3,20 @@ status, the preview strip with the boxes drawn, quotas, and tenant scoping."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 from django.test import Client
 
-from avatars_app.bundle.preview import FACE_COLOUR
+from avatars_app.bundle.preview import FACE_COLOUR, LIPS_COLOUR, SPAN_COLOUR, TIMELINE_HEIGHT
 from avatars_app.models import Avatar, Prompt, Role, Voice
 from avatars_app.services import bundle_location
 from realtime.avatar.reader import AvatarBundle
 
 ADMIN = "/admin/avatars_app"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture
@@ -74,16 +77,28 @@ def test_build_status_json_follows_the_row(owner, ready_avatar):
     assert (state["status"], state["running"], state["error"]) == ("failed", False, "No face was found.")
 
 
-def test_preview_strip_draws_the_face_box(owner, ready_avatar):
+def test_preview_strip_draws_the_face_box_the_lips_and_the_kept_span(owner, ready_avatar):
     response = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/preview.png")
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     strip = cv2.cvtColor(cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    ARTIFACTS.mkdir(exist_ok=True)
+    cv2.imwrite(str(ARTIFACTS / "avatar-preview.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
     bundle = AvatarBundle.open(bundle_location(ready_avatar))
-    assert strip.shape[0] == 160 and strip.shape[1] > 5 * 160 * bundle.manifest.width / bundle.manifest.height
+    assert strip.shape[0] == 160 + TIMELINE_HEIGHT
+    assert strip.shape[1] > 5 * 160 * bundle.manifest.width / bundle.manifest.height
     scale = 160 / bundle.manifest.height
     x1, y1, x2, _ = (int(v) for v in bundle.face_boxes[0])  # first tile shows frame 0
     top_edge = strip[round(y1 * scale), round(x1 * scale) + 3 : round(x2 * scale) - 3].astype(int)
     assert np.abs(top_edge - FACE_COLOUR).sum(axis=1).mean() < 60  # the box is drawn along the face's top
+    lips = np.round(bundle.lips["outer"][0] * scale).astype(int)
+    on_lips = strip[lips[:, 1], lips[:, 0]].astype(int)
+    assert (np.abs(on_lips - LIPS_COLOUR).sum(axis=1) < 150).mean() > 0.6  # the detected lips are drawn
+    band = strip[160 + TIMELINE_HEIGHT // 2].astype(int)
+    assert (np.abs(band - SPAN_COLOUR).sum(axis=1) < 30).mean() > 0.9  # the whole clip was kept: all blue
+    page = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/change/").content.decode()
+    start, end = bundle.manifest.kept_span
+    total = bundle.manifest.source_seconds
+    assert f"保留了 {total:.1f} 秒视频中的第 {start:.1f}–{end:.1f} 秒" in page  # the page is in Chinese by default
 
 
 def test_other_tenants_avatar_is_not_found(world_b, ready_avatar):

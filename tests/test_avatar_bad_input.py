@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import pytest
 
 from avatars_app.bundle import synthetic
@@ -49,12 +48,6 @@ def _truncated_index_first(folder: Path) -> Path:
     return truncated(whole, folder / "cut.mp4", keep=0.5)
 
 
-def _still_image(folder: Path) -> Path:
-    path = folder / "portrait.png"
-    cv2.imwrite(str(path), cv2.cvtColor(synthetic.astronaut(), cv2.COLOR_RGB2BGR))
-    return path
-
-
 # Refused when uploaded (avatars_app.uploads): a field error, nothing stored, no build.
 REFUSED_AT_UPLOAD: dict[str, tuple[Callable[[Path], Path], str]] = {
     "not a video": (lambda d: not_a_video(d / "notes.mp4"), "is not a video or photo"),
@@ -64,7 +57,6 @@ REFUSED_AT_UPLOAD: dict[str, tuple[Callable[[Path], Path], str]] = {
     "audio only": (lambda d: audio_only(d / "voice.m4a"), "no video stream"),
 }
 BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "still image": (_still_image, "still image, not a video"),
     "no face": (lambda d: no_face(d / "wall.mp4"), "No face was found"),
     "too few faces": (lambda d: face_part_time(d / "brief.mp4", share=0.3), "A face was found in only"),
     "too small": (lambda d: plain_clip(d / "tiny.mp4", (96, 96)), "96×96 pixels"),

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import skimage.data
 from celery.exceptions import SoftTimeLimitExceeded
 
 from avatars_app import tasks
@@ -18,9 +19,8 @@ from avatars_app.bundle import synthetic
 from avatars_app.bundle.builder import BuildOptions, build_bundle
 from avatars_app.bundle.decode import VideoReader
 from avatars_app.bundle.encode import write_video
-from avatars_app.bundle.npy_stream import NpyAppender
 from avatars_app.bundle.storage import PARTIAL_PREFIX
-from avatars_app.demo import DEMO_SECONDS, ensure_demo_avatar
+from avatars_app.demo import ensure_demo_avatar
 from avatars_app.models import Avatar
 from avatars_app.services import avatar_folder, build_options, bundle_location, prepare_build
 from avatars_app.tasks import queue_build
@@ -47,16 +47,9 @@ def test_bundle_matches_the_moving_face(astronaut_video, tmp_path, settings):
     assert [p.name for p in (tmp_path / "avatar").iterdir()] == [bundle.path.name]  # no partial folder left
 
 
-def test_crops_show_the_face_box_content(astronaut_video, tmp_path):
-    bundle = _build(astronaut_video, tmp_path / "avatar")
-    x1, y1, x2, y2 = bundle.manifest.face_boxes[10]
-    expected = cv2.resize(np.asarray(bundle.frames[10][y1:y2, x1:x2]), (96, 96), interpolation=cv2.INTER_AREA)
-    assert np.abs(bundle.crops[96][10].astype(int) - expected).mean() < 2
-
-
 def test_rotation_metadata_is_honoured(tmp_path):
     """A phone's portrait video: pixels stored sideways plus a display matrix. Ignoring the matrix would leave
-    the face lying on its side, where the frontal cascade finds nothing."""
+    the face lying on its side."""
     size, fps, count = (240, 320), 25, 50  # upright: 240 wide, 320 tall
     matrices = [synthetic.placement((120 + 20 * math.sin(i / 8), 160), 0.45) for i in range(count)]
     stored = (np.ascontiguousarray(np.rot90(synthetic.render(size, [m]), -1)) for m in matrices)
@@ -93,18 +86,6 @@ def test_oversized_input_is_downscaled(tmp_path, settings):
     assert_bundle_matches(bundle, video, scale=0.5)
 
 
-def test_npy_appender_writes_a_loadable_growing_array(tmp_path):
-    rows = [np.full((3, 4, 3), i, np.uint8) for i in range(5)]
-    with NpyAppender(tmp_path / "x.npy", (3, 4, 3)) as out:
-        for row in rows:
-            out.append(row)
-    loaded = np.load(tmp_path / "x.npy", mmap_mode="r")
-    assert loaded.shape == (5, 3, 4, 3)
-    assert np.array_equal(loaded, np.stack(rows))
-    with pytest.raises(ValueError):
-        NpyAppender(tmp_path / "y.npy", (3, 4, 3)).append(np.zeros((4, 4, 3), np.uint8))
-
-
 # --- the task, run in this process (no worker): upload → queued → built ---
 
 
@@ -139,7 +120,7 @@ def test_reupload_of_the_same_file_reuses_the_bundle(
     assert (twin.status, twin.stage, twin.frame_count) == ("ready", "reused", built_avatar.frame_count)
     assert twin.bundle_path != built_avatar.bundle_path  # its own folder: either avatar can be deleted
     first, second = bundle_location(built_avatar), bundle_location(twin)
-    for name in (FRAMES_FILE, "crops_96.npy", "manifest.json"):
+    for name in (FRAMES_FILE, "landmarks.npy", "manifest.json"):
         assert (first / name).stat().st_ino == (second / name).stat().st_ino  # linked, not rebuilt
 
 
@@ -191,9 +172,9 @@ def test_progress_writes_are_throttled(built_avatar, django_assert_num_queries):
     with django_assert_num_queries(2):  # the first call and the stage change; the 998 others are dropped
         for i in range(999):
             reporter("decoding", i / 1000)
-        reporter("cropping", 0.9)
+        reporter("extras", 0.9)
     built_avatar.refresh_from_db()
-    assert (built_avatar.stage, built_avatar.progress) == ("cropping", 90)
+    assert (built_avatar.stage, built_avatar.progress) == ("extras", 90)
 
 
 def test_progress_of_a_superseded_build_stops_it(built_avatar):
@@ -265,13 +246,12 @@ def test_demo_avatar_is_built_once(world_a):
     avatar = ensure_demo_avatar(world_a.tenant)
     assert avatar.status == "ready" and avatar.stage == "ready"
     bundle = AvatarBundle.open(bundle_location(avatar))
-    assert bundle.frame_count == DEMO_SECONDS * avatar.fps
+    assert bundle.kind == "photo" and bundle.frame_count == 1  # the portrait itself, built as a photo
     assert (bundle.manifest.width, bundle.manifest.height) == (512, 512)
     x1, y1, x2, y2 = synthetic.ASTRONAUT_FACE
-    for box in bundle.face_boxes:  # the face barely moves: every box stays on it
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        assert x1 <= cx <= x2 and y1 <= cy <= y2
-    assert avatar.source_video.name.endswith(".mp4") and avatar.source_size > 0
+    cx, cy = bundle.lips["outer"][0].mean(0)
+    assert x1 <= cx <= x2 and y1 <= cy <= y2
+    assert avatar.source_video.name.endswith(".png") and avatar.source_size > 0
     again = ensure_demo_avatar(world_a.tenant)
     assert again.pk == avatar.pk and again.build_finished_at == avatar.build_finished_at
     assert Avatar.objects.filter(tenant=world_a.tenant).count() == 1
@@ -299,3 +279,40 @@ def test_an_outdated_bundle_is_refused_and_rebuild_avatars_builds_it_again(
     built_avatar.refresh_from_db()
     assert built_avatar.status == "ready" and has_current_bundle(built_avatar)
     assert AvatarBundle.open(bundle_location(built_avatar)).manifest.version == BUNDLE_VERSION
+
+
+@pytest.mark.parametrize(("extension", "pil_format"), [("jpg", "JPEG"), ("png", "PNG"), ("webp", "WEBP")])
+def test_a_portrait_photo_builds_as_a_photo_avatar(
+    world_a, tmp_path, eager_builds, django_capture_on_commit_callbacks, extension, pil_format
+):
+    from PIL import Image
+
+    path = tmp_path / f"portrait.{extension}"
+    portrait = cv2.resize(skimage.data.astronaut(), (768, 768))
+    Image.fromarray(portrait).save(path, format=pil_format, quality=92)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(key_client(world_a.raw_key), path)
+    assert response.status_code == 201, response.json()
+    avatar = Avatar.objects.get(pk=response.json()["id"])
+    assert avatar.status == "ready", avatar.error
+    bundle = AvatarBundle.open(bundle_location(avatar))
+    assert (bundle.kind, bundle.frame_count, bundle.manifest.kept_span) == ("photo", 1, (0.0, 0.0))
+    assert (bundle.manifest.width, bundle.manifest.height) == (768, 768)
+    assert np.abs(bundle.frame(0).astype(int) - portrait).mean() < 4
+    cx, cy = bundle.lips["outer"][0].mean(0)  # the portrait's lips, scaled by 1.5
+    assert abs(cx - 223 * 1.5) < 8 and abs(cy - 147 * 1.5) < 8
+    x1, y1, x2, y2 = bundle.mouth_boxes[0]
+    assert x1 < cx < x2 and y1 < cy < y2
+
+
+def test_a_photo_without_a_face_fails_clearly(world_a, tmp_path, eager_builds, django_capture_on_commit_callbacks):
+    from PIL import Image
+
+    path = tmp_path / "wall.png"
+    gradient = np.linspace(0, 255, 320 * 240 * 3).reshape(240, 320, 3).astype(np.uint8)
+    Image.fromarray(gradient).save(path)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(key_client(world_a.raw_key), path)
+    assert response.status_code == 201, response.json()
+    avatar = Avatar.objects.get(pk=response.json()["id"])
+    assert avatar.status == "failed" and avatar.error.startswith("No face was found in the photo"), avatar.error

@@ -1,24 +1,23 @@
 """Build an avatar bundle from a video file (DESIGN.md §6). No Django: the Celery task maps settings and the
 Avatar row onto ``BuildOptions`` and a progress callback.
 
-One pass decodes the video, stores each frame as JPEG and tracks the face mesh (``scan.py``). The longest steady
-stretch of one face is kept (``shots.py``); its landmarks are gap-filled and smoothed, the face and mouth boxes
-and the Wav2Lip crops are derived from them, and the registered extra builders (``realtime/avatar/extras.py``)
-add their engine's data. The manifest is written last.
+One pass decodes the video, stores each frame as JPEG and tracks the face mesh (``scan.py``); a photo is one
+frame (``photo.py``). The longest steady stretch of one face is kept (``shots.py``); its landmarks are
+gap-filled and smoothed, the face and mouth boxes are derived from them, and the registered extra builders
+(``realtime/avatar/extras.py``) add their engine's data. The manifest is written last.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from realtime.avatar.boxes import boxes_from_landmarks, cut_crop
+from realtime.avatar.boxes import boxes_from_landmarks
 from realtime.avatar.extras import run_extra_builders
-from realtime.avatar.format import BUNDLE_VERSION, CROP_SIZES, LANDMARKS_FILE, POSE_FILE, Manifest, crops_file
+from realtime.avatar.format import BUNDLE_VERSION, LANDMARKS_FILE, POSE_FILE, Manifest
 from realtime.avatar.frames import JPEG_QUALITY, FrameStore, FrameWriter, keep_frames
 from realtime.avatar.reader import AvatarBundle
 from realtime.face.mesh import FaceLandmarker, head_pose
@@ -26,7 +25,7 @@ from realtime.face.smoothing import LandmarkSmoother
 
 from .decode import DecodeLimits, VideoReader
 from .errors import BadVideo
-from .npy_stream import NpyAppender
+from .photo import is_photo, read_photo
 from .scan import Scan, scan_frames
 from .shots import Span, fill_gaps, steady_spans
 from .storage import bundle_folder_name, link_files, publish, staging
@@ -34,8 +33,7 @@ from .storage import bundle_folder_name, link_files, publish, staging
 Progress = Callable[[str, float], None]  # (stage, overall fraction 0..1); may raise to stop the build
 
 # Share of the whole build each stage takes, measured on a 720p clip: decoding, encoding and tracking dominate.
-_SCAN_END = 0.8
-_CROP_END = 0.95
+_SCAN_END = 0.9
 _EXTRAS_END = 0.98
 _SMALLEST_FACE = 40  # pixels: the full-range detector finds faces about this tall
 
@@ -82,6 +80,8 @@ def reuse_bundle(existing: Path, avatar_dir: Path, checksum: str) -> tuple[Path,
 def _write_bundle(source: Path, folder: Path, checksum: str, options: BuildOptions, progress: Progress) -> Manifest:
     progress("decoding", 0.0)
     landmarker = FaceLandmarker()
+    if is_photo(source):
+        return _write_photo_bundle(source, folder, checksum, options, landmarker, progress)
     with VideoReader(source, options.limits) as reader, FrameWriter(folder, options.jpeg_quality) as writer:
         info = reader.info
         expected = max(1.0, (info.duration or options.limits.max_seconds) * options.fps)
@@ -102,6 +102,46 @@ def _write_bundle(source: Path, folder: Path, checksum: str, options: BuildOptio
         checksum=checksum,
         size=(info.width, info.height),
         kept_span=(span.start / options.fps, span.end / options.fps),
+        source_seconds=len(scan.points) / options.fps,
+        warnings=warnings,
+        options=options,
+        progress=progress,
+    )
+
+
+def _write_photo_bundle(
+    source: Path,
+    folder: Path,
+    checksum: str,
+    options: BuildOptions,
+    landmarker: FaceLandmarker,
+    progress: Progress,
+) -> Manifest:
+    """A portrait: one stored frame and its mesh; the engine animates it (blinks, head and breathing motion)."""
+    rgb = read_photo(source, options.limits)
+    height, width = rgb.shape[:2]
+    faces = landmarker.detect(rgb)
+    found = landmarker.refined(rgb, max(faces, key=lambda f: f.width * f.height)) if faces else None
+    if found is None:
+        raise BadVideo(
+            "no_face",
+            "No face was found in the photo. Use a portrait facing the camera, well lit, with the face at least "
+            f"{_SMALLEST_FACE} pixels tall in this photo's {width}×{height} picture.",
+        )
+    warnings = []
+    if len(faces) > 1:
+        warnings.append(f"{len(faces)} faces are in the photo; the avatar uses the largest one. Check the preview.")
+    with FrameWriter(folder, options.jpeg_quality) as writer:
+        writer.append(rgb)
+    progress("decoding", _SCAN_END)
+    return _write_face_data(
+        folder,
+        [found.points],
+        kind="photo",
+        checksum=checksum,
+        size=(width, height),
+        kept_span=(0.0, 0.0),
+        source_seconds=0.0,
         warnings=warnings,
         options=options,
         progress=progress,
@@ -116,11 +156,12 @@ def _write_face_data(
     checksum: str,
     size: tuple[int, int],
     kept_span: tuple[float, float],
+    source_seconds: float,
     warnings: list[str],
     options: BuildOptions,
     progress: Progress,
 ) -> Manifest:
-    """Landmarks, pose, boxes, crops and extras for the stored frames, then the manifest."""
+    """Landmarks, pose, boxes and extras for the stored frames, then the manifest."""
     width, height = size
     mesh = _smooth(fill_gaps(list(points)), options.fps)
     landmarks = np.ascontiguousarray(mesh[:, :, :2])
@@ -130,8 +171,7 @@ def _write_face_data(
     faces, mouths = boxes_from_landmarks(landmarks, width, height)
     frame_count = len(landmarks)
     frames = FrameStore(folder, frame_count, height, width, cache_bytes=0)
-    _write_crops(folder, frames, faces, lambda done: progress("cropping", _SCAN_END + (_CROP_END - _SCAN_END) * done))
-    progress("extras", _CROP_END)
+    progress("extras", _SCAN_END)
     extras, extra_warnings = run_extra_builders(folder, frames, landmarks, pose, options.fps, kind)
     manifest = Manifest(
         version=BUNDLE_VERSION,
@@ -144,8 +184,8 @@ def _write_face_data(
         face_boxes=faces,
         mouth_boxes=mouths,
         kept_span=kept_span,
+        source_seconds=source_seconds,
         jpeg_quality=options.jpeg_quality,
-        crop_sizes=list(CROP_SIZES),
         warnings=warnings + extra_warnings,
         extras=extras,
     )
@@ -159,21 +199,6 @@ def _smooth(mesh: np.ndarray, fps: int) -> np.ndarray:
     once = np.stack([forwards(p) for p in mesh])
     backwards = LandmarkSmoother(fps)
     return np.stack([backwards(p) for p in once[::-1]])[::-1]
-
-
-def _write_crops(folder: Path, frames: FrameStore, faces: Sequence, progress: Callable[[float], None]) -> None:
-    """The face crops at every size, frames decoded two at a time (OpenCV releases the GIL)."""
-    appenders = {size: NpyAppender(folder / crops_file(size), (size, size, 3)) for size in CROP_SIZES}
-    try:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="crop") as pool:
-            crops = pool.map(lambda i: [cut_crop(frames[i], faces[i], s) for s in CROP_SIZES], range(len(frames)))
-            for index, per_size in enumerate(crops):
-                for size, crop in zip(CROP_SIZES, per_size, strict=True):
-                    appenders[size].append(crop)
-                progress((index + 1) / len(frames))
-    finally:
-        for appender in appenders.values():
-            appender.close()
 
 
 def _choose_span(scan: Scan, width: int, height: int, options: BuildOptions) -> tuple[Span, list[str]]:

@@ -1,5 +1,6 @@
-"""A strip of a bundle's frames with the face box (green) and mouth box (red) drawn: what an operator checks
-before using an avatar."""
+"""A strip of a bundle's frames with what the build found drawn on them: the face box (green) and the lips as
+detected (red: outer contour, yellow: inner), and under the tiles the source's timeline with the kept span
+(blue) and where each tile comes from (white ticks). What an operator checks before using an avatar."""
 
 from __future__ import annotations
 
@@ -9,25 +10,48 @@ import numpy as np
 from realtime.avatar.reader import AvatarBundle
 
 FACE_COLOUR = (40, 200, 70)
-MOUTH_COLOUR = (230, 40, 40)
+LIPS_COLOUR = (230, 40, 40)
+INNER_LIPS_COLOUR = (250, 220, 40)
+SPAN_COLOUR = (40, 110, 230)
+TIMELINE_COLOUR = (200, 200, 200)
+TIMELINE_HEIGHT = 10
 _GAP = 4  # white pixels between tiles
 
 
 def preview_strip(bundle: AvatarBundle, count: int = 6, height: int = 160) -> np.ndarray:
-    """``count`` frames spread over the clip, each scaled to ``height`` pixels, side by side (RGB uint8)."""
+    """``count`` frames spread over the clip, each scaled to ``height`` pixels, side by side, over the timeline
+    band (RGB uint8)."""
     indices = sorted(set(np.linspace(0, bundle.frame_count - 1, count).round().astype(int).tolist()))
     scale = height / bundle.manifest.height
     width = max(1, round(bundle.manifest.width * scale))
     thickness = max(1, round(2 / scale))  # about 2 pixels once scaled down
+    lips = bundle.lips
     tiles = []
     for index in indices:
-        frame = np.array(bundle.frames[index])  # a writable copy of one memory-mapped frame
-        for box, colour in ((bundle.face_boxes[index], FACE_COLOUR), (bundle.mouth_boxes[index], MOUTH_COLOUR)):
-            x1, y1, x2, y2 = (int(v) for v in box)
-            cv2.rectangle(frame, (x1, y1), (x2 - 1, y2 - 1), colour, thickness)
-        tiles.append(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA))
+        frame = np.array(bundle.frames[index])  # a writable copy of the shared decoded frame
+        x1, y1, x2, y2 = (int(v) for v in bundle.face_boxes[index])
+        cv2.rectangle(frame, (x1, y1), (x2 - 1, y2 - 1), FACE_COLOUR, thickness)
+        tile = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        for contour, colour in ((lips["inner"][index], INNER_LIPS_COLOUR), (lips["outer"][index], LIPS_COLOUR)):
+            cv2.polylines(tile, [np.round(contour * scale).astype(np.int32)], True, colour, 1)  # thin: lips are small
+        tiles.append(tile)
         tiles.append(np.full((height, _GAP, 3), 255, np.uint8))
-    return np.hstack(tiles[:-1])
+    strip = np.hstack(tiles[:-1])
+    return np.vstack([strip, _timeline(bundle, indices, strip.shape[1])])
+
+
+def _timeline(bundle: AvatarBundle, indices: list[int], width: int) -> np.ndarray:
+    band = np.full((TIMELINE_HEIGHT, width, 3), 255, np.uint8)
+    total = bundle.manifest.source_seconds
+    if total <= 0:  # a photo: no timeline
+        return band
+    start, end = bundle.manifest.kept_span
+    band[2:-2] = TIMELINE_COLOUR
+    band[2:-2, round(width * start / total) : max(round(width * end / total), 1)] = SPAN_COLOUR
+    for index in indices:
+        at = min(width - 1, round(width * (start + index / bundle.fps) / total))
+        band[:, at] = 255
+    return band
 
 
 def preview_png(bundle: AvatarBundle, count: int = 6, height: int = 160) -> bytes:

@@ -1,15 +1,14 @@
-"""From face-mesh landmarks to the boxes the lip-sync engines use, and the crops cut from them."""
+"""From face-mesh landmarks to the boxes the lip-sync engines use."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from realtime.face import topology
 
 from .format import Box
 
-# Wav2Lip's crop runs from the brows to just below the chin (its detector's box, padded down so the generated
+# The face box runs from the brows to just below the chin (its detector's box, padded down so the generated
 # lower half includes the chin): from the face oval's top, cut 15 % of the face height lower...
 FACE_TOP_CUT = 0.15
 CHIN_PAD = 0.08  # ...to 8 % below the chin.
@@ -58,11 +57,3 @@ def boxes_from_landmarks(landmarks: np.ndarray, width: int, height: int) -> tupl
         [face_box(p, width, height) for p in landmarks],
         [mouth_box(p, width, height) for p in landmarks],
     )
-
-
-def cut_crop(frame: np.ndarray, box: Box, size: int) -> np.ndarray:
-    """The box's pixels resized to size×size (Wav2Lip stretches non-square boxes the same way)."""
-    x1, y1, x2, y2 = box
-    region = frame[y1:y2, x1:x2]
-    shrinking = (x2 - x1) > size and (y2 - y1) > size
-    return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

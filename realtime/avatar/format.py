@@ -7,8 +7,6 @@ A version-2 bundle folder holds:
   offsets that address each one (random access for the ping-pong loop; see ``frames.py`` for why JPEG);
 - ``landmarks.npy`` (N, 468, 2) float32: the smoothed face-mesh points in stored-frame pixels;
 - ``pose.npy`` (N, 3) float32: yaw, pitch, roll in degrees;
-- ``crops_<size>.npy`` (N, size, size, 3) uint8 RGB: face crops for Wav2Lip, raw because they are read every
-  frame;
 - ``extras/<name>/``: engine-specific data written at build time by the extra builders registered in
   ``realtime/avatar/extras.py`` (for example a mouth atlas); ``manifest.extras[name]`` holds what that builder
   returned.
@@ -28,16 +26,10 @@ FRAME_INDEX_FILE = "frames.idx.npy"
 LANDMARKS_FILE = "landmarks.npy"
 POSE_FILE = "pose.npy"
 EXTRAS_DIR = "extras"
-CROP_SIZES = (96,)  # Wav2Lip's input; add 256 here when a 256 variant exists
 KINDS = ("video", "photo")
 REBUILD_HINT = (
     "Rebuild the avatar: the admin's 'Rebuild' action, or `python manage.py rebuild_avatars` for all outdated ones."
 )
-
-
-def crops_file(size: int) -> str:
-    """(N, size, size, 3) uint8 RGB face crops, cut from ``face_boxes`` and resized."""
-    return f"crops_{size}.npy"
 
 
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in full-frame pixels, x2/y2 exclusive
@@ -50,9 +42,10 @@ class UnsupportedBundle(ValueError):
 @dataclass(frozen=True)
 class Manifest:
     """What a bundle holds. ``kind`` says what it was built from ("video" or "photo"). ``face_boxes`` are the
-    padded boxes the crops were cut from (what lip-sync pastes back into); ``mouth_boxes`` the mouth region
-    around the lips; both derived from the landmarks. ``kept_span`` is the [start, end) of the source, in
-    seconds, that the frames come from. ``extras`` maps an extra builder's name to what it recorded."""
+    padded face boxes (brows to below the chin); ``mouth_boxes`` the mouth region around the lips; both derived
+    from the landmarks. ``kept_span`` is the [start, end) of the source, in seconds, that the frames come from,
+    of the ``source_seconds`` decoded (both 0 for a photo). ``extras`` maps an extra builder's name to what it
+    recorded."""
 
     version: int
     kind: str
@@ -64,8 +57,8 @@ class Manifest:
     face_boxes: list[Box]
     mouth_boxes: list[Box]
     kept_span: tuple[float, float]
+    source_seconds: float
     jpeg_quality: int
-    crop_sizes: list[int] = field(default_factory=lambda: list(CROP_SIZES))
     warnings: list[str] = field(default_factory=list)
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -99,7 +92,7 @@ class Manifest:
                 }
             )
         except (TypeError, KeyError) as exc:
-            raise UnsupportedBundle(f"{path} is malformed: {exc}") from None
+            raise UnsupportedBundle(f"{path} is malformed: {exc}. " + REBUILD_HINT) from None
         if len(manifest.face_boxes) != manifest.frame_count or len(manifest.mouth_boxes) != manifest.frame_count:
             raise UnsupportedBundle(f"{path}: {manifest.frame_count} frames but a different number of boxes")
         if manifest.kind not in KINDS:

@@ -8,12 +8,12 @@ import numpy as np
 
 from realtime.face import topology
 
-from .format import EXTRAS_DIR, LANDMARKS_FILE, POSE_FILE, Manifest, UnsupportedBundle, crops_file
+from .format import EXTRAS_DIR, LANDMARKS_FILE, POSE_FILE, Manifest, UnsupportedBundle
 from .frames import DEFAULT_CACHE_BYTES, FrameStore
 
 
 class AvatarBundle:
-    """A bundle's frames, landmarks, pose, crops and boxes. ``frames[i]`` (or ``frame(i)``) decodes through
+    """A bundle's frames, landmarks, pose and boxes. ``frames[i]`` (or ``frame(i)``) decodes through
     one bounded cache per bundle; the other arrays are memory-mapped, so every session and every process
     that opens the same bundle shares one copy in the page cache."""
 
@@ -24,14 +24,12 @@ class AvatarBundle:
         frames: FrameStore,
         landmarks: np.ndarray,
         pose: np.ndarray,
-        crops: dict[int, np.ndarray],
     ) -> None:
         self.path = path
         self.manifest = manifest
         self.frames = frames
         self.landmarks = landmarks
         self.pose = pose
-        self.crops = crops
         self.face_boxes = np.asarray(manifest.face_boxes, dtype=np.int32).reshape(-1, 4)
         self.mouth_boxes = np.asarray(manifest.mouth_boxes, dtype=np.int32).reshape(-1, 4)
 
@@ -43,8 +41,7 @@ class AvatarBundle:
         frames = FrameStore(path, n, manifest.height, manifest.width, cache_bytes)
         landmarks = _load(path / LANDMARKS_FILE, (n, 468, 2), np.float32)
         pose = _load(path / POSE_FILE, (n, 3), np.float32)
-        crops = {size: _load(path / crops_file(size), (n, size, size, 3), np.uint8) for size in manifest.crop_sizes}
-        return cls(path, manifest, frames, landmarks, pose, crops)
+        return cls(path, manifest, frames, landmarks, pose)
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as a read-only (H, W, 3) uint8 RGB array."""

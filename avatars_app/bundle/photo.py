@@ -1,0 +1,52 @@
+"""Read an uploaded portrait photo (JPEG, PNG or WebP): upright (EXIF orientation applied), RGB, at most
+``max_side`` pixels, aspect ratio kept. Every way it can be unusable ends as a ``BadVideo`` the operator can
+act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from avatars_app.media_probe import STILL_IMAGES
+
+from .decode import DecodeLimits
+from .errors import BadVideo
+
+
+def is_photo(path: Path) -> bool:
+    """Whether the file is a still image of an accepted format (the decoders tried are only those)."""
+    try:
+        with Image.open(path, formats=list(STILL_IMAGES)):
+            return True
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        return False
+
+
+def read_photo(path: Path, limits: DecodeLimits) -> np.ndarray:
+    """The photo as (H, W, 3) uint8 RGB, downscaled to ``limits.max_side`` on its long side."""
+    try:
+        with Image.open(path, formats=list(STILL_IMAGES)) as image:
+            _check_size(image.width, image.height, limits)
+            upright = ImageOps.exif_transpose(image).convert("RGB")
+            rgb = np.asarray(upright)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise BadVideo("damaged", f"The photo cannot be decoded ({exc}). Upload the complete file again.") from None
+    height, width = rgb.shape[:2]
+    scale = min(1.0, limits.max_side / max(width, height))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb)
+
+
+def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
+    short, long = sorted((width, height))
+    if short < limits.min_source_side or long > limits.max_source_side or long / short > limits.max_aspect:
+        raise BadVideo(
+            "resolution",
+            f"The photo is {width}×{height} pixels; avatars need at least {limits.min_source_side} and at most "
+            f"{limits.max_source_side} pixels on each side, and an aspect ratio of at most {limits.max_aspect:g}:1.",
+        )
