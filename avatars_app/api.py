@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework import parsers, status, viewsets
+from rest_framework import exceptions, parsers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +22,7 @@ from .serializers import (
     RoleSerializer,
     VoiceSerializer,
 )
+from .services import check_upload_quota
 from .tasks import queue_build
 
 
@@ -28,7 +32,38 @@ class TenantConfigViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
     permission_classes = [CanAdministerTenant]
 
 
-class VoiceViewSet(TenantConfigViewSet):
+MULTIPART_OVERHEAD = 64 * 1024  # the other fields and part headers: a file just under the limit still passes
+
+
+class UploadViewSetMixin:
+    """Refuse an upload too large for the tenant from its Content-Length, before the body is read.
+
+    DRF reads the body only when ``request.data`` is first used, after ``initial`` (authentication,
+    permissions, throttles): here the declared length is checked against the tenant's upload limit and the
+    room left under its disk quota. Uploads without a length (chunked) are checked by the serializer later.
+    """
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        tenant = self.scope.tenant
+        if tenant is None or not request.content_type.startswith("multipart/"):
+            return
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return
+        try:
+            check_upload_quota(tenant, max(0, length - MULTIPART_OVERHEAD))
+        except DjangoValidationError as exc:
+            raise UploadTooLarge(exc.messages[0]) from None
+
+
+class UploadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "upload_too_large"
+
+
+class VoiceViewSet(UploadViewSetMixin, TenantConfigViewSet):
     queryset = Voice.objects.all()
     serializer_class = VoiceSerializer
     filterset_fields = ["engine", "language"]
@@ -40,7 +75,7 @@ class PromptViewSet(TenantConfigViewSet):
     serializer_class = PromptSerializer
 
 
-class AvatarViewSet(TenantConfigViewSet):
+class AvatarViewSet(UploadViewSetMixin, TenantConfigViewSet):
     """Upload a video (multipart ``source_video``) to create an avatar; its build runs in Celery. Poll the avatar
     for ``status``, ``stage``, ``progress`` and ``error``; ``rebuild`` queues the build again (after a failure, or
     when a worker was lost mid-build)."""

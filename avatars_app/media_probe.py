@@ -12,6 +12,7 @@ builder's decoder both call it with plain arguments.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -44,16 +45,21 @@ class MediaRefused(ValueError):
         self.code = code
 
 
+def demuxer_options(demuxers: Iterable[str]) -> dict[str, str]:
+    """FFmpeg open options that allow only ``demuxers`` and no protocol but the file itself."""
+    return {
+        "format_whitelist": ",".join(demuxers),
+        "protocol_whitelist": "file",  # nested opens (playlists, drefs) get nothing else
+        "enable_drefs": "0",  # mov: never follow external data references (FFmpeg's default, made explicit)
+    }
+
+
 def open_input(source: str | Path | IO[bytes], containers: dict[str, str]) -> av.container.InputContainer:
     """Open ``source`` with only the demuxers in ``containers`` and no protocol but the file itself.
 
     Raises MediaRefused("not_media") when no allowed demuxer can read it.
     """
-    options = {
-        "format_whitelist": ",".join(containers),
-        "protocol_whitelist": "file",  # nested opens (playlists, drefs) get nothing else
-        "enable_drefs": "0",  # mov: never follow external data references (FFmpeg's default, made explicit)
-    }
+    options = demuxer_options(containers)
     target = str(source) if isinstance(source, str | Path) else source
     try:
         return av.open(target, mode="r", options=options)

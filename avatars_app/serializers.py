@@ -32,7 +32,10 @@ class VoiceSerializer(TenantScopedSerializer):
         ]
 
     def validate_reference_audio(self, upload: Any) -> Any:
-        return accept_reference_audio(upload) if upload else upload
+        if not upload:
+            return upload
+        check_upload_quota(self.context["scope"].tenant, upload.size)
+        return accept_reference_audio(upload)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # The engine checks its own settings (voice name, server, reference audio), as in the admin.

@@ -6,7 +6,7 @@ import hashlib
 import shutil
 import uuid
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -28,13 +28,34 @@ _CHUNK = 1024 * 1024
 
 
 def check_upload_quota(tenant: Tenant, size: int) -> None:
-    """Refuse an upload larger than the tenant's limit, before anything is stored."""
+    """Refuse an upload larger than the tenant's limit, or one that would take it past its disk quota,
+    before anything is stored."""
     if size > tenant.max_upload_bytes:
         raise ValidationError(
             _("The file is %(size).1f MB; this tenant's limit is %(limit)d MB.")
             % {"size": size / 1024 / 1024, "limit": tenant.max_upload_mb},
             code="upload_quota",
         )
+    if tenant_storage_bytes(tenant) + size > tenant.max_storage_bytes:
+        raise ValidationError(storage_quota_message(tenant), code="storage_quota")
+
+
+def tenant_storage_bytes(tenant: Tenant | int) -> int:
+    """Bytes the tenant stores now: its uploads (MEDIA_ROOT/tenants/<id>) and its avatar bundles
+    (MEDIA_ROOT/avatars/<id>)."""
+    tenant_id = tenant if isinstance(tenant, int) else tenant.pk
+    media = Path(settings.MEDIA_ROOT)
+    total = 0
+    for root in (media / "tenants" / str(tenant_id), media / "avatars" / str(tenant_id)):
+        if root.is_dir():
+            total += sum(path.stat().st_size for path in root.rglob("*") if path.is_file() and not path.is_symlink())
+    return total
+
+
+def storage_quota_message(tenant: Tenant) -> str:
+    return _("This tenant's files would exceed its disk quota of %(limit)d MB. Delete avatars or voices first.") % {
+        "limit": tenant.max_storage_mb
+    }
 
 
 def check_avatar_quota(tenant: Tenant) -> None:
@@ -146,6 +167,13 @@ def prepare_build(avatar: Avatar) -> str:
     )
     avatar.refresh_from_db()
     return task_id
+
+
+def delete_file_later(field_file: Any) -> None:
+    """Remove a stored file once the current transaction commits (a rolled-back change keeps it)."""
+    storage, name = field_file.storage, field_file.name
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))
 
 
 def delete_avatar_files_later(avatar: Avatar) -> None:

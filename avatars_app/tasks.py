@@ -9,6 +9,7 @@ the killed build's partial folder. Every write to the row is conditional on the 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -27,7 +28,15 @@ from .bundle.builder import build_bundle, reuse_bundle
 from .bundle.errors import BadVideo
 from .bundle.storage import discard_other_bundles, discard_partials
 from .models import Avatar
-from .services import avatar_folder, build_options, file_checksum, find_reusable_bundle, prepare_build
+from .services import (
+    avatar_folder,
+    build_options,
+    file_checksum,
+    find_reusable_bundle,
+    prepare_build,
+    storage_quota_message,
+    tenant_storage_bytes,
+)
 
 logger = logging.getLogger(__name__)
 _TIME_LIMIT_GRACE_S = 60  # between the soft limit (the task records the failure) and the hard kill
@@ -126,8 +135,9 @@ def _build_avatar(self: Task, avatar_id: int, force: bool) -> str:
         return _fail(avatar_id, task_id, f"The build took longer than {limit} s (AVATAR_BUILD_TIME_LIMIT_S).")
     except TRANSIENT_ERRORS as exc:
         return _retry_or_fail(self, avatar_id, exc)
-    except Exception as exc:
-        _fail(avatar_id, task_id, f"The build failed unexpectedly ({type(exc).__name__}: {exc}). Report this.")
+    except Exception:
+        # The exception's text is for the operator's log (below), never for the tenant who reads the row.
+        _fail(avatar_id, task_id, "The build failed unexpectedly; the error has been logged for the operator.")
         raise
     return "ready"
 
@@ -147,10 +157,20 @@ def _build_or_reuse(avatar: Avatar, task_id: str, force: bool) -> tuple[Path, Ma
         stage = "reused"
     else:
         reporter = ProgressReporter(avatar.pk, task_id, livehuman_settings.AVATAR_PROGRESS_INTERVAL_S)
+        _check_storage(avatar)
         bundle, manifest = build_bundle(source, folder, avatar.source_checksum, build_options(avatar), reporter)
         stage = "ready"
+        if tenant_storage_bytes(avatar.tenant_id) > avatar.tenant.max_storage_bytes:
+            shutil.rmtree(bundle, ignore_errors=True)  # the quota holds: the new bundle does not stay
+            raise BadVideo("storage_quota", storage_quota_message(avatar.tenant))
     discard_other_bundles(folder, keep=bundle.name)
     return bundle, manifest, stage
+
+
+def _check_storage(avatar: Avatar) -> None:
+    """A tenant at its disk quota builds nothing: checked before the build writes a byte."""
+    if tenant_storage_bytes(avatar.tenant_id) >= avatar.tenant.max_storage_bytes:
+        raise BadVideo("storage_quota", storage_quota_message(avatar.tenant))
 
 
 def _retry_or_fail(task: Task, avatar_id: int, exc: Exception) -> str:

@@ -95,6 +95,7 @@ DEFAULTS: dict[str, Any] = {
     "TENANT_DEFAULT_MAX_SESSIONS": 5,
     "TENANT_DEFAULT_MAX_AVATARS": 20,
     "TENANT_DEFAULT_MAX_UPLOAD_MB": 200,
+    "TENANT_DEFAULT_MAX_STORAGE_MB": 5000,  # everything a tenant stores: uploads and built avatar bundles
 }
 
 

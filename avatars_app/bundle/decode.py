@@ -15,6 +15,7 @@ from types import TracebackType
 import av
 import numpy as np
 
+from ..media_probe import VIDEO_CONTAINERS, demuxer_options
 from .errors import BadVideo
 
 # Magic bytes of the containers people upload, to tell "damaged video" from "not a video at all".
@@ -27,6 +28,9 @@ _CONTAINER_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x00\x00\x01\xba", "MPEG-PS"),
 )
 _STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "gif", "tiff_pipe"}
+# The demuxers a source may be opened with: self-contained video containers and single-picture readers; never
+# hls, concat, image2 (file patterns) or anything else that opens further files or URLs (issue 10, Medium 4).
+_DEMUXERS = (*VIDEO_CONTAINERS, "png_pipe", "jpeg_pipe", "webp_pipe")
 TRUNCATION_TOLERANCE = 0.9  # decoded span below this share of the declared duration means the file was cut short
 
 
@@ -39,6 +43,7 @@ class DecodeLimits:
     max_source_side: int
     max_aspect: float
     max_seconds: float
+    max_total_pixels: int = 8_000_000_000  # all frames decoded, together: bounds the work one upload can cause
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ def _open_container(path: Path) -> av.container.InputContainer:
     if path.stat().st_size == 0:
         raise BadVideo("not_video", "The file is empty.")
     try:
-        return av.open(str(path), mode="r")
+        return av.open(str(path), mode="r", options=demuxer_options(_DEMUXERS))
     except av.error.FFmpegError as exc:
         kind = _sniff_container(path)
         if kind:
@@ -131,6 +136,9 @@ class VideoReader:
     def __init__(self, path: str | Path, limits: DecodeLimits) -> None:
         self.path = Path(path)
         self.limits = limits
+        self.position = 0.0  # seconds decoded so far, for progress and error messages
+        self._size: tuple[int, int] | None = None  # every frame must keep the first frame's size
+        self._pixels = 0
         self._container = _open_container(self.path)
         try:
             self._stream = _pick_video_stream(self._container)
@@ -143,7 +151,6 @@ class VideoReader:
         except BaseException:
             self._container.close()
             raise
-        self.position = 0.0  # seconds decoded so far, for progress
 
     def _check_declared(self) -> None:
         codec = self._stream.codec_context
@@ -169,7 +176,7 @@ class VideoReader:
 
     def _next_frame(self) -> av.VideoFrame | None:
         try:
-            return next(self._decoded)
+            frame = next(self._decoded)
         except StopIteration:
             return None
         except av.error.FFmpegError as exc:
@@ -178,6 +185,24 @@ class VideoReader:
                 f"Decoding failed after {self.position:.1f} s of video: the file is damaged or truncated "
                 f"({_ffmpeg_reason(exc)}). Upload the complete file again.",
             ) from None
+        self._check_frame(frame)
+        return frame
+
+    def _check_frame(self, frame: av.VideoFrame) -> None:
+        """Every decoded frame, not only the declared size and the first: a stream may change size midway."""
+        size = (frame.width, frame.height)
+        if self._size is None:
+            _check_resolution(*size, self.limits)
+            self._size = size
+        elif size != self._size:
+            raise BadVideo(
+                "frame_size_changed",
+                f"The frames change size after {self.position:.1f} s ({self._size[0]}×{self._size[1]} to "
+                f"{size[0]}×{size[1]}); avatars need one size throughout. Export the video again.",
+            )
+        self._pixels += frame.width * frame.height
+        if self._pixels > self.limits.max_total_pixels:
+            raise BadVideo("too_much_video", "The video holds more picture data than an avatar may. Shorten it.")
 
     def to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """One decoded frame as upright RGB uint8 at the output size."""

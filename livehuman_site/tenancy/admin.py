@@ -201,7 +201,15 @@ class MembershipInline(admin.TabularInline):
 class TenantAdmin(admin.ModelAdmin):
     """Superusers manage tenants and memberships; a tenant's owner may view its own limits."""
 
-    list_display = ["name", "slug", "is_active", "max_concurrent_sessions", "max_avatars", "max_upload_mb"]
+    list_display = [
+        "name",
+        "slug",
+        "is_active",
+        "max_concurrent_sessions",
+        "max_avatars",
+        "max_upload_mb",
+        "max_storage_mb",
+    ]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name", "slug"]
     inlines = [MembershipInline]

@@ -25,6 +25,10 @@ def _default_max_upload_mb() -> int:
     return livehuman_settings.TENANT_DEFAULT_MAX_UPLOAD_MB
 
 
+def _default_max_storage_mb() -> int:
+    return livehuman_settings.TENANT_DEFAULT_MAX_STORAGE_MB
+
+
 class Tenant(models.Model):
     """A customer of the platform: owns roles, avatars, sessions, and sets their limits."""
 
@@ -34,6 +38,11 @@ class Tenant(models.Model):
     max_concurrent_sessions = models.PositiveIntegerField(_("max concurrent sessions"), default=_default_max_sessions)
     max_avatars = models.PositiveIntegerField(_("max avatars"), default=_default_max_avatars)
     max_upload_mb = models.PositiveIntegerField(_("max upload size (MB)"), default=_default_max_upload_mb)
+    max_storage_mb = models.PositiveIntegerField(
+        _("disk quota (MB)"),
+        default=_default_max_storage_mb,
+        help_text=_("Everything the tenant stores: uploads and built avatar bundles."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -47,6 +56,10 @@ class Tenant(models.Model):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_storage_bytes(self) -> int:
+        return self.max_storage_mb * 1024 * 1024
 
 
 class Membership(models.Model):
