@@ -124,20 +124,22 @@ def test_voice_prompt_and_role_admin(owner, world_a, ready_avatar):
     prompt.system_text = "Be brief and kind."
     prompt.save()
     role = Role.objects.create(
-        tenant=world_a.tenant, name="Host", voice=voice, prompt=prompt, avatar=ready_avatar, llm_api_key="sk-secret"
-    )
+        tenant=world_a.tenant, name="Host", voice=voice, prompt=prompt, avatar=ready_avatar, llm_api_key="sk-secret",
+        asr_engine="dashscope", asr_api_key="sk-asr-secret",
+    )  # fmt: skip
     for model in ("voice", "prompt", "role", "avatar"):
         assert owner.get(f"{ADMIN}/{model}/").status_code == 200
     prompt_page = owner.get(f"{ADMIN}/prompt/{prompt.pk}/change/").content.decode()
     assert "Be brief." in prompt_page and "Be brief and kind." in prompt_page  # version 1 kept inline
     role_page = owner.get(f"{ADMIN}/role/{role.pk}/change/").content.decode()
-    assert "sk-secret" not in role_page
+    assert "sk-secret" not in role_page and "sk-asr-secret" not in role_page
     data = {
         "name": "Host",
         "voice": voice.pk,
         "prompt": prompt.pk,
         "avatar": ready_avatar.pk,
-        "asr_engine": "pocketsphinx",
+        "asr_engine": "dashscope",
+        "asr_api_key": "",
         "llm_engine": "echo",
         "llm_api_key": "",
         "temperature": 0.7,
@@ -148,4 +150,4 @@ def test_voice_prompt_and_role_admin(owner, world_a, ready_avatar):
     response = owner.post(f"{ADMIN}/role/{role.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:3000]
     role.refresh_from_db()
-    assert role.llm_api_key == "sk-secret"  # left empty: kept
+    assert role.llm_api_key == "sk-secret" and role.asr_api_key == "sk-asr-secret"  # left empty: kept

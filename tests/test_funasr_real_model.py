@@ -153,3 +153,20 @@ def test_download_without_a_reachable_hub_fails_with_a_clear_error(tmp_path):
     assert f"Could not download {funasr_engine.STREAMING_MODEL_ID} from ModelScope" in done.stderr
     assert "This machine needs to reach modelscope.cn" in done.stderr
     assert "LIVEHUMAN_FUNASR_MODEL_DIR" not in done.stdout  # no settings printed for a model that is not there
+
+
+@pytest.mark.slow
+async def test_a_live_conversation_hears_through_funasr_on_its_real_code_path(folders, talk, speech):
+    """The session's own mic path (VAD, turns, recogniser task) drives the engine: partials while the user
+    speaks, then one final transcript stored as the user's turn; the words are the random model's nonsense."""
+    from realtime.conversation import ConversationSettings
+
+    root, _, _, _ = folders
+    options = {"model_dir": str(root / "paraformer"), "punc_model_dir": str(root / "punc")}
+    session = await talk(ConversationSettings(asr_engine="funasr", asr_options=options))
+    await session.hear(speech("What is the weather like in Paris today?", lead_s=0.5, tail_s=0.8))
+    text, _, user_id = await session.events.wait_for("transcript", lambda text, final, mid: final)
+    partials = [partial for partial, final, _ in session.events.of("transcript") if not final]
+    assert partials and text and user_id == 1
+    [(stored, asr_ms)] = session.events.turns
+    assert stored == text and asr_ms < 2000  # at end of turn only the tail was left to decode
