@@ -35,6 +35,7 @@ from realtime.batching import BatchingExecutor
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
 from realtime.engines.registry import engine_class
 from realtime.engines.tts.base import TTSEngine, VoiceSettings
+from realtime.engines.tts.memory import RememberingTTS
 from realtime.metrics import LIPSYNC_BATCH_SIZE
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class ModelPool:
         tts_key = ("tts", tts_engine, voice)
         lipsync_key = ("lipsync", lipsync_engine)
         avatar_key = ("avatar", _bundle_identity(avatar_path))
-        await self._get(tts_key, lambda: self._engine("tts", tts_engine, voice))
+        await self._get(tts_key, lambda: RememberingTTS(self._engine("tts", tts_engine, voice)))
         await self._get(lipsync_key, lambda: self._engine("lipsync", lipsync_engine, self._device()))
         await self._get(avatar_key, lambda: AvatarBundle.open(avatar_path))
         return tts_key, lipsync_key, avatar_key
