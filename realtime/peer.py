@@ -68,6 +68,15 @@ class Peer:
         install_fast_encoders(connection)
         return connection.localDescription.sdp
 
+    def use_tracks(self, tracks: Sequence[MediaStreamTrack]) -> None:
+        """Send these tracks instead (an audio and a video one): now, if connected, and in any later answer."""
+        self.tracks = tuple(tracks)
+        if self.connection is not None:
+            by_kind = {track.kind: track for track in self.tracks}
+            for sender in self.connection.getSenders():
+                if sender.track is not None and sender.track.kind in by_kind:
+                    sender.replaceTrack(by_kind[sender.track.kind])
+
     async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
         """A trickled ICE candidate from the page; an empty one means the page has no more."""
         if self.connection is None:

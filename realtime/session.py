@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, Protocol
 
+from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .clock import SessionClock
@@ -26,9 +27,11 @@ from .conversation.spoken import MeasuredTTS
 from .degrade import FpsGovernor
 from .ledger import MessageLedger, MessageTimings, MessageWriter
 from .metrics import INTERRUPTS, FpsMeter, observe_answer
+from .net.outbound import OutboundPolicy
 from .peer import Peer
 from .pipeline import SpeechPipeline, TaskOwner
 from .pool import Lease, ModelPool
+from .rtmp import RtmpPublisher, RtmpSettings, RtmpStatus
 from .speaking import Speaking, SpeakingState
 from .timeline import FrameRate, PlayoutTimeline
 from .tracks import AvatarAudioTrack, AvatarVideoTrack
@@ -96,6 +99,8 @@ class LiveSession:
             on_connected=lambda: self._notify(self.events.media_started),
             on_failed=lambda: self._notify(self.events.ended, "ice_failed"),
         )
+        self.rtmp: RtmpPublisher | None = None
+        self._relay: MediaRelay | None = None
         self.pipeline = SpeechPipeline(
             owner=self.owner,
             clock=self.clock,
@@ -226,13 +231,49 @@ class LiveSession:
             self.conversation.set_talking(on)
 
     def snapshot(self) -> dict[str, Any]:
-        """The wire form of ``GET sessions/<id>/state`` (DESIGN.md §7)."""
+        """The wire form of ``GET sessions/<id>/state`` (DESIGN.md §7), with the RTMP stream's status."""
         return {
             "state": self.state.value,
             "role": self.config.role_id,
             "fps": self.rate.fps,
             "speaking_text": self.speaking.speaking_text,
+            "rtmp": self.rtmp.status.as_dict() if self.rtmp is not None else None,
         }
+
+    # --- RTMP push ------------------------------------------------------------------------------------------
+
+    async def start_rtmp(self, url: str, policy: OutboundPolicy, settings: RtmpSettings | None = None) -> RtmpStatus:
+        """Also stream the avatar to ``url`` (replacing a stream already running); the browser keeps its call."""
+        await self.stop_rtmp()
+        relay = self._relayed()
+        self.rtmp = RtmpPublisher(
+            url,
+            relay.subscribe(self.audio_track),
+            relay.subscribe(self.video_track),
+            fps=lambda: self.rate.fps,
+            policy=policy,
+            settings=settings,
+            on_status=self._rtmp_status,
+        )
+        await self.rtmp.start()
+        return self.rtmp.status
+
+    async def stop_rtmp(self) -> None:
+        publisher, self.rtmp = self.rtmp, None
+        if publisher is not None:
+            await publisher.stop()
+
+    def _relayed(self) -> MediaRelay:
+        """From the first stream on, the tracks are read once by a relay and fanned out to the peer and the
+        publisher: both get every frame, with the same timestamps."""
+        if self._relay is None:
+            self._relay = MediaRelay()
+            self.peer.use_tracks((self._relay.subscribe(self.audio_track), self._relay.subscribe(self.video_track)))
+        return self._relay
+
+    def _rtmp_status(self, status: RtmpStatus) -> None:
+        level = logging.WARNING if status.state == "retrying" else logging.INFO
+        logger.log(level, "rtmp %s: %s %s", status.url, status.state, status.last_error)
 
     # --- PipelineListener (called on the event loop by the pipeline) ------------------------------------------
 
@@ -299,6 +340,7 @@ class LiveSession:
                 await self._deliver(self.events.message_finished, message_id, timings)
             if self.conversation is not None:
                 await self.conversation.aclose()
+            await self.stop_rtmp()
             self.audio_track.stop()
             self.video_track.stop()
             await self.peer.close()

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.videos",
     "tests.fixtures.voice",
     "tests.fixtures.turn",
+    "tests.fixtures.rtmp_server",
 ]
 
 

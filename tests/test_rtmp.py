@@ -1,0 +1,191 @@
+"""RTMP push to a real RTMP server: Debian's nginx with libnginx-mod-rtmp on 127.0.0.1, which records what it
+receives; the recording is decoded with PyAV.
+
+A live session (Piper voice, default lip-sync, a still astronaut) streams while it speaks: the recording is
+H.264 + AAC, runs at the role's fps, is loud where the avatar speaks and silent elsewhere, and the mouth starts
+moving within one frame of the voice (both were stamped by the session clock). The server going away is a
+retry, never the session's end; an internal address nobody allow-listed is never connected to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from realtime.config import SessionConfig
+from realtime.engines.tts.base import VoiceSettings
+from realtime.net.outbound import OutboundPolicy
+from realtime.rtmp import RtmpSettings, shown_url
+from realtime.session import LiveSession
+from sessions_app.session_factory import get_pool
+from tests.fixtures.bundles import write_astronaut_bundle
+from tests.fixtures.live import RecordingEvents
+from tests.fixtures.webrtc import mouth_change
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+
+LOCAL = OutboundPolicy(allow=("127.0.0.1",))
+FAST_RETRY = RtmpSettings(retry_initial_s=0.2, retry_max_s=1.0)
+SENTENCE = "Welcome to the live stream. Today we look at three new products, one after the other."
+VOICED_RMS = 600  # int16 RMS of 20 ms of speech; AAC-coded silence stays near 0
+
+
+@pytest.fixture
+async def live(tmp_path) -> LiveSession:
+    config = SessionConfig(
+        session_id="rtmp",
+        role_id=1,
+        role_name="Presenter",
+        fps=25,
+        avatar_path=write_astronaut_bundle(tmp_path / "astronaut", frame_count=1),
+        lipsync_engine="default",
+        tts_engine="piper",
+        voice=VoiceSettings(),
+    )
+    session = await LiveSession.open(config, get_pool(), RecordingEvents())
+    yield session
+    await session.close()
+
+
+async def wait_for_state(live: LiveSession, state: str, timeout: float = 20) -> None:
+    async with asyncio.timeout(timeout):
+        while live.rtmp is None or live.rtmp.status.state != state:
+            await asyncio.sleep(0.05)
+
+
+async def speak(live: LiveSession, message_id: int, text: str = SENTENCE) -> None:
+    """Say ``text`` and wait until it has been played out."""
+    await live.say(text, message_id)
+    async with asyncio.timeout(30):
+        while live.busy():
+            await asyncio.sleep(0.05)
+
+
+def decode(path: Path) -> tuple[list[tuple[float, np.ndarray]], np.ndarray, float, dict[str, str]]:
+    """(time, RGB picture) of every video frame; the mono audio at 48 kHz as int16, each packet placed at its own
+    timestamp (a gap in the stream stays a gap); the audio's start time; the codec names."""
+    video: list[tuple[float, np.ndarray]] = []
+    packets: list[tuple[float, np.ndarray]] = []
+    with av.open(str(path)) as container:
+        codecs = {stream.type: stream.codec_context.name for stream in container.streams}
+        for frame in container.decode(*container.streams):
+            if isinstance(frame, av.VideoFrame):
+                video.append((float(frame.time), frame.to_ndarray(format="rgb24")))
+            else:
+                packets.append((float(frame.time), (frame.to_ndarray()[0] * 32767).astype(np.int16)))
+    audio_start = packets[0][0]
+    end = max(round((at - audio_start) * 48_000) + len(samples) for at, samples in packets)
+    audio = np.zeros(end, np.int16)
+    for at, samples in packets:
+        first = round((at - audio_start) * 48_000)
+        audio[first : first + len(samples)] = samples
+    return video, audio, audio_start, codecs
+
+
+def av_lag_frames(live: LiveSession, video, audio: np.ndarray, audio_start: float, fps: int = 25) -> int:
+    """The shift (in frames) of the audio's loudness that best matches the mouth's opening frame by frame:
+    0 when each picture goes with its own sound."""
+    still, box = live.lease.avatar.frames[0], live.lease.avatar.mouth_boxes[0]
+    mouth, loudness = [], []
+    for at, picture in video:
+        first = round((at - audio_start) * 48_000)
+        if first < 0 or first + 48_000 // fps > len(audio):
+            continue
+        chunk = audio[first : first + 48_000 // fps].astype(np.float64)
+        mouth.append(mouth_change(picture, still, box))
+        loudness.append(np.sqrt((chunk**2).mean()))
+    mouth, loudness = np.array(mouth), np.array(loudness)
+
+    def match(lag: int) -> float:
+        a, b = (mouth[lag:], loudness[: len(loudness) - lag]) if lag >= 0 else (mouth[:lag], loudness[-lag:])
+        return float(np.corrcoef(a, b)[0, 1])
+
+    return max(range(-5, 6), key=match)
+
+
+def windows_rms(audio: np.ndarray, window: int = 960) -> np.ndarray:
+    count = len(audio) // window
+    chunks = audio[: count * window].reshape(count, window).astype(np.float64)
+    return np.sqrt((chunks**2).mean(axis=1))
+
+
+async def test_a_speaking_session_streams_h264_and_aac_in_step_to_nginx(live, rtmp_server):
+    status = await live.start_rtmp(rtmp_server.url, LOCAL, FAST_RETRY)
+    assert status.url == shown_url(rtmp_server.url) and "secret" not in status.url
+    await wait_for_state(live, "live")
+    await asyncio.sleep(1.0)  # a second of the idle avatar first
+    await speak(live, 1)
+    await asyncio.sleep(1.0)
+    assert live.snapshot()["rtmp"]["state"] == "live"
+    await live.stop_rtmp()
+    [recording] = rtmp_server.wait_for_recording(1)
+
+    video, audio, audio_start, codecs = decode(recording)
+    assert codecs == {"video": "h264", "audio": "aac"}
+    times = np.array([at for at, _ in video])
+    fps = (len(times) - 1) / (times[-1] - times[0])
+    assert times[-1] - times[0] > 4 and abs(fps - 25) < 1.5, (len(times), times[-1] - times[0], fps)
+
+    rms = windows_rms(audio)  # one value per 20 ms
+    voiced = np.flatnonzero(rms > VOICED_RMS)
+    assert len(voiced) > 50, rms.max()  # over a second of speech
+    assert rms[: max(1, voiced[0] - 10)].max() < 100  # silent before the avatar speaks
+
+    # A/V sync: the lag at which the mouth's movement best follows the voice's loudness, in frames.
+    lag = av_lag_frames(live, video, audio, audio_start)
+    print(f"\nRTMP: {len(video)} frames at {fps:.2f} fps; mouth follows voice at a lag of {lag} frames")
+    assert abs(lag) <= 1
+
+
+async def test_a_dropped_server_is_retried_and_the_session_goes_on(live, rtmp_server):
+    await live.start_rtmp(rtmp_server.url, LOCAL, FAST_RETRY)
+    await wait_for_state(live, "live")
+    await asyncio.sleep(1.0)
+    rtmp_server.stop()
+    await wait_for_state(live, "retrying")
+    error = live.snapshot()["rtmp"]["last_error"]
+    assert error and "secret" not in error, error  # the stream key stays out of the state
+    await live.say("Still here while the stream is down.", 1)  # the session itself is untouched
+    rtmp_server.start()
+    await wait_for_state(live, "live", timeout=30)
+    await asyncio.sleep(1.5)
+    await live.stop_rtmp()
+    recordings = rtmp_server.wait_for_recording(2)
+    for recording in recordings:
+        video, _, _, codecs = decode(recording)
+        assert codecs["video"] == "h264" and len(video) > 10
+
+
+async def test_an_internal_address_nobody_allowed_is_never_connected(live, rtmp_server):
+    await live.start_rtmp(rtmp_server.url, OutboundPolicy(), FAST_RETRY)
+    await wait_for_state(live, "retrying")
+    assert "internal address" in live.rtmp.status.last_error
+    await live.stop_rtmp()
+    assert not rtmp_server.recordings()
+
+
+async def test_a_minute_of_speech_stays_within_one_frame(live, rtmp_server):
+    """A/V stay in step over a minute of streaming: per 5-s window of speech the mouth follows the voice within a
+    frame."""
+    await live.start_rtmp(rtmp_server.url, LOCAL, FAST_RETRY)
+    await wait_for_state(live, "live")
+    loop = asyncio.get_running_loop()
+    started, message_id = loop.time(), 0
+    while loop.time() - started < 60:
+        message_id += 1
+        await speak(live, message_id)
+    await live.stop_rtmp()
+    [recording] = rtmp_server.wait_for_recording(1)
+    video, audio, audio_start, _ = decode(recording)
+    assert video[-1][0] - video[0][0] > 55
+    lags = [
+        av_lag_frames(live, video[start : start + 125], audio, audio_start)
+        for start in range(0, len(video) - 125, 125)
+        if windows_rms(audio[round((video[start][0] - audio_start) * 48_000) :][: 5 * 48_000]).max() > VOICED_RMS
+    ]
+    print(f"\nRTMP over a minute: lag per 5-s window {lags} frames")
+    assert len(lags) >= 8 and all(abs(lag) <= 1 for lag in lags), lags
