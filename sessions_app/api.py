@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext_lazy as _
@@ -24,8 +25,16 @@ from rest_framework.response import Response
 from livehuman_site.tenancy.api import TenantScopedViewSetMixin
 
 from . import commands, control, services
-from .control_serializers import RoleSwitchSerializer, SaySerializer, SessionStateSerializer
+from .broadcast import start_broadcast
+from .control_serializers import (
+    RoleSwitchSerializer,
+    RtmpSerializer,
+    RtmpStatusSerializer,
+    SaySerializer,
+    SessionStateSerializer,
+)
 from .models import ChatSession, Message
+from .owner import Refused
 from .serializers import ChatSessionSerializer, MessageSerializer
 
 
@@ -59,14 +68,23 @@ class ChatSessionViewSet(
         return services.visible_sessions(self.scope, self.request.user, super().get_queryset())
 
     def perform_create(self, serializer: ChatSessionSerializer) -> None:
+        """A session for a browser or integration to connect to; with ``rtmp_url``, a broadcast that starts
+        here and now (it streams, and takes ``say`` over REST, with nobody connected)."""
         try:
-            serializer.instance = services.open_session(
-                self.scope, serializer.validated_data["role"], self.request.user
-            )
+            session = services.open_session(self.scope, serializer.validated_data["role"], self.request.user)
         except services.SessionLimitReached as exc:
             raise SessionLimitError(str(exc)) from exc
         except services.RoleUnavailable as exc:
             raise ConflictError(str(exc), code=exc.code) from exc
+        rtmp_url = serializer.validated_data.get("rtmp_url")
+        if rtmp_url:
+            try:
+                # In daphne's event loop (asgiref runs it there): the broadcast lives on after this request.
+                session.rtmp_status = async_to_sync(start_broadcast)(session, rtmp_url)
+            except Refused as exc:
+                services.end_session(session)
+                raise ConflictError(str(exc), code=exc.code) from exc
+        serializer.instance = session
 
     @extend_schema(request=None, responses=ChatSessionSerializer)
     @action(detail=True, methods=["post"])
@@ -111,6 +129,19 @@ class ChatSessionViewSet(
             command = commands.parse_command(commands.SwitchRole.kind, request.data)
             live = services.switch_role(session, command)
         return Response({**self.get_serializer(session).data, **live}, status=status.HTTP_200_OK)
+
+    @extend_schema(request=RtmpSerializer, responses={202: RtmpStatusSerializer, 409: None})
+    @action(detail=True, methods=["post"], url_path="rtmp")
+    def rtmp(self, request: Request, pk: Any = None) -> Response:
+        """Start (``{"action": "start", "url"}``) or stop (``{"action": "stop"}``) streaming the session to an
+        RTMP URL; a dropped connection is retried and shown in ``state``, and never ends the session."""
+        body = request.data if isinstance(request.data, dict) else {}
+        if body.get("action") == "stop":
+            self._run(commands.StopRtmp.kind, body)
+            return Response(None, status=status.HTTP_202_ACCEPTED)
+        if body.get("action") != "start":
+            raise exceptions.ValidationError({"action": [_('"action" is "start" or "stop".')]}, code="bad_message")
+        return Response(self._run(commands.StartRtmp.kind, body), status=status.HTTP_202_ACCEPTED)
 
     def _run(self, kind: str, body: Any) -> dict[str, Any]:
         """Parse the command ``kind`` from ``body`` and run it on the session's owner."""

@@ -18,7 +18,10 @@ from typing import Any, ClassVar
 from django.utils.translation import gettext as _
 
 from livehuman_site.conf import livehuman_settings
+from livehuman_site.outbound import outbound_policy, refusal_message
 from realtime.conversation import TalkMode
+from realtime.net.outbound import OutboundRefused
+from realtime.rtmp import check_rtmp_url
 
 
 class Code(StrEnum):
@@ -29,6 +32,7 @@ class Code(StrEnum):
     ROLE_NOT_FOUND = "role_not_found"
     ROLE_UNAVAILABLE = "role_unavailable"
     ENGINE_UNAVAILABLE = "engine_unavailable"
+    BAD_URL = "bad_url"  # an RTMP URL the outbound policy refuses (the message says why)
     BUSY = "busy"  # too much is queued already: try again when the avatar has said some of it
     NOT_LIVE = "not_live"  # no process owns the session's media (not connected yet, or its worker is gone)
     SESSION_ENDED = "session_ended"
@@ -106,6 +110,32 @@ class End(Command):
     kind = "end"
 
 
+@dataclass(frozen=True)
+class StartRtmp(Command):
+    """Also stream the session to an RTMP URL (replacing a stream already running)."""
+
+    kind = "rtmp_start"
+    url: str
+
+
+@dataclass(frozen=True)
+class StopRtmp(Command):
+    """Stop the RTMP stream; the session goes on."""
+
+    kind = "rtmp_stop"
+
+
+def checked_rtmp_url(url: Any) -> str:
+    """``url`` if the outbound policy lets the server stream there (rtmp/rtmps); else ``CommandError`` on "url"."""
+    if not isinstance(url, str) or not url.strip():
+        raise CommandError(Code.BAD_URL, _("An RTMP URL is needed (rtmp:// or rtmps://)."), "url")
+    try:
+        check_rtmp_url(url.strip(), outbound_policy())
+    except OutboundRefused as refused:
+        raise CommandError(Code.BAD_URL, refusal_message(refused), "url") from None
+    return url.strip()
+
+
 def _say(body: Mapping[str, Any]) -> Say:
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
@@ -143,6 +173,8 @@ PARSERS: dict[str, Any] = {
     SetTalkMode.kind: _mode,
     Talk.kind: lambda body: Talk(bool(body.get("on"))),
     End.kind: lambda body: End(),
+    StartRtmp.kind: lambda body: StartRtmp(checked_rtmp_url(body.get("url"))),
+    StopRtmp.kind: lambda body: StopRtmp(),
 }
 
 

@@ -14,6 +14,21 @@ class SaySerializer(serializers.Serializer):
     interrupt = serializers.BooleanField(default=False)
 
 
+class RtmpStatusSerializer(serializers.Serializer):
+    """An RTMP stream: ``connecting``, ``live``, ``retrying`` (after a drop, with ``last_error``) or ``stopped``;
+    the URL without its stream key."""
+
+    state = serializers.CharField()
+    url = serializers.CharField()
+    attempts = serializers.IntegerField()
+    last_error = serializers.CharField(allow_blank=True)
+
+
+class RtmpSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["start", "stop"])
+    url = serializers.CharField(required=False, help_text="rtmp:// or rtmps://…/app/stream-key, to start.")
+
+
 class SessionStateSerializer(serializers.Serializer):
     """``state`` is the owner's idle/listening/thinking/speaking, or the stored created/connected/ended
     when no process owns the session's media."""
@@ -22,6 +37,7 @@ class SessionStateSerializer(serializers.Serializer):
     role = serializers.IntegerField()
     fps = serializers.IntegerField()
     speaking_text = serializers.CharField(allow_blank=True)
+    rtmp = RtmpStatusSerializer(required=False, allow_null=True, help_text="The RTMP stream, when one runs.")
 
 
 class RoleSwitchSerializer(serializers.Serializer):

@@ -21,6 +21,7 @@ from channels.db import database_sync_to_async
 from django.utils.translation import gettext as _
 
 from livehuman_site.conf import livehuman_settings
+from livehuman_site.outbound import outbound_policy
 from livehuman_site.tenancy.scoping import scope_for_api_key, scope_for_user
 from realtime.avatar.format import UnsupportedBundle
 from realtime.conversation import TurnRows
@@ -34,7 +35,20 @@ from realtime.session import LiveSession
 
 from . import services
 from .client_errors import language_from_scope, report
-from .commands import Code, Command, CommandError, End, Interrupt, Say, SetTalkMode, SwitchRole, Talk, parse_command
+from .commands import (
+    Code,
+    Command,
+    CommandError,
+    End,
+    Interrupt,
+    Say,
+    SetTalkMode,
+    StartRtmp,
+    StopRtmp,
+    SwitchRole,
+    Talk,
+    parse_command,
+)
 from .live_sessions import AlreadyLive, WorkerFull, live_sessions
 from .models import ChatSession
 from .preload import preload_once
@@ -81,7 +95,11 @@ class SessionOwner:
     async def open(self, scope: dict[str, Any], worker: str) -> None:
         """Authorize, take a place, load the engines and start the media. Raises ``Refused``."""
         self.language = language_from_scope(scope)
-        self.chat_session = await database_sync_to_async(authorize)(self.session_id, scope)
+        await self.start(await database_sync_to_async(authorize)(self.session_id, scope), worker)
+
+    async def start(self, chat_session: ChatSession, worker: str) -> None:
+        """Take a place, load the engines and start the media of an authorized session. Raises ``Refused``."""
+        self.chat_session = chat_session
         try:
             live_sessions.reserve(self.session_id, livehuman_settings.MAX_SESSIONS_PER_WORKER)
         except AlreadyLive as exc:
@@ -139,6 +157,10 @@ class SessionOwner:
                 self.live.set_talking(on)
             case End():
                 await self.ended(ChatSession.EndReason.CLIENT)
+            case StartRtmp(url=url):
+                return (await self.live.start_rtmp(url, outbound_policy())).as_dict()
+            case StopRtmp():
+                await self.live.stop_rtmp()
         return {}
 
     async def answer(self, message: dict[str, Any]) -> dict[str, Any]:

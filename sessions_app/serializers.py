@@ -7,6 +7,7 @@ from rest_framework import serializers
 from livehuman_site.tenancy.api import TenantScopedSerializer
 from realtime.net.ice import ice_servers
 
+from .commands import CommandError, checked_rtmp_url
 from .models import TRANSCRIPT_FIELDS, ChatSession, Message
 from .session_factory import ice_settings
 
@@ -18,6 +19,10 @@ class ChatSessionSerializer(TenantScopedSerializer):
     ws_url = serializers.SerializerMethodField()
     ice_servers = serializers.SerializerMethodField()
     ice_transport_policy = serializers.SerializerMethodField()
+    rtmp_url = serializers.CharField(
+        write_only=True, required=False, help_text="Start as a broadcast: no browser, streamed to this RTMP URL."
+    )
+    rtmp = serializers.SerializerMethodField()
 
     class Meta:
         model = ChatSession
@@ -33,6 +38,8 @@ class ChatSessionSerializer(TenantScopedSerializer):
             "ws_url",
             "ice_servers",
             "ice_transport_policy",
+            "rtmp_url",
+            "rtmp",
         ]
         read_only_fields = ["state", "created_at", "started_at", "ended_at", "end_reason"]
 
@@ -45,6 +52,16 @@ class ChatSessionSerializer(TenantScopedSerializer):
 
     def get_ice_transport_policy(self, session: ChatSession) -> str:
         return ice_settings().transport_policy
+
+    def get_rtmp(self, session: ChatSession) -> dict | None:
+        """A broadcast's stream status, in the reply that started it."""
+        return getattr(session, "rtmp_status", None)
+
+    def validate_rtmp_url(self, value: str) -> str:
+        try:
+            return checked_rtmp_url(value)
+        except CommandError as exc:
+            raise serializers.ValidationError(str(exc), code=exc.code) from None
 
 
 class MessageSerializer(serializers.ModelSerializer):

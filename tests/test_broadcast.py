@@ -1,0 +1,101 @@
+"""Broadcast sessions and RTMP control over the API: two real daphne processes on one Redis channel layer and
+Debian's nginx-rtmp on 127.0.0.1.
+
+``POST sessions/ {"role", "rtmp_url"}`` on process A starts a session nobody watches, streaming to nginx; REST
+``say`` and ``state`` sent to process B reach it; ``rtmp`` stop and start control the stream; ``end`` closes it.
+What nginx recorded decodes, with the voice in it. An RTMP URL the outbound policy refuses never gets a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import httpx
+import pytest
+import redis
+
+from sessions_app.models import ChatSession
+from tests.fixtures.processes import REDIS_TEST_URL, child_env, serving_daphne
+from tests.fixtures.tenancy import key_client
+from tests.test_rtmp import VOICED_RMS, decode, windows_rms
+
+
+@pytest.fixture
+def two_daphnes_allowing_local_rtmp(transactional_db, tmp_path) -> Iterator[tuple[str, str]]:
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+    env = child_env(REDIS_URL=REDIS_TEST_URL, LIVEHUMAN_OUTBOUND_ALLOW="127.0.0.1")
+    with ExitStack() as stack:
+        yield tuple(stack.enter_context(serving_daphne(tmp_path / f"daphne-{name}.log", env)) for name in "ab")
+
+
+async def wait_for_rtmp(rest: httpx.AsyncClient, session_id: str, state: str, timeout: float = 30) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            body = (await rest.get(f"/api/v1/sessions/{session_id}/state/")).json()
+            if (body.get("rtmp") or {}).get("state") == state:
+                return body
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_a_broadcast_started_on_one_process_is_driven_from_the_other(
+    two_daphnes_allowing_local_rtmp, rtmp_server, talking_role, world_a
+):
+    a, b = two_daphnes_allowing_local_rtmp
+    headers = {"Authorization": f"Api-Key {world_a.raw_key}"}
+    async with (
+        httpx.AsyncClient(base_url=a, headers=headers, timeout=60) as on_a,
+        httpx.AsyncClient(base_url=b, headers=headers, timeout=30) as on_b,
+    ):
+        created = await on_a.post("/api/v1/sessions/", json={"role": talking_role.pk, "rtmp_url": rtmp_server.url})
+        assert created.status_code == 201, created.text
+        body = created.json()
+        session_id = body["id"]
+        assert body["rtmp"]["state"] in {"connecting", "live"} and "secret" not in body["rtmp"]["url"]
+        assert "rtmp_url" not in body  # write-only: the stream key is not echoed
+
+        await wait_for_rtmp(on_b, session_id, "live")
+        say = await on_b.post(f"/api/v1/sessions/{session_id}/say/", json={"text": "Hello, live stream viewers."})
+        assert say.status_code == 202, say.text
+        async with asyncio.timeout(30):  # spoken, then idle again
+            while (await on_b.get(f"/api/v1/sessions/{session_id}/state/")).json()["state"] != "speaking":
+                await asyncio.sleep(0.1)
+            while (await on_b.get(f"/api/v1/sessions/{session_id}/state/")).json()["state"] != "idle":
+                await asyncio.sleep(0.1)
+
+        stopped = await on_b.post(f"/api/v1/sessions/{session_id}/rtmp/", json={"action": "stop"})
+        assert stopped.status_code == 202, stopped.text
+        assert (await on_b.get(f"/api/v1/sessions/{session_id}/state/")).json()["rtmp"] is None
+        [first] = rtmp_server.wait_for_recording(1)
+        restarted = await on_b.post(
+            f"/api/v1/sessions/{session_id}/rtmp/", json={"action": "start", "url": rtmp_server.url}
+        )
+        assert restarted.status_code == 202 and restarted.json()["state"] in {"connecting", "live"}, restarted.text
+        await wait_for_rtmp(on_b, session_id, "live")
+        await asyncio.sleep(1.0)
+        assert (await on_b.post(f"/api/v1/sessions/{session_id}/end/")).status_code == 200
+    recordings = rtmp_server.wait_for_recording(2)
+
+    video, audio, _, codecs = decode(first)
+    assert codecs == {"video": "h264", "audio": "aac"} and len(video) > 25
+    assert (windows_rms(audio) > VOICED_RMS).sum() > 25  # the REST say was heard in the stream
+    assert len(decode(recordings[-1])[0]) > 10
+    session = await asyncio.to_thread(ChatSession.objects.get, pk=session_id)
+    assert session.state == ChatSession.State.ENDED
+
+
+@pytest.mark.django_db
+def test_an_rtmp_url_the_policy_refuses_gets_no_session(talking_role, world_a):
+    api = key_client(world_a.raw_key)
+    for url in [
+        "rtmp://127.0.0.1:1935/live/key",  # internal, and nobody allow-listed it
+        "http://example.com/live/key",  # not RTMP
+        "rtmp://user:pw@example.com/live/key",  # credentials in the URL
+    ]:
+        response = api.post("/api/v1/sessions/", {"role": talking_role.pk, "rtmp_url": url}, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["fields"]["rtmp_url"], response.json()
+    assert not ChatSession.objects.exists()
