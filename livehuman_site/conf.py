@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "AVATAR_DETECT_EVERY": 5,  # count the faces in the whole of every k-th frame (to warn about other faces)
     "AVATAR_MAX_GAP_S": 0.5,  # shorter runs without a face are interpolated; longer ones end a steady stretch
     "AVATAR_MIN_SECONDS": 1.0,  # the kept stretch showing one face steadily must last at least this long
+    "AVATAR_FRAME_CACHE_MB": 128,  # decoded frames kept per avatar per worker process, shared by its sessions
     "AVATAR_PROGRESS_INTERVAL_S": 0.5,  # how often a running build writes its progress to the database
     "AVATAR_BUILD_QUEUE": "celery",  # Celery's default queue; name another to run builds on dedicated workers (-Q)
     # Piper voices the operator installed (<name>.onnx + <name>.onnx.json); a Voice names one, never a path

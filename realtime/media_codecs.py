@@ -19,6 +19,7 @@ from __future__ import annotations
 import fractions
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import av
@@ -138,15 +139,20 @@ class I420Frames:
     """An avatar's frames converted to ``yuv420p`` once, on first use, for every session showing that avatar.
 
     Idle frames are the same pictures for every session of an avatar: each is
-    converted once per process instead of once per session per slot.
+    converted once per process instead of once per session per slot. Bounded:
+    the most recently shown conversions up to ``CACHE_BYTES`` are kept (a 60-s
+    720p avatar converted whole would hold 2 GB in every process).
     """
+
+    CACHE_BYTES = 128 * 1024 * 1024
 
     _shared: weakref.WeakKeyDictionary[object, I420Frames] = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
     def __init__(self, frames: Sequence[np.ndarray]) -> None:
         self._frames = frames
-        self._converted: dict[int, np.ndarray] = {}
+        self._converted: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._guard = threading.Lock()
 
     @classmethod
     def of(cls, avatar: object, frames: Sequence[np.ndarray]) -> I420Frames:
@@ -159,7 +165,14 @@ class I420Frames:
 
     def frame(self, index: int) -> av.VideoFrame:
         """A new ``yuv420p`` frame of picture ``index`` (the caller stamps its pts)."""
-        planes = self._converted.get(index)
+        with self._guard:
+            planes = self._converted.get(index)
+            if planes is not None:
+                self._converted.move_to_end(index)
         if planes is None:
-            planes = self._converted[index] = i420_planes(self._frames[index])
+            planes = i420_planes(self._frames[index])
+            with self._guard:
+                self._converted[index] = planes
+                while len(self._converted) > max(1, self.CACHE_BYTES // planes.nbytes):
+                    self._converted.popitem(last=False)
         return av.VideoFrame.from_ndarray(planes, format="yuv420p")

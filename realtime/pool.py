@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from realtime.avatar.format import MANIFEST_FILE
+from realtime.avatar.frames import DEFAULT_CACHE_BYTES
 from realtime.avatar.reader import AvatarBundle
 from realtime.batching import BatchingExecutor
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
@@ -78,6 +79,7 @@ class ModelPool:
         batch_size: int = 8,
         batch_wait_ms: float = 8.0,
         engine_options: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+        frame_cache_mb: int = DEFAULT_CACHE_BYTES // (1024 * 1024),
     ) -> None:
         self.device = device  # None: CUDA when torch sees a GPU, else CPU, decided at the first lip-sync load
         # One render thread by default: numpy/torch already use the cores, and one queue keeps frame order simple.
@@ -87,6 +89,7 @@ class ModelPool:
         self.batch_wait_s = batch_wait_ms / 1000
         # Process-wide constructor arguments by kind and engine name, e.g. {"lipsync": {"wav2lip": {"checkpoint": …}}}
         self._engine_options = engine_options or {}
+        self._frame_cache_bytes = frame_cache_mb * 1024 * 1024  # decoded frames kept per avatar, for all sessions
         self._loaded: dict[Hashable, Any] = {}
         self._load_locks: dict[Hashable, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -118,7 +121,7 @@ class ModelPool:
         avatar_key = ("avatar", _bundle_identity(avatar_path))
         await self._get(tts_key, lambda: RememberingTTS(self._engine("tts", tts_engine, voice)))
         await self._get(lipsync_key, lambda: self._engine("lipsync", lipsync_engine, self._device()))
-        await self._get(avatar_key, lambda: AvatarBundle.open(avatar_path))
+        await self._get(avatar_key, lambda: AvatarBundle.open(avatar_path, self._frame_cache_bytes))
         return tts_key, lipsync_key, avatar_key
 
     async def render(self, engine: LipSyncEngine, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:

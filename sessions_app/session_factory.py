@@ -187,4 +187,5 @@ def get_pool() -> ModelPool:
         batch_size=livehuman_settings.LIPSYNC_BATCH_SIZE,
         batch_wait_ms=livehuman_settings.LIPSYNC_BATCH_WAIT_MS,
         engine_options=engine_options(),
+        frame_cache_mb=livehuman_settings.AVATAR_FRAME_CACHE_MB,
     )

@@ -62,6 +62,15 @@ def test_idle_pictures_are_converted_once_per_avatar_and_keep_their_look(tmp_pat
     assert difference(decoded, avatar.frames[1]) < CLOSE
 
 
+def test_idle_conversions_are_bounded(tmp_path, monkeypatch):
+    avatar = AvatarBundle.open(write_astronaut_bundle(tmp_path / "avatar", frame_count=4))
+    monkeypatch.setattr(I420Frames, "CACHE_BYTES", 2 * 512 * 512 * 3 // 2)  # room for two 512×512 conversions
+    shared = I420Frames(avatar.frames)
+    for index in (0, 1, 2, 3, 3, 2):
+        shared.frame(index)
+    assert list(shared._converted) == [3, 2]  # the two shown most recently
+
+
 def still_config(tmp_path) -> SessionConfig:
     return SessionConfig(
         session_id="codecs",
