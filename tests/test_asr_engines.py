@@ -304,7 +304,8 @@ def fake_modelscope(monkeypatch, snapshot_download) -> None:
 def test_download_command_fetches_the_three_models_with_progress_and_prints_the_settings(monkeypatch, tmp_path, capsys):
     fetched = []
 
-    def snapshot_download(model_id, local_dir, progress_callbacks):
+    def snapshot_download(model_id, local_dir, progress_callbacks, endpoint):
+        assert endpoint is None  # ModelScope's own default hub
         fetched.append(model_id)
         [progress_class] = progress_callbacks
         progress = progress_class("model.pt", 2_000_000)
@@ -325,9 +326,25 @@ def test_download_command_fetches_the_three_models_with_progress_and_prints_the_
 
 
 def test_download_command_reports_an_unreachable_hub(monkeypatch, tmp_path):
-    def snapshot_download(model_id, local_dir, progress_callbacks):
+    def snapshot_download(model_id, local_dir, progress_callbacks, endpoint):
         raise ConnectionError("Name or service not known")
 
     fake_modelscope(monkeypatch, snapshot_download)
     with pytest.raises(CommandError, match=r"Could not download .*Name or service not known.*modelscope\.cn"):
         call_command("download_funasr_models", "--dest", str(tmp_path), "--no-punc")
+
+
+def test_download_command_asks_the_hub_named_by_endpoint_or_the_environment(monkeypatch, tmp_path):
+    asked = []
+
+    def snapshot_download(model_id, local_dir, progress_callbacks, endpoint):
+        asked.append(endpoint)
+        raise ConnectionError("Connection refused")
+
+    fake_modelscope(monkeypatch, snapshot_download)
+    with pytest.raises(CommandError, match=r"here https://mirror\.example, from --endpoint"):
+        call_command("download_funasr_models", "--dest", str(tmp_path), "--endpoint", "https://mirror.example")
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(CommandError, match=r"modelscope\.cn \(here http://127\.0\.0\.1:9"):
+        call_command("download_funasr_models", "--dest", str(tmp_path))
+    assert asked == ["https://mirror.example", "http://127.0.0.1:9"]

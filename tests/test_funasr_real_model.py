@@ -136,10 +136,12 @@ async def test_a_folder_with_damaged_weights_is_engine_unavailable_naming_the_do
         await engine.load()
 
 
-def test_download_without_a_reachable_hub_fails_with_a_clear_error(tmp_path):
-    """The real command and the real ModelScope client, on this machine that cannot reach the hub."""
+def test_download_without_a_reachable_hub_fails_with_a_clear_error(tmp_path, closed_port):
+    """The real command and the real ModelScope client against a hub that refuses: a loopback port nobody
+    listens on (tests send nothing beyond loopback), named through ModelScope's own endpoint variable."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MODELSCOPE_CACHE": str(tmp_path / "cache")}
     env |= {"MODELSCOPE_API_MAX_RETRIES": "1", "MODELSCOPE_REPO_TREE_PAGE_MAX_ATTEMPTS": "1"}  # fail fast
+    env["MODELSCOPE_ENDPOINT"] = f"http://127.0.0.1:{closed_port}"
     done = subprocess.run(
         [sys.executable, "manage.py", "download_funasr_models", "--dest", str(tmp_path / "models")],
         cwd=Path(__file__).resolve().parent.parent,
@@ -152,6 +154,7 @@ def test_download_without_a_reachable_hub_fails_with_a_clear_error(tmp_path):
     assert f"[1/3] Downloading {funasr_engine.STREAMING_MODEL_ID}" in done.stdout
     assert f"Could not download {funasr_engine.STREAMING_MODEL_ID} from ModelScope" in done.stderr
     assert "This machine needs to reach modelscope.cn" in done.stderr
+    assert f"127.0.0.1:{closed_port}" in done.stderr
     assert "LIVEHUMAN_FUNASR_MODEL_DIR" not in done.stdout  # no settings printed for a model that is not there
 
 

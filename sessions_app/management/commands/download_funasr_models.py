@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from realtime.engines.asr.funasr import INSTALL, PUNC_MODEL_ID, STREAMING_MODEL_ID, VAD_MODEL_ID
 
 HUB = "modelscope.cn"
+ENDPOINT_ENV = "MODELSCOPE_ENDPOINT"  # ModelScope's own client reads it too (modelscope_hub/config.py)
 PROGRESS_STEP = 0.1  # a progress line per file at each further tenth downloaded
 
 
@@ -53,7 +55,13 @@ class Command(BaseCommand):
             " long-audio transcription uses this one).",
         )
 
-    def handle(self, *args, dest: Path, no_punc: bool, no_vad: bool, **options) -> None:
+        parser.add_argument(
+            "--endpoint",
+            default=os.environ.get(ENDPOINT_ENV) or None,
+            help=f"ModelScope hub to download from, e.g. a mirror (default: ${ENDPOINT_ENV}, else {HUB}).",
+        )
+
+    def handle(self, *args, dest: Path, no_punc: bool, no_vad: bool, endpoint: str | None, **options) -> None:
         try:
             from modelscope import snapshot_download
             from modelscope.hub.callback import ProgressCallback
@@ -71,12 +79,15 @@ class Command(BaseCommand):
             self.stdout.write(f"[{number}/{len(wanted)}] Downloading {model_id} into {folder} ...")
             self.stdout.flush()
             try:
-                snapshot_download(model_id, local_dir=str(folder), progress_callbacks=[progress])
+                snapshot_download(
+                    model_id, local_dir=str(folder), progress_callbacks=[progress], endpoint=endpoint
+                )
             # Network, HTTP and hub errors come in many types (requests, urllib3, modelscope's own).
             except Exception as exc:
+                where = f" (here {endpoint}, from --endpoint or ${ENDPOINT_ENV})" if endpoint else " (HTTPS)"
                 raise CommandError(
                     f"Could not download {model_id} from ModelScope: {exc}. This machine needs to reach {HUB}"
-                    " (HTTPS); or run this command where it can and copy the folders under"
+                    f"{where}; or run this command where it can and copy the folders under"
                     f" {dest.resolve()} here."
                 ) from exc
             folders[setting] = folder
