@@ -48,11 +48,25 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-# Salt for the encrypted fields (a role's LLM API key); changing it makes stored secrets unreadable.
+# Earlier SECRET_KEYs, comma-separated: sessions and signatures made with them stay valid, and the LLM API keys
+# encrypted under them stay readable (they are encrypted with a key derived from SECRET_KEY and SALT_KEY).
+SECRET_KEY_FALLBACKS = _env_list("SECRET_KEY_FALLBACKS", "")
+# Salt of that derivation (a role's LLM API key); changing it makes stored secrets unreadable.
 SALT_KEY = os.environ.get("LIVEHUMAN_SALT_KEY", "livehuman-llm-secrets")
 DEBUG = _env_bool("DEBUG")
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# HTTPS in production (README, "Production"): all off by default so http://127.0.0.1:8000 works out of the box.
+# Behind a TLS-terminating proxy set SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https (and have the proxy
+# set that header itself, never pass the client's through).
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_bool("SECURE_COOKIES")
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD")
+_proxy_ssl_header = _env_list("SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if len(_proxy_ssl_header) == 2 else None
 
 INSTALLED_APPS = [
     "daphne",
@@ -71,6 +85,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here: the docs work without a public CDN
     "csp",
+    "axes",
     "drf_standardized_errors",
     "livehuman_site",  # its management commands (check_services) and Celery tasks (ping)
     "livehuman_site.tenancy",
@@ -91,8 +106,22 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # after authentication: it turns a lock-out into the response
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Log-in lock-out (django-axes) for the admin and the site's login form: after AXES_FAILURE_LIMIT failures
+# for one user name from one address, that pair is refused for AXES_COOLOFF_TIME hours, right password or not.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_TIME", "0.25"))
+AXES_LOCKOUT_PARAMETERS = [_env_list("AXES_LOCKOUT_PARAMETERS", "username,ip_address")]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_PROXY_COUNT = int(os.environ.get("AXES_IPWARE_PROXY_COUNT", "0"))  # proxies in front, for the address
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 # Pages load scripts, styles and images only from this origin, with no inline script or style: an injected
 # tag or attribute runs nothing. The chat page needs blob:/data: media for WebRTC and the WebGL canvas, the
@@ -160,6 +189,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat"

@@ -9,11 +9,17 @@ import pytest
 from django.apps import apps
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from avatars_app.models import Avatar, Role
 from livehuman_site.tenancy.models import Membership, Tenant
 
 pytestmark = pytest.mark.django_db
+
+
+def _log_in(**credentials: str):
+    """``authenticate`` as the login form calls it: with the request (the lock-out needs its address)."""
+    return authenticate(request=RequestFactory().post("/accounts/login/"), **credentials)
 
 
 def _run() -> str:
@@ -37,10 +43,10 @@ def test_setup_demo_creates_everything_once():
     assert set(passwords) == {"admin", "demo"}
 
     tenant = Tenant.objects.get(slug="demo")
-    admin = authenticate(username="admin", password=passwords["admin"])
+    admin = _log_in(username="admin", password=passwords["admin"])
     assert admin is not None and admin.is_superuser and admin.is_staff
     assert Membership.objects.get(user=admin, tenant=tenant).level == Membership.Level.OWNER
-    member = authenticate(username="demo", password=passwords["demo"])
+    member = _log_in(username="demo", password=passwords["demo"])
     assert member is not None and not member.is_staff
     assert Membership.objects.get(user=member, tenant=tenant).level == Membership.Level.MEMBER
 
@@ -57,7 +63,7 @@ def test_setup_demo_creates_everything_once():
     assert "Created: nothing" in second
     assert _row_counts() == counts
     assert get_user_model().objects.get(username="admin").password == password_hash
-    assert authenticate(username="admin", password=passwords["admin"]) is not None
+    assert _log_in(username="admin", password=passwords["admin"]) is not None
 
 
 def _prebuilt_avatar(tenant: Tenant) -> Avatar:
@@ -73,7 +79,7 @@ def test_setup_demo_leaves_an_existing_admin_and_role_alone(monkeypatch):
     User = get_user_model()
     User.objects.create_user("admin", password="chosen-by-the-operator")
     _run()
-    assert authenticate(username="admin", password="chosen-by-the-operator") is not None
+    assert _log_in(username="admin", password="chosen-by-the-operator") is not None
     role = Role.objects.get(name="Demo")
     role.greeting = "Edited by the operator"
     role.save()

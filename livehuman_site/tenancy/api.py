@@ -12,6 +12,7 @@ from rest_framework import exceptions, filters, serializers, status
 
 from .models import Tenant
 from .scoping import Scope, scope_for_request
+from .throttling import RefusedCallsCountMixin
 
 
 class TenantScopedRelatedField(serializers.PrimaryKeyRelatedField):
@@ -65,8 +66,9 @@ class InUseError(exceptions.APIException):
     default_detail = _("This is still in use and cannot be deleted.")
 
 
-class TenantScopedViewSetMixin:
-    """Every query of the viewset goes through the caller's ``Scope``; new rows get its tenant."""
+class TenantScopedViewSetMixin(RefusedCallsCountMixin):
+    """Every query of the viewset goes through the caller's ``Scope``; new rows get its tenant. Refused calls
+    count towards the caller's request rate."""
 
     filter_backends = [TenantScopedFilterBackend, filters.OrderingFilter]
 

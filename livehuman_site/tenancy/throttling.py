@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
@@ -34,6 +35,23 @@ class AnonymousRateThrottle(_RatesFromSettingsMixin, AnonRateThrottle):
         if _is_api_key_caller(request):
             return None
         return super().get_cache_key(request, view)
+
+
+class RefusedCallsCountMixin:
+    """Refused calls count towards the caller's rate too.
+
+    DRF checks authentication and permissions before throttles, so a caller
+    guessing keys or probing without credentials was answered 401/403 forever
+    and never throttled. Here a refusal first counts against the rate (and
+    becomes a 429 once it is spent), then is raised as before.
+    """
+
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().initial(request, *args, **kwargs)
+        except (exceptions.AuthenticationFailed, exceptions.NotAuthenticated, exceptions.PermissionDenied):
+            self.check_throttles(request)
+            raise
 
 
 class CallerRateThrottle(_RatesFromSettingsMixin, UserRateThrottle):
