@@ -30,6 +30,8 @@ ENGINES: dict[str, dict[str, str]] = {
     "lipsync": {
         "default": "realtime.engines.lipsync.mouth_warp.MouthWarpLipSync",
         "wav2lip": "realtime.engines.lipsync.wav2lip.Wav2LipLipSync",
+        "atlas": "realtime.engines.lipsync.atlas.AtlasLipSync",
+        "photo": "realtime.engines.lipsync.photo_mouth.PhotoMouthLipSync",
     },
 }
 
@@ -47,6 +49,8 @@ LABELS: dict[str, str] = {
     "dify": "Dify",
     "default": "Mouth warp (weights-free default)",
     "wav2lip": "Wav2Lip (checkpoint)",
+    "atlas": "Mouth atlas (the person's own mouths, from a video avatar)",
+    "photo": "Photo mouth (lips moved on a portrait, drawn inside)",
 }
 
 

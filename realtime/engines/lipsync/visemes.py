@@ -16,6 +16,7 @@ heuristics, not a trained model.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -59,30 +60,37 @@ class MouthShape:
 CLOSED = MouthShape(0.0, 0.0, 0.0)
 
 
-def loudness_openness(audio: np.ndarray) -> float:
-    """0..1 from the RMS level in dBFS: the ear hears loudness on a log scale and so does the jaw's travel."""
-    if len(audio) == 0:
-        return 0.0
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-    dbfs = 20 * math.log10(max(rms, 1e-9))
-    return float(smoothstep((dbfs - SILENT_DBFS) / (LOUD_DBFS - SILENT_DBFS)))
-
-
 def mouth_shape(audio: np.ndarray, mel: np.ndarray) -> MouthShape:
     """The frame's mouth: ``audio`` (16 kHz float32, the frame's own samples) sets openness; the mel columns
     that span the same samples (the start of the frame's window) set the blend of visemes."""
-    openness = loudness_openness(audio)
+    openness, jaw, stretch = mouth_shapes([audio], mel[None])[0]
     if openness < CLOSED_BELOW:
         return CLOSED
-    columns = max(1, math.ceil(len(audio) / HOP))
-    power = _mel_power(mel[:, :columns]).mean(axis=1)
+    return MouthShape(float(openness), float(jaw), float(stretch))
+
+
+def mouth_shapes(audios: Sequence[np.ndarray], mels: np.ndarray) -> np.ndarray:
+    """(B, 3) openness, jaw, stretch for a batch of frames at once: ``audios`` their samples, ``mels``
+    (B, 80, 16) their windows. Frames under CLOSED_BELOW come back as all zeros."""
+    out = np.zeros((len(audios), 3), np.float64)
+    rms = np.array([np.sqrt(np.mean(np.square(a, dtype=np.float64))) if len(a) else 0.0 for a in audios])
+    dbfs = 20 * np.log10(np.maximum(rms, 1e-9))
+    openness = smoothstep((dbfs - SILENT_DBFS) / (LOUD_DBFS - SILENT_DBFS))
+    columns = np.array([max(1, math.ceil(len(a) / HOP)) for a in audios])
     bands = _band_masks()
-    wide = float(smoothstep((_ratio(power, bands["high"], bands["speech"]) - 0.35) / 0.35))
-    open_ = float(smoothstep((_ratio(power, bands["f1_high"], bands["f1"]) - 0.3) / 0.5))
-    weights = {WIDE_E: wide, OPEN_A: (1 - wide) * open_, ROUND_O: (1 - wide) * (1 - open_)}
-    jaw = sum(v.jaw * w for v, w in weights.items())
-    stretch = sum(v.stretch * w for v, w in weights.items())
-    return MouthShape(openness, jaw * openness, stretch * openness)
+    for count in np.unique(columns):  # frames of one length share one vectorised pass
+        rows = np.flatnonzero((columns == count) & (openness >= CLOSED_BELOW))
+        if not len(rows):
+            continue
+        power = _mel_power(np.asarray(mels)[rows, :, :count]).mean(axis=2)
+        wide = smoothstep((_ratio(power, bands["high"], bands["speech"]) - 0.35) / 0.35)
+        open_ = smoothstep((_ratio(power, bands["f1_high"], bands["f1"]) - 0.3) / 0.5)
+        weights = np.stack([wide, (1 - wide) * open_, (1 - wide) * (1 - open_)], axis=1)
+        visemes = np.array([[v.jaw, v.stretch] for v in (WIDE_E, OPEN_A, ROUND_O)])
+        jaw_stretch = weights @ visemes
+        out[rows, 0] = openness[rows]
+        out[rows, 1:] = jaw_stretch * openness[rows, None]
+    return out
 
 
 def _mel_power(mel: np.ndarray) -> np.ndarray:
@@ -106,5 +114,6 @@ def _band_masks() -> dict[str, np.ndarray]:
     }
 
 
-def _ratio(power: np.ndarray, part: np.ndarray, whole: np.ndarray) -> float:
-    return float(power[part].sum() / max(power[whole].sum(), 1e-12))
+def _ratio(power: np.ndarray, part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """Per row of (B, bins) ``power``: the share of ``part``'s energy in ``whole``'s."""
+    return power[:, part].sum(axis=1) / np.maximum(power[:, whole].sum(axis=1), 1e-12)

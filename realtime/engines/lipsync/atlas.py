@@ -1,0 +1,248 @@
+"""The default engine for video avatars: the person's own mouths from the atlas, chosen by the audio.
+
+Per batch, vectorised across every request it holds:
+
+1. audio → a target mouth shape per frame (opening, width, rounding in face heights), from the same loudness and
+   vowel features as the weights-free warp (visemes.py), mapped onto this person's range of shapes: silence and
+   quiet consonants give their most closed mouth, the loudest open vowels their widest;
+2. each atlas entry costs its (range-normalised) distance to the target; along a run of consecutive frames of one
+   avatar (one session's frames in one batch) a Viterbi pass adds a cost for every jump between consecutive
+   entries, so the mouth does not flicker between far-apart shapes; the chosen entry is blended with the next
+   best in proportion to how close their costs are;
+3. the blended patch is matched to the base frame's colour (gain from the skin ring around the mouth), warped from
+   the face-aligned canvas onto the base frame (the similarity that aligns its rigid points), and blended in
+   through the canvas's feathered lower-face mask.
+
+Only the mask's bounding box is touched; everything else is the base frame's own pixels.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from realtime.avatar.reader import AvatarBundle
+from realtime.face.topology import CHIN, MOUTH_LEFT, MOUTH_RIGHT
+
+from .base import LipSyncEngine, LipSyncRequest
+from .easing import bump, smoothstep
+from .mouth_atlas import ATLAS, MouthAtlas, lower_face_mask
+from .mouth_space import apply, invert_similarity
+from .visemes import mouth_shapes
+
+JUMP_COST = 0.05  # weight of a jump between consecutive entries against distance to the target
+WEIGHTS = np.array([1.0, 0.5, 0.35], np.float32)  # opening matters most; width and rounding refine
+SECOND_BEST = 0.0  # the most the runner-up entry is blended in (at equal cost)
+GAIN_LIMITS = (0.75, 1.33)
+POSE_COST = 5.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
+
+
+@dataclass
+class FittedAvatar:
+    """An avatar with its atlas and, per base frame, where the canvas lands and the colour around the mouth."""
+
+    atlas: MouthAtlas
+    to_frame: np.ndarray  # (N, 2, 3) canvas → frame
+    boxes: np.ndarray  # (N, 4) x1, y1, x2, y2: the mask's support in the frame
+    ring: np.ndarray  # (N, 3) base frames' ring colour on the canvas
+    poses: np.ndarray  # (N, 24) base frames' head poses (MouthSpace.poses)
+    lip_line: np.ndarray  # (N,) canvas rows of the base frames' mouth corners
+    lower_lip: np.ndarray  # (N,) … of their lower lip's outer edge
+    chin: np.ndarray  # (N,) … of their chin
+    region: np.ndarray  # (H, W) what is pasted back (mouth_atlas.lower_face_mask)
+    jaw_columns: np.ndarray  # (W,) how much each canvas column follows the jaw: 1 at the centre, 0 at the cheeks
+    rest: np.ndarray  # (3,) the closed mouth's shape
+    low: np.ndarray  # (3,) narrowest / least shapes (2nd percentile)
+    high: np.ndarray  # (3,) widest / most
+
+
+def fit_avatar(atlas: MouthAtlas, landmarks: np.ndarray, frame_size: tuple[int, int]) -> FittedAvatar:
+    """Precompute what rendering needs per base frame (once per avatar per process); ``frame_size`` (H, W)."""
+    space = atlas.space
+    to_canvas = space.to_canvas(landmarks)
+    to_frame = invert_similarity(to_canvas)
+    region = lower_face_mask(space)
+    support = np.argwhere(region > 0.002)
+    (y0, x0), (y1, x1) = support.min(axis=0), support.max(axis=0) + 1
+    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float32)
+    in_frame = np.einsum("nij,kj->nki", to_frame[:, :, :2], corners) + to_frame[:, None, :, 2]
+    height, width = frame_size
+    boxes = np.concatenate([np.floor(in_frame.min(axis=1)) - 1, np.ceil(in_frame.max(axis=1)) + 1], axis=1).astype(
+        np.int32
+    )
+    boxes = np.clip(boxes, 0, [width, height, width, height])
+    features = atlas.features
+    closed = features[:, 0] <= features[atlas.closed, 0] + 0.005
+    canvas_points = apply(to_canvas, np.asarray(landmarks, np.float32)[:, [MOUTH_LEFT, MOUTH_RIGHT, 17, CHIN], :2])
+    columns = np.arange(space.width, dtype=np.float32)
+    return FittedAvatar(
+        atlas=atlas,
+        to_frame=to_frame,
+        boxes=boxes,
+        ring=atlas.frame_ring,
+        poses=space.poses(landmarks, to_canvas),
+        lip_line=canvas_points[:, :2, 1].mean(axis=1),
+        lower_lip=canvas_points[:, 2, 1],
+        chin=canvas_points[:, 3, 1],
+        region=region,
+        jaw_columns=bump((columns - space.width / 2) / (0.32 * space.scale)).astype(np.float32),
+        rest=np.median(features[closed], axis=0),
+        low=np.percentile(features, 2, axis=0),
+        high=np.percentile(features, 98, axis=0),
+    )
+
+
+def target_shapes(fitted: FittedAvatar, openness_jaw_stretch: np.ndarray) -> np.ndarray:
+    """(B, 3) target opening, width, rounding for this person from (B, 3) openness, jaw, stretch."""
+    openness, jaw, stretch = openness_jaw_stretch.T
+    rest, low, high = fitted.rest, fitted.low, fitted.high
+    # Loudness sets how far the mouth opens; the vowel only shades it ("ee" opens less than "ah").
+    vowel = np.divide(jaw, openness, out=np.zeros_like(jaw), where=openness > 0)
+    opening = rest[0] + np.clip(openness * (0.7 + 0.3 * vowel), 0, 1) * max(high[0] - rest[0], 0.0)
+    width = rest[1] + np.where(stretch > 0, stretch * (high[1] - rest[1]), stretch * (rest[1] - low[1]))
+    rounding = rest[2] + np.clip(-stretch, 0, 1) * max(high[2] - rest[2], 0.0)
+    return np.stack([opening, width, rounding], axis=1).astype(np.float32)
+
+
+def choose_entries(fitted: FittedAvatar, targets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a run of consecutive frames (targets (B, 3), base frame ``indices`` (B,)): (B, 2) entry indices (best
+    path, runner-up) and (B, 2) blend weights."""
+    features = fitted.atlas.features
+    span = np.maximum(fitted.high - fitted.low, 1e-3)
+    distance = (((features[None, :, :] - targets[:, None, :]) / span) ** 2 * WEIGHTS).sum(axis=2)  # (B, K)
+    pose_gap = ((fitted.atlas.poses[None, :, :] - fitted.poses[indices][:, None, :]) ** 2).sum(axis=2)
+    distance += POSE_COST * pose_gap
+    jumps = JUMP_COST * (((features[:, None, :] - features[None, :, :]) / span) ** 2 * WEIGHTS).sum(axis=2)
+    total = distance[0].copy()
+    back = np.zeros(distance.shape, np.int32)
+    for t in range(1, len(targets)):  # Viterbi: cheapest path with the jump cost between consecutive entries
+        step = total[:, None] + jumps
+        back[t] = np.argmin(step, axis=0)
+        total = step[back[t], np.arange(len(features))] + distance[t]
+    path = np.empty(len(targets), np.int32)
+    path[-1] = int(np.argmin(total))
+    for t in range(len(targets) - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    masked = distance.copy()
+    masked[np.arange(len(path)), path] = np.inf
+    runner_up = np.argmin(masked, axis=1)
+    gap = masked[np.arange(len(path)), runner_up] - distance[np.arange(len(path)), path]
+    second = SECOND_BEST * np.exp(-np.maximum(gap, 0) / 0.05)
+    return np.stack([path, runner_up], axis=1), np.stack([1 - second, second], axis=1).astype(np.float32)
+
+
+def _runs(requests: Sequence[LipSyncRequest]) -> list[list[int]]:
+    """Positions grouped into runs of consecutive frames of one avatar (ping-pong steps are ±1)."""
+    runs: list[list[int]] = []
+    for position, request in enumerate(requests):
+        if runs:
+            previous = requests[runs[-1][-1]]
+            if previous.avatar is request.avatar and abs(previous.frame_index - request.frame_index) <= 1:
+                runs[-1].append(position)
+                continue
+        runs.append([position])
+    return runs
+
+
+class AtlasLipSync(LipSyncEngine):
+    """Sample-based lip-sync from the avatar's own mouth atlas. No weights; one batch is one vectorised pass."""
+
+    name = "atlas"
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__(device)
+        self._fitted: dict[Path, FittedAvatar] = {}
+        self._lock = threading.Lock()
+
+    def fitted(self, avatar: AvatarBundle) -> FittedAvatar:
+        """The avatar's atlas and per-frame fit, loaded once per process."""
+        with self._lock:
+            fitted = self._fitted.get(avatar.path)
+            if fitted is None:
+                atlas = MouthAtlas.load(avatar.extra_folder(ATLAS))
+                size = (avatar.manifest.height, avatar.manifest.width)
+                fitted = self._fitted[avatar.path] = fit_avatar(atlas, avatar.landmarks, size)
+            return fitted
+
+    def render_batch(self, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
+        if not requests:
+            return []
+        shapes = mouth_shapes([r.audio for r in requests], np.stack([r.mel for r in requests]))
+        out: list[np.ndarray | None] = [None] * len(requests)
+        for run in _runs(requests):
+            fitted = self.fitted(requests[run[0]].avatar)
+            indices = np.array([requests[p].frame_index for p in run])
+            entries, weights = choose_entries(fitted, target_shapes(fitted, shapes[run]), indices)
+            frames = compose(fitted, requests[run[0]].avatar.frames, indices, entries, weights)
+            for position, frame in zip(run, frames, strict=True):
+                out[position] = frame
+        return out  # type: ignore[return-value]
+
+
+def jaw_shift(fitted: FittedAvatar, indices: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """(B, H, W) downward shift in canvas pixels that moves each base frame's jaw by ``drop`` (B,) pixels: nothing
+    above the mouth corners, rising to the full drop at the lower lip, held to the chin, settling back to nothing
+    below it. Shifts grow no faster than the rows they pass, so the skin stretches without folding."""
+    rows = np.arange(fitted.atlas.space.height, dtype=np.float32)[None, :]
+    line, lower, chin = (a[indices][:, None] for a in (fitted.lip_line, fitted.lower_lip, fitted.chin))
+    size = np.abs(drop)[:, None]
+    rise = smoothstep((rows - line) / np.maximum(np.maximum(lower - line, 1.5 * size), 2.0))
+    settle = 1 - smoothstep((rows - chin) / (0.12 * fitted.atlas.space.scale + 1.5 * size))
+    profile = np.where(rows < chin, rise, settle) * drop[:, None]
+    return profile[:, :, None] * fitted.jaw_columns[None, None, :]
+
+
+def compose(
+    fitted: FittedAvatar, frames: np.ndarray, indices: np.ndarray, entries: np.ndarray, weights: np.ndarray
+) -> list[np.ndarray]:
+    """Per request: cut the base frame's lower face onto the canvas, move its jaw to the chosen mouth's, lay the
+    blended, colour-matched atlas mouth over it, and paste the result back through the feathered region mask."""
+    atlas, space = fitted.atlas, fitted.atlas.space
+    patches = np.einsum("bk,bkhwc->bhwc", weights, atlas.patches[entries].astype(np.float32))
+    ring = np.einsum("bk,bkc->bc", weights, atlas.ring_colour[entries])
+    gain = np.clip(fitted.ring[indices] / np.maximum(ring, 1.0), *GAIN_LIMITS)
+    patches *= gain[:, None, None, :]
+    drop = (weights * atlas.chins[entries]).sum(axis=1) - fitted.chin[indices]
+    shift = jaw_shift(fitted, indices, drop.astype(np.float32))
+    size = (space.width, space.height)
+    xs = np.broadcast_to(np.arange(space.width, dtype=np.float32), (space.height, space.width))
+    ys = np.arange(space.height, dtype=np.float32)[:, None]
+    to_canvas = invert_similarity(fitted.to_frame[indices])
+    bases = np.stack(
+        [
+            cv2.remap(
+                cv2.warpAffine(
+                    np.ascontiguousarray(frames[i]), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+                ),
+                xs,
+                ys - dy,
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            for i, m, dy in zip(indices, to_canvas, shift, strict=True)
+        ]
+    ).astype(np.float32)
+    mouth = atlas.mask[None, :, :, None]
+    canvases = bases + mouth * (patches - bases)
+    results = []
+    for canvas, index in zip(canvases, indices, strict=True):
+        frame = np.array(frames[index])
+        x1, y1, x2, y2 = fitted.boxes[index]
+        if x2 <= x1 or y2 <= y1:
+            results.append(frame)
+            continue
+        matrix = fitted.to_frame[index].copy()
+        matrix[:, 2] -= (x1, y1)
+        box = (int(x2 - x1), int(y2 - y1))
+        warped = cv2.warpAffine(canvas, matrix, box, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(fitted.region, matrix, box, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+        region = frame[y1:y2, x1:x2].astype(np.float32)
+        region += alpha * (warped - region)
+        frame[y1:y2, x1:x2] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+        results.append(frame)
+    return results

@@ -1,0 +1,247 @@
+"""The mouth atlas: the person's own mouths, cut from their footage and indexed by shape (Video Rewrite style).
+
+At build time every kept frame's lower face is cut onto the face-aligned canvas
+(mouth_space.py), its mouth measured (opening, width, rounding), and the frames
+binned on a grid of opening × width; each filled cell keeps its most typical
+frame (nearest the cell's centre). The result is a few dozen small patches
+instead of the whole clip, with each patch's shape, its ring colour (for colour
+matching at run time) and the frame it came from. A coverage report says how
+many distinct shapes were found and what range of opening, and asks for more
+speech when the range is thin.
+
+Files in the bundle's ``extras/mouth_atlas/`` folder: ``mouth_atlas.npz`` (arrays) and
+``mouth_atlas.json`` (canvas geometry and the coverage report).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from realtime.face import topology
+
+from .easing import smoothstep
+from .mouth_space import RIGID_POINTS, SUBNASALE, MouthSpace, apply, shape_features
+
+ATLAS = "mouth_atlas"  # the bundle extra's name
+ARRAYS_FILE = "mouth_atlas.npz"
+INFO_FILE = "mouth_atlas.json"
+OPENING_LEVELS = 10
+WIDTH_LEVELS = 5
+MIN_SCALE, MAX_SCALE = 64.0, 192.0  # canvas pixels per face height: the footage's own, within these bounds
+THIN_RANGE = 0.04  # face heights: an opening range narrower than this asks for more speech
+FEW_SHAPES = 8
+
+
+class AtlasMissing(LookupError):
+    """A bundle without a mouth atlas (built before atlases existed, or from a photo)."""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the atlas covers, for the build's warnings and the admin preview."""
+
+    frames: int  # frames measured
+    shapes: int  # distinct shapes kept (filled grid cells)
+    opening_min: float  # face heights
+    opening_max: float
+    width_min: float
+    width_max: float
+
+    @property
+    def warnings(self) -> list[str]:
+        if self.opening_max - self.opening_min >= THIN_RANGE and self.shapes >= FEW_SHAPES:
+            return []
+        return [
+            f"The footage shows few mouth shapes ({self.shapes}, opening {self.opening_min:.3f}–"
+            f"{self.opening_max:.3f} of the face height): the mouth will move less than in real speech. "
+            "Record at least 20 seconds of the person speaking, with open vowels, for a livelier mouth."
+        ]
+
+
+@dataclass(frozen=True)
+class MouthAtlas:
+    """Patches (K, H, W, 3) uint8 on the canvas, their shapes (K, 3), head poses (K, 24), lips (K, 40, 2) and chin
+    heights (K,) in canvas pixels, ring colour (K, 3), source frame indices (K,), grid cells (K, 2) = (opening
+    level, width level); the mouth mask (H, W); and the ring colour of every frame of the clip (N, 3), the base
+    frames colour matching aims at (measured here, so a session never decodes the whole clip)."""
+
+    space: MouthSpace
+    patches: np.ndarray
+    features: np.ndarray
+    poses: np.ndarray
+    lips: np.ndarray
+    chins: np.ndarray
+    ring_colour: np.ndarray
+    frame_ring: np.ndarray
+    sources: np.ndarray
+    cells: np.ndarray
+    mask: np.ndarray
+    coverage: Coverage
+
+    @property
+    def closed(self) -> int:
+        """Index of the entry with the most closed mouth."""
+        return int(np.argmin(self.features[:, 0]))
+
+    def save(self, folder: Path) -> None:
+        np.savez(
+            folder / ARRAYS_FILE,
+            template=self.space.template,
+            patches=self.patches,
+            features=self.features,
+            poses=self.poses,
+            lips=self.lips,
+            chins=self.chins,
+            ring_colour=self.ring_colour,
+            frame_ring=self.frame_ring,
+            sources=self.sources,
+            cells=self.cells,
+            mask=self.mask,
+        )
+        info = {"scale": self.space.scale, "width": self.space.width, "height": self.space.height}
+        (folder / INFO_FILE).write_text(json.dumps({**info, "coverage": asdict(self.coverage)}, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path) -> MouthAtlas:
+        try:
+            info = json.loads((folder / INFO_FILE).read_text())
+            arrays = np.load(folder / ARRAYS_FILE)
+        except FileNotFoundError:
+            raise AtlasMissing(f"Avatar bundle {folder} has no mouth atlas; rebuild the avatar") from None
+        space = MouthSpace(arrays["template"], info["scale"], info["width"], info["height"])
+        names = (
+            "patches",
+            "features",
+            "poses",
+            "lips",
+            "chins",
+            "ring_colour",
+            "frame_ring",
+            "sources",
+            "cells",
+            "mask",
+        )
+        return cls(space, **{name: arrays[name] for name in names}, coverage=Coverage(**info["coverage"]))
+
+
+LIPS = topology.OUTER_LIPS + topology.INNER_LIPS
+
+
+def _subnasale_y(space: MouthSpace) -> float:
+    return float(space.template[RIGID_POINTS.index(SUBNASALE), 1])
+
+
+def mouth_mask(space: MouthSpace, lips: np.ndarray) -> np.ndarray:
+    """(H, W) float32 weights where an atlas mouth replaces the base frame's: 1 over the lips and the gap between
+    them, fading to 0 below the nose, towards the cheeks and above the chin, with a wide feather. The jaw line
+    and nostrils stay the base frame's own, so a mouth from a slightly different head pose leaves no ghost edge."""
+    height, width = space.height, space.width
+    scale = space.scale
+    top = _subnasale_y(space) + 0.01 * scale
+    corners = lips[:, [0, 10], 0]  # the outer contour starts and ends at the corners
+    half_width = 0.5 * float(np.median(corners[:, 1] - corners[:, 0]))
+    centre_x = float(np.median(lips[:, :, 0]))
+    bottom = min(float(np.percentile(lips[:, :11, 1].max(axis=1), 95)) + 0.08 * scale, height - 1.0)
+    ys = np.arange(height, dtype=np.float32)[:, None]
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    from_top = smoothstep((ys - top) / (0.05 * scale))
+    centre_y = (top + bottom) / 2
+    radius = np.sqrt(
+        ((xs - centre_x) / (1.3 * half_width + 0.05 * scale)) ** 2 + ((ys - centre_y) / ((bottom - top) / 2)) ** 2
+    )
+    return (from_top * (1 - smoothstep((radius - 0.55) / 0.45))).astype(np.float32)
+
+
+def lower_face_mask(space: MouthSpace) -> np.ndarray:
+    """(H, W) float32 weights of the whole region lip-sync may change (the mouth and the jaw that moves with it):
+    what is pasted back into the frame. Outside what changed, the pasted pixels are the frame's own."""
+    height, width = space.height, space.width
+    scale = space.scale
+    ys = np.arange(height, dtype=np.float32)[:, None]
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    rows = smoothstep((ys - _subnasale_y(space)) / (0.04 * scale)) * (
+        1 - smoothstep((ys - height + 0.06 * scale) / (0.05 * scale))
+    )
+    cols = 1 - smoothstep((np.abs(xs - width / 2) - 0.34 * scale) / (0.08 * scale))
+    return (rows * cols).astype(np.float32)
+
+
+def ring_colours(patches: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(K, 3) mean colour of each patch in the mask's fading ring: skin around the mouth, the part colour matching
+    must agree on."""
+    ring = ((mask > 0.05) & (mask < 0.6)).astype(np.float32)
+    return np.einsum("khwc,hw->kc", patches.astype(np.float32), ring) / max(float(ring.sum()), 1.0)
+
+
+def build_mouth_atlas(frames: np.ndarray, landmarks: np.ndarray) -> MouthAtlas:
+    """The atlas of ``frames`` (N, H, W, 3) uint8 RGB with ``landmarks`` (N, 468, 2) frame pixels."""
+    points = np.asarray(landmarks, np.float32)[..., :2]
+    features = shape_features(points)
+    scale = float(np.clip(np.median(topology.face_height(points)), MIN_SCALE, MAX_SCALE))
+    to_canvas_first = MouthSpace.fit(points, scale, depth=0.7)
+    transforms = to_canvas_first.to_canvas(points)
+    chins = apply(transforms, points[:, [topology.CHIN]])[:, 0, 1]
+    # Room below the lowest chin for the skin under it to follow the jaw and settle back.
+    height = round(float(chins.max()) + 0.3 * scale)
+    space = MouthSpace(to_canvas_first.template, scale, to_canvas_first.width, height)
+    lips = apply(transforms, points[:, LIPS]).astype(np.float32)
+    mask = mouth_mask(space, lips)
+
+    chosen, cells = _pick_per_cell(features)
+    size = (space.width, space.height)
+    canvases = [
+        cv2.warpAffine(
+            np.ascontiguousarray(frames[i]), transforms[i], size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        )
+        for i in range(len(points))
+    ]
+    frame_ring = np.concatenate(
+        [ring_colours(np.stack(canvases[i : i + 64]), mask) for i in range(0, len(canvases), 64)]
+    )
+    patches = np.stack([canvases[i] for i in chosen])
+    opening = features[:, 0]
+    coverage = Coverage(
+        frames=len(points),
+        shapes=len(chosen),
+        opening_min=float(np.percentile(opening, 2)),
+        opening_max=float(np.percentile(opening, 98)),
+        width_min=float(np.percentile(features[:, 1], 2)),
+        width_max=float(np.percentile(features[:, 1], 98)),
+    )
+    return MouthAtlas(
+        space=space,
+        patches=patches,
+        features=features[chosen],
+        poses=space.poses(points[chosen], transforms[chosen]),
+        lips=lips[chosen],
+        chins=chins[chosen].astype(np.float32),
+        ring_colour=frame_ring[chosen].astype(np.float32),
+        frame_ring=frame_ring.astype(np.float32),
+        sources=np.asarray(chosen, np.int32),
+        cells=cells,
+        mask=mask,
+        coverage=coverage,
+    )
+
+
+def _pick_per_cell(features: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """The frame nearest each filled cell's centre on an opening × width grid spanning the 2nd–98th percentiles,
+    plus the most closed frame (every atlas can shut the mouth)."""
+    low, high = np.percentile(features[:, :2], 2, axis=0), np.percentile(features[:, :2], 98, axis=0)
+    span = np.maximum(high - low, 1e-4)
+    levels = np.array([OPENING_LEVELS, WIDTH_LEVELS])
+    position = np.clip((features[:, :2] - low) / span, 0, 1) * (levels - 1e-6)
+    cell = position.astype(int)
+    offset = np.linalg.norm(position - cell - 0.5, axis=1)
+    best: dict[tuple[int, int], int] = {}
+    for index in np.argsort(offset):
+        best.setdefault((int(cell[index, 0]), int(cell[index, 1])), int(index))
+    closed = int(np.argmin(features[:, 0]))
+    best.setdefault((-1, int(cell[closed, 1])), closed)
+    keys = sorted(best)
+    return [best[k] for k in keys], np.array([(max(k[0], 0), k[1]) for k in keys], np.int16)
