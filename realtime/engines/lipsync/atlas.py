@@ -39,7 +39,7 @@ JUMP_COST = 0.05  # weight of a jump between consecutive entries against distanc
 WEIGHTS = np.array([1.0, 0.5, 0.35], np.float32)  # opening matters most; width and rounding refine
 SECOND_BEST = 0.0  # the most the runner-up entry is blended in (at equal cost)
 GAIN_LIMITS = (0.75, 1.33)
-POSE_COST = 5.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
+POSE_COST = 10.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
 
 
 @dataclass
@@ -90,7 +90,7 @@ def fit_avatar(atlas: MouthAtlas, landmarks: np.ndarray, frame_size: tuple[int, 
         lower_lip=canvas_points[:, 2, 1],
         chin=canvas_points[:, 3, 1],
         region=region,
-        jaw_columns=bump((columns - space.width / 2) / (0.32 * space.scale)).astype(np.float32),
+        jaw_columns=bump((columns - space.width / 2) / (0.22 * space.scale)).astype(np.float32),
         rest=np.median(features[closed], axis=0),
         low=np.percentile(features, 2, axis=0),
         high=np.percentile(features, 98, axis=0),

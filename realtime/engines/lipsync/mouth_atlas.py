@@ -146,7 +146,7 @@ def mouth_mask(space: MouthSpace, lips: np.ndarray) -> np.ndarray:
     corners = lips[:, [0, 10], 0]  # the outer contour starts and ends at the corners
     half_width = 0.5 * float(np.median(corners[:, 1] - corners[:, 0]))
     centre_x = float(np.median(lips[:, :, 0]))
-    bottom = min(float(np.percentile(lips[:, :11, 1].max(axis=1), 95)) + 0.08 * scale, height - 1.0)
+    bottom = min(float(np.percentile(lips[:, :11, 1].max(axis=1), 95)) + 0.12 * scale, height - 1.0)
     ys = np.arange(height, dtype=np.float32)[:, None]
     xs = np.arange(width, dtype=np.float32)[None, :]
     from_top = smoothstep((ys - top) / (0.05 * scale))
@@ -154,7 +154,7 @@ def mouth_mask(space: MouthSpace, lips: np.ndarray) -> np.ndarray:
     radius = np.sqrt(
         ((xs - centre_x) / (1.3 * half_width + 0.05 * scale)) ** 2 + ((ys - centre_y) / ((bottom - top) / 2)) ** 2
     )
-    return (from_top * (1 - smoothstep((radius - 0.55) / 0.45))).astype(np.float32)
+    return (from_top * (1 - smoothstep((radius - 0.7) / 0.3))).astype(np.float32)
 
 
 def lower_face_mask(space: MouthSpace) -> np.ndarray:
@@ -245,3 +245,25 @@ def _pick_per_cell(features: np.ndarray) -> tuple[list[int], np.ndarray]:
     best.setdefault((-1, int(cell[closed, 1])), closed)
     keys = sorted(best)
     return [best[k] for k in keys], np.array([(max(k[0], 0), k[1]) for k in keys], np.int16)
+
+
+def atlas_grid(atlas: MouthAtlas, tile: int = 72) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: the person's mouths on the opening × width grid the atlas indexes them by (closed at
+    the top, widest on the right), each cut to the mouth region; empty cells are grey. For the admin preview."""
+    support = np.argwhere(atlas.mask > 0.05)
+    (y0, x0), (y1, x1) = support.min(axis=0), support.max(axis=0) + 1
+    height = max(1, round(tile * (y1 - y0) / max(x1 - x0, 1)))
+    gap = 2
+    rows, cols = OPENING_LEVELS, WIDTH_LEVELS
+    grid = np.full((rows * (height + gap) - gap, cols * (tile + gap) - gap, 3), 255, np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            grid[r * (height + gap) : r * (height + gap) + height, c * (tile + gap) : c * (tile + gap) + tile] = 200
+    # The most closed frame shares a cell with its grid neighbour: it is drawn last, so the cell shows it.
+    for index in np.argsort(-atlas.features[:, 0]):
+        r, c = (int(v) for v in atlas.cells[index])
+        crop = cv2.resize(
+            np.ascontiguousarray(atlas.patches[index, y0:y1, x0:x1]), (tile, height), interpolation=cv2.INTER_AREA
+        )
+        grid[r * (height + gap) : r * (height + gap) + height, c * (tile + gap) : c * (tile + gap) + tile] = crop
+    return grid

@@ -28,7 +28,7 @@ from .base import LipSyncEngine, LipSyncRequest
 from .easing import smoothstep
 from .visemes import mouth_shapes
 
-OPEN_MAX = 0.085  # face heights between the lips on the loudest open vowel
+OPEN_MAX = 0.1  # face heights between the lips on the loudest open vowel
 TEETH_RGB = np.array([236, 230, 216], np.float32)
 TEETH_MAX = 0.03  # face heights of upper teeth shown
 CAVITY = np.array([0.42, 0.2, 0.22], np.float32)  # the cavity's colour as a fraction of the lip colour
@@ -90,8 +90,12 @@ def render_mouth(frame: np.ndarray, geometry: MouthGeometry, opening: float) -> 
     g = geometry
     height, width = frame.shape[:2]
     mouth_width = float(g.columns[-1] - g.columns[0])
-    lens = np.sqrt(np.clip(1 - ((g.columns - g.columns.mean()) / (mouth_width / 2)) ** 2, 0, 1))  # 1 mid, 0 corners
-    gap = opening * g.face_height * lens
+    own = g.lower - g.upper
+    if own.max() > 0.015 * g.face_height:  # an open portrait: the mouth keeps its own outline as it opens
+        profile = own / own.max()
+    else:  # a closed one: a lens from corner to corner
+        profile = np.sqrt(np.clip(1 - ((g.columns - g.columns.mean()) / (mouth_width / 2)) ** 2, 0, 1))
+    gap = opening * g.face_height * profile
     shift = g.upper + gap - g.lower  # per column: how far the lower lip moves (negative closes)
     travel = float(np.abs(shift).max())
     relax = 0.1 * g.face_height + 1.5 * travel
