@@ -1,65 +1,39 @@
-"""The mouth-atlas engine on a real face clip: the first shot of opencv-doc's ``Megamind.avi`` (96 frames of one
-character talking), with the face-mesh landmarks MediaPipe's model gave for those frames
-(``tests/fixtures/megamind_landmarks.npz``, recorded once so this test needs no landmark model).
+"""The default engine on a video avatar: opencv-doc's ``Megamind.avi`` built the way a user's upload is (face
+mesh, the longest steady shot, the mouth atlas as the build's extra step), then lip-synced to Piper speech.
 
-What is asserted is the engine's own geometry and choices: the chosen mouths follow the loudness of real Piper
-speech, close in silence, sit on the base frame's lips, and blend in without a seam; the atlas reports its
-coverage and asks for more speech when the footage is thin.
+What is asserted is the engine's own geometry and choices: the chosen mouths follow the loudness of real speech,
+close in pauses, sit on the base frame's lips, and blend in without a seam; the atlas reports its coverage and
+asks for more speech when the footage is thin. ``bench/face.py`` measures the rendered frames with the landmark
+model as well.
 """
 
 from __future__ import annotations
 
-from itertools import islice
-from pathlib import Path
-from types import SimpleNamespace
-
-import av
 import cv2
 import numpy as np
 import pytest
 
+from avatars_app.bundle.builder import build_bundle
+from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.atlas import AtlasLipSync, choose_entries, target_shapes
 from realtime.engines.lipsync.base import LipSyncRequest
-from realtime.engines.lipsync.mouth_atlas import LIPS, MouthAtlas, build_mouth_atlas
-from realtime.engines.lipsync.mouth_space import apply
+from realtime.engines.lipsync.default import DefaultLipSync
+from realtime.engines.lipsync.mouth_atlas import ATLAS, MouthAtlas, atlas_grid, build_mouth_atlas
 from realtime.engines.lipsync.visemes import mouth_shapes
 from realtime.engines.registry import engine_class
 from realtime.face import topology
+from realtime.face.mesh import FaceLandmarker
 from tests.fixtures.bundles import frame_requests
+from tests.fixtures.media import megamind
+from tests.fixtures.videos import prebuilt_options
 from tests.test_lipsync_mouth_warp import piper_speech
 
-CLIP = Path(__file__).resolve().parent.parent / "data" / "test-media" / "Megamind.avi"
-LANDMARKS = Path(__file__).resolve().parent / "fixtures" / "megamind_landmarks.npz"
-
 
 @pytest.fixture(scope="module")
-def clip():
-    if not CLIP.is_file():
-        pytest.skip(f"{CLIP} is missing: scripts/bootstrap.sh fetches it from Debian's opencv-doc package")
-    recorded = np.load(LANDMARKS)
-    first, landmarks = int(recorded["first_frame"]), recorded["landmarks"]
-    with av.open(str(CLIP)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in islice(container.decode(video=0), first + len(landmarks))]
-    return np.stack(frames[first:]), landmarks
-
-
-@pytest.fixture(scope="module")
-def avatar(clip, tmp_path_factory):
-    frames, landmarks = clip
+def avatar(tmp_path_factory) -> AvatarBundle:
     folder = tmp_path_factory.mktemp("megamind")
-    build_mouth_atlas(frames, landmarks).save(folder)
-    height, width = frames.shape[1:3]
-    avatar = SimpleNamespace(path=folder, frames=frames, landmarks=landmarks, frame_count=len(frames))
-    avatar.manifest = SimpleNamespace(height=height, width=width)
-    avatar.extra_folder = lambda name: folder
-    avatar.pingpong_index = lambda tick: _pingpong(tick, len(frames))
-    return avatar
-
-
-def _pingpong(tick: int, count: int) -> int:
-    period = 2 * count - 2
-    position = tick % period
-    return position if position < count else period - position
+    bundle, _ = build_bundle(megamind(), folder / "avatar", "ab" * 32, prebuilt_options())
+    return AvatarBundle.open(bundle)
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +41,25 @@ def speech():
     return piper_speech("Hello! Welcome to the live demo. I can talk about anything you like, maybe books or music.")
 
 
-def test_registry_name():
+def test_registry_names():
     assert engine_class("lipsync", "atlas") is AtlasLipSync
+    assert engine_class("lipsync", "default") is DefaultLipSync
+
+
+def test_the_build_makes_an_atlas_and_the_default_engine_uses_it(avatar):
+    extra = avatar.manifest.extras[ATLAS]
+    assert extra["built"] and extra["shapes"] >= 10
+    engine = DefaultLipSync()
+    assert engine.engine_for(avatar) is engine.atlas
+    grid = atlas_grid(MouthAtlas.load(avatar.extra_folder(ATLAS)))
+    assert grid.ndim == 3 and grid.shape[2] == 3 and grid.std() > 10  # the admin's picture of the mouths
 
 
 def test_atlas_indexes_the_persons_mouths_by_shape(avatar):
-    atlas = MouthAtlas.load(avatar.path)
+    atlas = MouthAtlas.load(avatar.extra_folder(ATLAS))
     coverage = atlas.coverage
-    assert coverage.frames == len(avatar.frames)
-    assert 20 <= coverage.shapes == len(atlas.patches) <= 51
+    assert coverage.frames == avatar.frame_count == len(atlas.frame_ring)
+    assert 15 <= coverage.shapes == len(atlas.patches) <= 51
     assert coverage.opening_min < 0.01 and coverage.opening_max > 0.05  # closed to open, in face heights
     assert coverage.warnings == []
     assert atlas.patches.dtype == np.uint8 and atlas.patches.shape[1:3] == atlas.mask.shape
@@ -85,10 +69,10 @@ def test_atlas_indexes_the_persons_mouths_by_shape(avatar):
     np.testing.assert_allclose(atlas.features[:, 0], topology.mouth_opening(avatar.landmarks[sources]), atol=1e-5)
 
 
-def test_thin_footage_asks_for_more_speech(clip):
-    frames, landmarks = clip
-    closed = np.argsort(topology.mouth_opening(landmarks))[:12]
-    (warning,) = build_mouth_atlas(frames[closed], landmarks[closed]).coverage.warnings
+def test_thin_footage_asks_for_more_speech(avatar):
+    closed = np.argsort(topology.mouth_opening(avatar.landmarks))[:12]
+    frames = [avatar.frames[i] for i in closed]
+    (warning,) = build_mouth_atlas(frames, avatar.landmarks[closed]).coverage.warnings
     assert "few mouth shapes" in warning and "Record at least 20 seconds" in warning
 
 
@@ -106,10 +90,9 @@ def _best_lag_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 3) -> tup
     return lag, scores[lag]
 
 
-def test_chosen_mouths_follow_loudness_close_in_pauses_and_sit_on_the_lips(avatar, speech):
+def test_chosen_mouths_follow_loudness_and_close_in_pauses(avatar, speech):
     requests = frame_requests(avatar, speech)
-    engine = AtlasLipSync()
-    fitted = engine.fitted(avatar)
+    fitted = AtlasLipSync().fitted(avatar)
     indices = np.array([r.frame_index for r in requests])
     shapes = mouth_shapes([r.audio for r in requests], np.stack([r.mel for r in requests]))
     entries, weights = choose_entries(fitted, target_shapes(fitted, shapes), indices)
@@ -126,15 +109,26 @@ def test_chosen_mouths_follow_loudness_close_in_pauses_and_sit_on_the_lips(avata
     assert np.percentile(opening[speaking], 10) <= closed + 0.01  # bilabials and pauses shut the lips
     assert opening[:5].max() <= closed + 0.01  # the leading silence
 
-    # Where the chosen mouth lands on the base frame: upper lip and corners near the base frame's own.
-    best = entries[:, 0]
-    lips_in_frame = apply(fitted.to_frame[indices], atlas.lips[best])
-    base = avatar.landmarks[indices][:, LIPS]
-    face_height = topology.face_height(avatar.landmarks[indices])[:, None]
-    upper = [LIPS.index(i) for i in (*topology.OUTER_LIPS_UPPER, topology.MOUTH_LEFT, topology.MOUTH_RIGHT)]
-    error = np.linalg.norm(lips_in_frame[:, upper] - base[:, upper], axis=2) / face_height
-    print(f"atlas: upper lip and corners off by {np.median(error):.3f} (median), {np.percentile(error, 95):.3f} (p95)")
-    assert np.median(error) <= 0.03
+
+def test_rendered_mouths_sit_on_the_base_frames_lips(avatar, speech):
+    """Measured on the rendered frames by the face mesh, seeded by the base frame's points: the upper lip and
+    the corners stay where the base frame has them (no mouth on the chin)."""
+    requests = frame_requests(avatar, speech)[::3]
+    frames = AtlasLipSync().render_batch(requests)
+    landmarker = FaceLandmarker()
+    upper = [*topology.OUTER_LIPS_UPPER, topology.MOUTH_LEFT, topology.MOUTH_RIGHT]
+    errors = []
+    for request, frame in zip(requests, frames, strict=True):
+        base = avatar.landmarks[request.frame_index]
+        found = landmarker.landmarks(frame, seed=base)
+        assert found is not None
+        off = np.linalg.norm(found.points[upper, :2] - base[upper], axis=1).max()
+        errors.append(off / float(topology.face_height(base)))
+    print(
+        f"atlas: rendered upper lip and corners off by {np.median(errors):.3f} (median), "
+        f"{np.percentile(errors, 95):.3f} (p95) face heights"
+    )
+    assert np.median(errors) <= 0.03
 
 
 def _gradient(image: np.ndarray) -> np.ndarray:

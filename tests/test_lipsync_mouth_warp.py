@@ -40,8 +40,8 @@ def openness_from_image(bundle, frame: np.ndarray, index: int) -> float:
 
 
 def test_registry_name():
-    assert engine_class("lipsync", "default") is MouthWarpLipSync
-    assert MouthWarpLipSync.name == "default"
+    assert engine_class("lipsync", "mouth_warp") is MouthWarpLipSync
+    assert MouthWarpLipSync.name == "mouth_warp"
 
 
 def test_mouth_follows_the_loudness_of_real_speech(astronaut_bundle):

@@ -1,5 +1,5 @@
 """The photo engine and the idle loop on scikit-image's astronaut portrait (an open smile with the upper teeth
-showing), with the face-mesh landmarks MediaPipe's model gave for it (``tests/fixtures/astronaut_landmarks.npy``).
+showing), with its face-mesh landmarks.
 
 Lips meet in silence even though the portrait smiles with its teeth apart; speech opens the mouth with the
 portrait's own teeth, a shaded inside and the upper lip held where it is; only the mouth and jaw are touched;
@@ -8,7 +8,6 @@ the idle loop blinks and moves a little, never freezing, and carries its landmar
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -20,15 +19,13 @@ from realtime.engines.lipsync.idle_loop import idle_loop
 from realtime.engines.lipsync.photo_mouth import MouthGeometry, PhotoMouthLipSync, render_mouth
 from realtime.engines.registry import engine_class
 from realtime.face import topology
-from tests.fixtures.bundles import frame_requests
+from tests.fixtures.bundles import astronaut_mesh, frame_requests
 from tests.test_lipsync_mouth_warp import piper_speech
-
-LANDMARKS = Path(__file__).resolve().parent / "fixtures" / "astronaut_landmarks.npy"
 
 
 @pytest.fixture(scope="module")
 def portrait():
-    return skimage.data.astronaut(), np.load(LANDMARKS)
+    return skimage.data.astronaut(), astronaut_mesh()[:, :2]
 
 
 @pytest.fixture(scope="module")

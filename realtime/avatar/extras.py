@@ -44,7 +44,9 @@ class ExtraResult:
 ExtraBuilder = Callable[[ExtraInputs], ExtraResult]
 
 # name -> "module:function". Engines register their build step here.
-EXTRA_BUILDERS: dict[str, str] = {}
+EXTRA_BUILDERS: dict[str, str] = {
+    "mouth_atlas": "realtime.engines.lipsync.mouth_atlas:build",
+}
 
 
 def load_builder(dotted: str) -> ExtraBuilder:

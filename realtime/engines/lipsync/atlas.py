@@ -27,19 +27,22 @@ import cv2
 import numpy as np
 
 from realtime.avatar.reader import AvatarBundle
-from realtime.face.topology import CHIN, MOUTH_LEFT, MOUTH_RIGHT
+from realtime.face.topology import CHIN, MOUTH_LEFT, MOUTH_RIGHT, OUTER_LIPS_UPPER
 
 from .base import LipSyncEngine, LipSyncRequest
 from .easing import bump, smoothstep
-from .mouth_atlas import ATLAS, MouthAtlas, lower_face_mask
+from .mouth_atlas import ATLAS, LIPS, MouthAtlas, lower_face_mask
 from .mouth_space import apply, invert_similarity
 from .visemes import mouth_shapes
 
+UPPER_LIP = (*OUTER_LIPS_UPPER, MOUTH_LEFT, MOUTH_RIGHT)  # what must stay where the base frame has it
+UPPER_INDICES = [LIPS.index(i) for i in UPPER_LIP]
 JUMP_COST = 0.05  # weight of a jump between consecutive entries against distance to the target
 WEIGHTS = np.array([1.0, 0.5, 0.35], np.float32)  # opening matters most; width and rounding refine
 SECOND_BEST = 0.0  # the most the runner-up entry is blended in (at equal cost)
 GAIN_LIMITS = (0.75, 1.33)
-POSE_COST = 10.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
+ALIGN_REACH = 0.08  # face heights: how far around each upper-lip point the alignment warp reaches
+POSE_COST = 5.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
 
 
 @dataclass
@@ -51,6 +54,7 @@ class FittedAvatar:
     boxes: np.ndarray  # (N, 4) x1, y1, x2, y2: the mask's support in the frame
     ring: np.ndarray  # (N, 3) base frames' ring colour on the canvas
     poses: np.ndarray  # (N, 24) base frames' head poses (MouthSpace.poses)
+    upper_lips: np.ndarray  # (N, 13, 2) canvas: the base frames' upper lip contour and corners
     lip_line: np.ndarray  # (N,) canvas rows of the base frames' mouth corners
     lower_lip: np.ndarray  # (N,) … of their lower lip's outer edge
     chin: np.ndarray  # (N,) … of their chin
@@ -86,6 +90,7 @@ def fit_avatar(atlas: MouthAtlas, landmarks: np.ndarray, frame_size: tuple[int, 
         boxes=boxes,
         ring=atlas.frame_ring,
         poses=space.poses(landmarks, to_canvas),
+        upper_lips=apply(to_canvas, np.asarray(landmarks, np.float32)[:, UPPER_LIP]).astype(np.float32),
         lip_line=canvas_points[:, :2, 1].mean(axis=1),
         lower_lip=canvas_points[:, 2, 1],
         chin=canvas_points[:, 3, 1],
@@ -197,13 +202,40 @@ def jaw_shift(fitted: FittedAvatar, indices: np.ndarray, drop: np.ndarray) -> np
     return profile[:, :, None] * fitted.jaw_columns[None, None, :]
 
 
+def align_upper_lips(fitted: FittedAvatar, indices: np.ndarray, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, H, W) canvas maps (x, y) that move each chosen mouth so its upper lip and corners land on the base
+    frame's own: a smooth field interpolating the 13 points' offsets, fading to nothing a few points' spacing
+    away. The lower lip rides along, so the opening is the chosen mouth's."""
+    space = fitted.atlas.space
+    target = fitted.upper_lips[indices]  # (B, 13, 2): where the points must end up
+    offsets = target - fitted.atlas.lips[entries][:, UPPER_INDICES]
+    xs = np.arange(space.width, dtype=np.float32)
+    ys = np.arange(space.height, dtype=np.float32)
+    reach = 2 * (ALIGN_REACH * space.scale) ** 2
+    wx = np.exp(-((xs[None, None, :] - target[:, :, 0:1]) ** 2) / reach)  # (B, 13, W)
+    wy = np.exp(-((ys[None, None, :] - target[:, :, 1:2]) ** 2) / reach)  # (B, 13, H)
+    weights = np.einsum("bkh,bkw->bkhw", wy, wx)
+    total = weights.sum(axis=1) + 0.05
+    shift_x = np.einsum("bkhw,bk->bhw", weights, offsets[:, :, 0]) / total
+    shift_y = np.einsum("bkhw,bk->bhw", weights, offsets[:, :, 1]) / total
+    return xs[None, None, :] - shift_x, ys[None, :, None] - shift_y
+
+
 def compose(
     fitted: FittedAvatar, frames: np.ndarray, indices: np.ndarray, entries: np.ndarray, weights: np.ndarray
 ) -> list[np.ndarray]:
     """Per request: cut the base frame's lower face onto the canvas, move its jaw to the chosen mouth's, lay the
     blended, colour-matched atlas mouth over it, and paste the result back through the feathered region mask."""
     atlas, space = fitted.atlas, fitted.atlas.space
-    patches = np.einsum("bk,bkhwc->bhwc", weights, atlas.patches[entries].astype(np.float32))
+    map_x, map_y = align_upper_lips(fitted, indices, entries[:, 0])
+    chosen = atlas.patches[entries].astype(np.float32)
+    patches = np.einsum("bk,bkhwc->bhwc", weights, chosen)
+    patches = np.stack(
+        [
+            cv2.remap(p, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for p, mx, my in zip(patches, map_x, map_y, strict=True)
+        ]
+    )
     ring = np.einsum("bk,bkc->bc", weights, atlas.ring_colour[entries])
     gain = np.clip(fitted.ring[indices] / np.maximum(ring, 1.0), *GAIN_LIMITS)
     patches *= gain[:, None, None, :]

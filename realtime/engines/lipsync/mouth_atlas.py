@@ -16,12 +16,14 @@ Files in the bundle's ``extras/mouth_atlas/`` folder: ``mouth_atlas.npz`` (array
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from realtime.avatar.extras import ExtraInputs, ExtraResult
 from realtime.face import topology
 
 from .easing import smoothstep
@@ -178,8 +180,18 @@ def ring_colours(patches: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.einsum("khwc,hw->kc", patches.astype(np.float32), ring) / max(float(ring.sum()), 1.0)
 
 
-def build_mouth_atlas(frames: np.ndarray, landmarks: np.ndarray) -> MouthAtlas:
-    """The atlas of ``frames`` (N, H, W, 3) uint8 RGB with ``landmarks`` (N, 468, 2) frame pixels."""
+def build(inputs: ExtraInputs) -> ExtraResult:
+    """The avatar build's step (registered in realtime/avatar/extras.py): the atlas of a video's kept frames.
+    A photo has one mouth: its engine draws the inside instead, so nothing is built for it."""
+    if inputs.kind != "video":
+        return ExtraResult(metadata={"built": False, "reason": f"a {inputs.kind} avatar has one mouth"})
+    atlas = build_mouth_atlas(inputs.frames, inputs.landmarks)
+    atlas.save(inputs.folder)
+    return ExtraResult(metadata={"built": True, **asdict(atlas.coverage)}, warnings=atlas.coverage.warnings)
+
+
+def build_mouth_atlas(frames: Sequence[np.ndarray], landmarks: np.ndarray) -> MouthAtlas:
+    """The atlas of ``frames`` (N of (H, W, 3) uint8 RGB, read once each) with ``landmarks`` (N, 468, 2)."""
     points = np.asarray(landmarks, np.float32)[..., :2]
     features = shape_features(points)
     scale = float(np.clip(np.median(topology.face_height(points)), MIN_SCALE, MAX_SCALE))

@@ -1,4 +1,4 @@
-"""The weights-free default lip-sync engine: warp the avatar's own mouth to the audio.
+"""The first weights-free lip-sync engine: warp the avatar's own mouth to the audio (now ``mouth_warp``).
 
 Per frame: audio → a mouth shape (visemes.py), then a smooth displacement field
 around the bundle's mouth box drops the lower lip and jaw and moves the corners
@@ -84,9 +84,9 @@ def warp_mouth(frame: np.ndarray, box: Sequence[int], shape: MouthShape) -> np.n
 
 
 class MouthWarpLipSync(LipSyncEngine):
-    """Default engine: no weights, no GPU. Silent frames come back as exact copies of the avatar frame."""
+    """The earlier default: no weights, no GPU. Silent frames come back as exact copies of the avatar frame."""
 
-    name = "default"
+    name = "mouth_warp"
 
     def render_batch(self, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
         return [self.render(request) for request in requests]
