@@ -25,8 +25,9 @@ from livehuman_site.tenancy.models import Tenant
 from livehuman_site.tenancy.scoping import scope_for_request
 from realtime.avatar.format import Manifest, UnsupportedBundle
 from realtime.avatar.reader import AvatarBundle
+from realtime.engines.lipsync.mouth_atlas import ATLAS
 
-from .bundle.preview import preview_png
+from .bundle.preview import atlas_png, preview_png
 from .models import API_KEY_URLS, Avatar, Prompt, PromptVersion, Role, Voice
 from .services import bundle_location, check_avatar_quota, check_upload_quota, record_source
 from .tasks import queue_build
@@ -204,6 +205,7 @@ class AvatarAdmin(TenantScopedAdmin):
         return [
             path("<path:object_id>/build-status/", view(self.build_status_view), name="avatars_app_avatar_status"),
             path("<path:object_id>/preview.png", view(self.preview_view), name="avatars_app_avatar_preview"),
+            path("<path:object_id>/atlas.png", view(self.atlas_view), name="avatars_app_avatar_atlas"),
             *super().get_urls(),
         ]
 
@@ -218,16 +220,29 @@ class AvatarAdmin(TenantScopedAdmin):
         return JsonResponse(_status_payload(self._visible_avatar(request, object_id)))
 
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return _png_response(preview_png(self._ready_bundle(request, object_id)))
+
+    def atlas_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The grid of the person's mouths the lip-sync chooses from (video avatars)."""
+        grid = atlas_png(self._ready_bundle(request, object_id))
+        if grid is None:
+            raise Http404(_("This avatar has no mouth atlas."))
+        return _png_response(grid)
+
+    def _ready_bundle(self, request: HttpRequest, object_id: str) -> AvatarBundle:
         avatar = self._visible_avatar(request, object_id)
         if not avatar.is_ready:
             raise Http404(_("The avatar is not built yet."))
         try:
-            bundle = AvatarBundle.open(bundle_location(avatar))
+            return AvatarBundle.open(bundle_location(avatar))
         except UnsupportedBundle as exc:
             raise Http404(str(exc)) from None
-        response = HttpResponse(preview_png(bundle), content_type="image/png")
-        response["Cache-Control"] = "private, max-age=300"
-        return response
+
+
+def _png_response(png: bytes) -> HttpResponse:
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=300"
+    return response
 
 
 def _kept_span(avatar: Avatar) -> dict[str, Any] | None:
@@ -260,4 +275,15 @@ def _status_payload(avatar: Avatar) -> dict[str, Any]:
         "running": avatar.status in _BUILDING,
         "status_url": reverse("admin:avatars_app_avatar_status", args=[avatar.pk]),
         "preview_url": reverse("admin:avatars_app_avatar_preview", args=[avatar.pk]) if avatar.is_ready else "",
+        "atlas_url": reverse("admin:avatars_app_avatar_atlas", args=[avatar.pk]) if _has_atlas(avatar) else "",
     }
+
+
+def _has_atlas(avatar: Avatar) -> bool:
+    """Whether the ready avatar's bundle holds a mouth atlas (its manifest says so)."""
+    if not avatar.is_ready:
+        return False
+    try:
+        return bool(Manifest.read(bundle_location(avatar)).extras.get(ATLAS, {}).get("built"))
+    except UnsupportedBundle:
+        return False

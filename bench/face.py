@@ -1,8 +1,9 @@
 """Face quality and speed, measured on the rendered frames by the same landmark model that built the avatar.
 
-One command, one run: about a minute of Piper speech is lip-synced on a video avatar (a steady shot of
-opencv-doc's ``Megamind.avi``) and on a photo avatar (scikit-image's astronaut, with its synthesised idle loop),
-by today's mouth-warp engine and by the new engines (``atlas`` for the video, ``photo`` for the portrait). The
+One command, one run: about a minute of Piper speech is lip-synced on a video avatar (opencv-doc's
+``Megamind.avi``, built as an upload is: the build keeps its longest steady shot of one face) and on a photo
+avatar (scikit-image's astronaut, with its synthesised idle loop), by today's mouth-warp engine and by the new
+default (the atlas for the video, the photo mouth for the portrait). The
 face mesh is then run on every rendered frame — an independent measurement, as talking-face papers report
 landmark distances — and for each avatar and engine the bench prints:
 
@@ -14,11 +15,11 @@ landmark distances — and for each avatar and engine the bench prints:
 - seam: mean gradient magnitude along the edge of the region the engine changed, over the same ring of the
   untouched base frame (goal ≤ 1.2);
 - realism proxy: Bhattacharyya distance between colour histograms of rendered and real mouth regions;
-- speed: rendered frames per second on one core, at batch 1 and batch 8; atlas build seconds per video-second.
+- speed: rendered frames per second on one core, at batch 1 and batch 8; build seconds per video-second.
 
 Side-by-side stills (base frame, today's engine, the new engine) are written as PNGs under ``--out``.
 
-    python -m bench.face [--seconds 60] [--video data/test-media/Megamind.avi] [--span 1:97] [--out DIR]
+    python -m bench.face [--seconds 60] [--video data/test-media/Megamind.avi] [--out DIR]
 """
 
 from __future__ import annotations
@@ -28,20 +29,21 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
+import django
 import numpy as np
 import skimage.data
 
 from realtime.audio import SAMPLE_RATE, to_16k, to_float32
-from realtime.engines.lipsync.atlas import AtlasLipSync
+from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.base import LipSyncEngine
+from realtime.engines.lipsync.default import DefaultLipSync
 from realtime.engines.lipsync.idle_loop import idle_loop
-from realtime.engines.lipsync.mouth_atlas import build_mouth_atlas
+from realtime.engines.lipsync.mouth_atlas import ATLAS
 from realtime.engines.lipsync.mouth_warp import MouthWarpLipSync
 from realtime.engines.lipsync.photo_mouth import MouthGeometry, PhotoMouthLipSync, render_mouth
 from realtime.engines.tts.base import VoiceSettings
@@ -75,16 +77,13 @@ def piper_speech(seconds: float) -> np.ndarray:
 
 
 class MemoryAvatar(SimpleNamespace):
-    """An avatar held in memory with what the engines read: frames, landmarks, mouth boxes, an atlas folder."""
+    """A photo avatar held in memory (its idle loop and landmarks), with what the engines read."""
 
     def pingpong_index(self, tick: int) -> int:
         count = len(self.frames)
         period = 2 * count - 2
         position = tick % period
         return position if position < count else period - position
-
-    def extra_folder(self, name: str) -> Path:
-        return self.path
 
 
 def mouth_boxes(landmarks: np.ndarray) -> np.ndarray:
@@ -93,33 +92,17 @@ def mouth_boxes(landmarks: np.ndarray) -> np.ndarray:
     return np.concatenate([lips.min(axis=1), lips.max(axis=1)], axis=1).round().astype(np.int32)
 
 
-def track(landmarker: FaceLandmarker, frames: Sequence[np.ndarray]) -> np.ndarray:
-    points = [found.points[:, :2] if found else None for found in landmarker.track(frames, FPS)]
-    if any(p is None for p in points):
-        raise SystemExit("The face was lost in the chosen span; pick another --span")
-    return np.stack(points).astype(np.float32)
+def video_avatar(path: Path, folder: Path) -> tuple[AvatarBundle, float]:
+    """The video built as an upload is (face mesh, longest steady shot, atlas); and build seconds per second."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livehuman_site.settings")
+    django.setup()
+    from avatars_app.bundle.builder import build_bundle
+    from tests.fixtures.videos import prebuilt_options
 
-
-def video_avatar(path: Path, span: tuple[int, int], landmarker: FaceLandmarker, folder: Path) -> MemoryAvatar:
-    import av
-
-    with av.open(str(path)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)][span[0] : span[1]]
     started = time.perf_counter()
-    landmarks = track(landmarker, frames)
-    atlas = build_mouth_atlas(frames, landmarks)
-    atlas.save(folder)
-    build_seconds = time.perf_counter() - started
-    stack = np.stack(frames)
-    return MemoryAvatar(
-        path=folder,
-        frames=stack,
-        landmarks=landmarks,
-        mouth_boxes=mouth_boxes(landmarks),
-        manifest=SimpleNamespace(height=stack.shape[1], width=stack.shape[2]),
-        build_seconds_per_second=build_seconds / (len(frames) / FPS),
-        coverage=atlas.coverage,
-    )
+    bundle_folder, manifest = build_bundle(path, folder, "face" * 16, prebuilt_options())
+    elapsed = time.perf_counter() - started
+    return AvatarBundle.open(bundle_folder), elapsed / (manifest.frame_count / manifest.fps)
 
 
 def photo_avatar(landmarker: FaceLandmarker) -> MemoryAvatar:
@@ -281,25 +264,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--video", type=Path, default=ROOT / "data" / "test-media" / "Megamind.avi")
-    parser.add_argument("--span", default="1:97", help="frames a:b of the video: one steady shot of one face")
     parser.add_argument("--out", type=Path, default=ROOT / "test-artifacts" / "face")
     args = parser.parse_args()
     cv2.setNumThreads(1)
-    span = tuple(int(v) for v in args.span.split(":"))
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (a shared machine skews the fps)")
     landmarker = FaceLandmarker(num_threads=1)
     speech = piper_speech(args.seconds)
     print(f"speech: {len(speech) / SAMPLE_RATE:.0f} s of Piper")
     with tempfile.TemporaryDirectory() as tmp:
-        video = video_avatar(args.video, span, landmarker, Path(tmp))
+        video, build_rate = video_avatar(args.video, Path(tmp))
+        coverage = video.manifest.extras[ATLAS]
         print(
-            f"video avatar: {len(video.frames)} frames of {args.video.name}, atlas of {video.coverage.shapes} shapes "
-            f"(opening {video.coverage.opening_min:.3f}–{video.coverage.opening_max:.3f}), "
-            f"build {video.build_seconds_per_second:.2f} s per video-second (landmarks included, 1 core)"
+            f"video avatar: {video.frame_count} frames kept of {args.video.name}, atlas of {coverage['shapes']} "
+            f"shapes (opening {coverage['opening_min']:.3f}–{coverage['opening_max']:.3f}), "
+            f"build {build_rate:.2f} s per video-second (landmarks and atlas included)"
         )
         closed_video = float(np.percentile(topology.mouth_opening(video.landmarks), 2))
         stills = {}
-        for name, engine in (("today (mouth warp)", MouthWarpLipSync()), ("atlas", AtlasLipSync())):
+        for name, engine in (("today (mouth warp)", MouthWarpLipSync()), ("default: atlas", DefaultLipSync())):
             _, stills[name] = evaluate(f"video / {name}", video, engine, speech, landmarker, closed_video)
         save_stills(args.out / "video.png", video, stills, "video")
 
@@ -308,7 +290,7 @@ def main() -> None:
     shut = render_mouth(image, MouthGeometry.of(image, points), 0.0)
     closed_photo = float(topology.mouth_opening(landmarker.landmarks(shut, seed=points).points))
     stills = {}
-    for name, engine in (("today (mouth warp)", MouthWarpLipSync()), ("photo", PhotoMouthLipSync())):
+    for name, engine in (("today (mouth warp)", MouthWarpLipSync()), ("default: photo", PhotoMouthLipSync())):
         _, stills[name] = evaluate(f"photo / {name}", photo, engine, speech, landmarker, closed_photo)
     save_stills(args.out / "photo.png", photo, stills, "photo")
 

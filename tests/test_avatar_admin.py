@@ -14,6 +14,7 @@ from avatars_app.bundle.preview import FACE_COLOUR, LIPS_COLOUR, SPAN_COLOUR, TI
 from avatars_app.models import Avatar, Prompt, Role, Voice
 from avatars_app.services import bundle_location
 from realtime.avatar.reader import AvatarBundle
+from realtime.engines.lipsync.mouth_atlas import ATLAS, MouthAtlas, atlas_grid
 
 ADMIN = "/admin/avatars_app"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -101,10 +102,23 @@ def test_preview_strip_draws_the_face_box_the_lips_and_the_kept_span(owner, read
     assert f"保留了 {total:.1f} 秒视频中的第 {start:.1f}–{end:.1f} 秒" in page  # the page is in Chinese by default
 
 
+def test_atlas_grid_shows_the_persons_mouths(owner, ready_avatar):
+    page = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/change/").content.decode()
+    assert f'src="{ADMIN}/avatar/{ready_avatar.pk}/atlas.png"' in page
+    response = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/atlas.png")
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    grid = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+    bundle = AvatarBundle.open(bundle_location(ready_avatar))
+    atlas = MouthAtlas.load(bundle.extra_folder(ATLAS))
+    assert grid.shape == atlas_grid(atlas).shape  # one tile per opening level down, per width level across
+    filled = grid.reshape(-1, 3).astype(int)
+    assert (np.abs(filled - 200).max(axis=1) > 12).mean() > 0.02  # mouths, not only the grey of empty cells
+
+
 def test_other_tenants_avatar_is_not_found(world_b, ready_avatar):
     stranger = Client()
     stranger.force_login(world_b.owner)
-    for suffix in ("change/", "build-status/", "preview.png"):
+    for suffix in ("change/", "build-status/", "preview.png", "atlas.png"):
         assert stranger.get(f"{ADMIN}/avatar/{ready_avatar.pk}/{suffix}").status_code in (302, 404)
 
 

@@ -1,13 +1,16 @@
-"""A strip of a bundle's frames with what the build found drawn on them: the face box (green) and the lips as
-detected (red: outer contour, yellow: inner), and under the tiles the source's timeline with the kept span
-(blue) and where each tile comes from (white ticks). What an operator checks before using an avatar."""
+"""What an operator checks before using an avatar: a strip of the bundle's frames with what the build found drawn
+on them: the face box (green) and the lips as detected (red: outer contour, yellow: inner), and under the tiles the
+source's timeline with the kept span (blue) and where each tile comes from (white ticks); and the grid of the
+person's mouths the atlas holds."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from realtime.avatar.format import UnsupportedBundle
 from realtime.avatar.reader import AvatarBundle
+from realtime.engines.lipsync.mouth_atlas import ATLAS, AtlasMissing, MouthAtlas, atlas_grid
 
 FACE_COLOUR = (40, 200, 70)
 LIPS_COLOUR = (230, 40, 40)
@@ -55,7 +58,22 @@ def _timeline(bundle: AvatarBundle, indices: list[int], width: int) -> np.ndarra
 
 
 def preview_png(bundle: AvatarBundle, count: int = 6, height: int = 160) -> bytes:
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(preview_strip(bundle, count, height), cv2.COLOR_RGB2BGR))
+    return _png(preview_strip(bundle, count, height))
+
+
+def atlas_png(bundle: AvatarBundle) -> bytes | None:
+    """The bundle's mouth atlas as a grid (opening down, width across), or None for a bundle without one."""
+    if not bundle.manifest.extras.get(ATLAS, {}).get("built"):
+        return None
+    try:
+        grid = atlas_grid(MouthAtlas.load(bundle.extra_folder(ATLAS)))
+    except (AtlasMissing, UnsupportedBundle):
+        return None
+    return _png(grid)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("PNG encoding of the preview failed")
     return encoded.tobytes()
