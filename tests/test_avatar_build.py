@@ -122,7 +122,7 @@ def test_reupload_of_the_same_file_reuses_the_bundle(
     assert (twin.status, twin.stage, twin.frame_count) == ("ready", "reused", built_avatar.frame_count)
     assert twin.bundle_path != built_avatar.bundle_path  # its own folder: either avatar can be deleted
     first, second = bundle_location(built_avatar), bundle_location(twin)
-    for name in (FRAMES_FILE, "landmarks.npy", "manifest.json"):
+    for name in (FRAMES_FILE, "landmarks.npy", "manifest.json", "extras/mouth_atlas/mouth_atlas.npz"):
         assert (first / name).stat().st_ino == (second / name).stat().st_ino  # linked, not rebuilt
 
 

@@ -53,9 +53,13 @@ def publish(staged: Path, final: Path) -> None:
 
 
 def link_files(source: Path, staged: Path) -> None:
-    """Give ``staged`` the files of the bundle at ``source``: hard links (no copy, independent lifetimes: either
-    avatar can be deleted), or copies where the storage cannot link."""
+    """Give ``staged`` the files of the bundle at ``source``, sub-folders included: hard links (no copy,
+    independent lifetimes: either avatar can be deleted), or copies where the storage cannot link."""
     for item in source.iterdir():
+        if item.is_dir() and not item.is_symlink():  # engine extras live in sub-folders
+            (staged / item.name).mkdir()
+            link_files(item, staged / item.name)
+            continue
         if not item.is_file():
             continue
         try:
