@@ -39,10 +39,10 @@ import numpy as np
 import skimage.data
 
 from realtime.audio import SAMPLE_RATE, to_16k, to_float32
+from realtime.avatar.idle_loop import idle_loop
 from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.base import LipSyncEngine
 from realtime.engines.lipsync.default import DefaultLipSync
-from realtime.engines.lipsync.idle_loop import idle_loop
 from realtime.engines.lipsync.mouth_atlas import ATLAS
 from realtime.engines.lipsync.mouth_warp import MouthWarpLipSync
 from realtime.engines.lipsync.photo_mouth import MouthGeometry, PhotoMouthLipSync, render_mouth

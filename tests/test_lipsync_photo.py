@@ -15,11 +15,16 @@ import numpy as np
 import pytest
 import skimage.data
 
-from realtime.engines.lipsync.idle_loop import idle_loop
+from avatars_app.bundle.builder import build_bundle
+from realtime.avatar.idle_loop import idle_loop
+from realtime.avatar.reader import AvatarBundle
+from realtime.engines.lipsync.default import DefaultLipSync
 from realtime.engines.lipsync.photo_mouth import MouthGeometry, PhotoMouthLipSync, render_mouth
 from realtime.engines.registry import engine_class
 from realtime.face import topology
+from realtime.face.mesh import FaceLandmarker
 from tests.fixtures.bundles import astronaut_mesh, frame_requests
+from tests.fixtures.videos import prebuilt_options
 from tests.test_lipsync_mouth_warp import piper_speech
 
 
@@ -123,3 +128,30 @@ def test_idle_loop_blinks_and_moves_without_freezing(portrait, avatar):
     assert 0.002 < drift.max() < 0.04, "small motion, not none"
     steps = [np.abs(frames[k].astype(int) - frames[k + 1]).mean() for k in range(len(frames) - 1)]
     assert min(steps) > 0 and max(steps) < 12, "every frame differs a little from the next"
+
+
+def test_a_photo_builds_and_talks(tmp_path):
+    """The astronaut uploaded as a PNG builds as a photo avatar; opened, it shows its idle loop (blinking, never
+    frozen), and the default engine makes it talk: the lips part on speech and meet in the pauses."""
+    source = tmp_path / "portrait.png"
+    cv2.imwrite(str(source), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    folder, manifest = build_bundle(source, tmp_path / "avatar", "cd" * 32, prebuilt_options())
+    assert manifest.kind == "photo" and manifest.frame_count == 1
+    bundle = AvatarBundle.open(folder)
+    assert bundle.frame_count > 50 and len(bundle.frames) == len(bundle.landmarks) == bundle.frame_count
+    eyes = topology.eye_opening(bundle.landmarks)
+    assert eyes.min() < 0.5 * eyes.max()  # it blinks
+    assert not np.array_equal(bundle.frames[0], bundle.frames[bundle.frame_count // 2])  # it moves
+    engine = DefaultLipSync()
+    assert engine.engine_for(bundle) is engine.photo
+    requests = frame_requests(bundle, piper_speech("Hello there. Mm, maybe."))
+    frames = engine.render_batch(requests)
+    landmarker = FaceLandmarker()
+    openings = []
+    for request, frame in zip(requests, frames, strict=True):
+        found = landmarker.landmarks(frame, seed=bundle.landmarks[request.frame_index])
+        openings.append(float(topology.mouth_opening(found.points)))
+    loudness = np.array([np.sqrt(np.mean(np.square(r.audio, dtype=np.float64))) for r in requests])
+    print(f"photo build: openings {np.round(openings, 3)}")
+    assert max(openings) > 0.05 and min(openings) < 0.03  # apart on speech, together in the pauses
+    assert np.corrcoef(loudness, openings)[0, 1] > 0.5

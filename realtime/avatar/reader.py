@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +11,20 @@ from realtime.face import topology
 
 from .format import EXTRAS_DIR, LANDMARKS_FILE, POSE_FILE, Manifest, UnsupportedBundle
 from .frames import DEFAULT_CACHE_BYTES, FrameStore
+from .idle_loop import IdleLoopFrames
 
 
 class AvatarBundle:
     """A bundle's frames, landmarks, pose and boxes. ``frames[i]`` (or ``frame(i)``) decodes through
     one bounded cache per bundle; the other arrays are memory-mapped, so every session and every process
-    that opens the same bundle shares one copy in the page cache."""
+    that opens the same bundle shares one copy in the page cache. A photo's one frame is shown as its idle
+    loop: ``frames`` and ``landmarks`` are the loop's."""
 
     def __init__(
         self,
         path: Path,
         manifest: Manifest,
-        frames: FrameStore,
+        frames: Sequence[np.ndarray],
         landmarks: np.ndarray,
         pose: np.ndarray,
     ) -> None:
@@ -30,17 +33,23 @@ class AvatarBundle:
         self.frames = frames
         self.landmarks = landmarks
         self.pose = pose
-        self.face_boxes = np.asarray(manifest.face_boxes, dtype=np.int32).reshape(-1, 4)
-        self.mouth_boxes = np.asarray(manifest.mouth_boxes, dtype=np.int32).reshape(-1, 4)
+        # A photo's one box serves every frame of its loop (the loop moves the face by a pixel or two).
+        repeat = len(landmarks) if manifest.frame_count == 1 else 1
+        self.face_boxes = np.repeat(np.asarray(manifest.face_boxes, dtype=np.int32).reshape(-1, 4), repeat, axis=0)
+        self.mouth_boxes = np.repeat(np.asarray(manifest.mouth_boxes, dtype=np.int32).reshape(-1, 4), repeat, axis=0)
 
     @classmethod
     def open(cls, path: str | Path, cache_bytes: int = DEFAULT_CACHE_BYTES) -> AvatarBundle:
         path = Path(path)
         manifest = Manifest.read(path)
         n = manifest.frame_count
-        frames = FrameStore(path, n, manifest.height, manifest.width, cache_bytes)
+        frames: Sequence[np.ndarray] = FrameStore(path, n, manifest.height, manifest.width, cache_bytes)
         landmarks = _load(path / LANDMARKS_FILE, (n, 468, 2), np.float32)
         pose = _load(path / POSE_FILE, (n, 3), np.float32)
+        if manifest.kind == "photo":  # one portrait: it is shown as its idle loop (blinks, sway, breathing)
+            frames = IdleLoopFrames(frames[0], landmarks[0], manifest.fps)
+            landmarks = frames.landmarks
+            pose = np.repeat(pose[:1], len(landmarks), axis=0)
         return cls(path, manifest, frames, landmarks, pose)
 
     def frame(self, index: int) -> np.ndarray:
@@ -73,7 +82,8 @@ class AvatarBundle:
 
     @property
     def frame_count(self) -> int:
-        return self.manifest.frame_count
+        """Frames on show: the stored ones, or a photo's idle loop."""
+        return len(self.landmarks)
 
     def pingpong_index(self, tick: int) -> int:
         """Frame to show at clock tick ``tick``: forwards then backwards, so the loop has no jump."""
