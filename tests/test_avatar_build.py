@@ -248,7 +248,8 @@ def test_demo_avatar_is_built_once(world_a):
     avatar = ensure_demo_avatar(world_a.tenant)
     assert avatar.status == "ready" and avatar.stage == "ready"
     bundle = AvatarBundle.open(bundle_location(avatar))
-    assert bundle.kind == "photo" and bundle.frame_count == 1  # the portrait itself, built as a photo
+    assert bundle.kind == "photo" and bundle.manifest.frame_count == 1  # the portrait itself, built as a photo
+    assert bundle.frame_count == len(bundle.landmarks) > 1  # shown as its idle loop
     assert (bundle.manifest.width, bundle.manifest.height) == (512, 512)
     x1, y1, x2, y2 = synthetic.ASTRONAUT_FACE
     cx, cy = bundle.lips["outer"][0].mean(0)
@@ -298,7 +299,7 @@ def test_a_portrait_photo_builds_as_a_photo_avatar(
     avatar = Avatar.objects.get(pk=response.json()["id"])
     assert avatar.status == "ready", avatar.error
     bundle = AvatarBundle.open(bundle_location(avatar))
-    assert (bundle.kind, bundle.frame_count, bundle.manifest.kept_span) == ("photo", 1, (0.0, 0.0))
+    assert (bundle.kind, bundle.manifest.frame_count, bundle.manifest.kept_span) == ("photo", 1, (0.0, 0.0))
     assert (bundle.manifest.width, bundle.manifest.height) == (768, 768)
     assert np.abs(bundle.frame(0).astype(int) - portrait).mean() < 4
     cx, cy = bundle.lips["outer"][0].mean(0)  # the portrait's lips, scaled by 1.5

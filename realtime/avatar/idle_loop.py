@@ -124,25 +124,23 @@ class IdleMotion:
 
 
 def idle_motion(points: np.ndarray, seconds: float = 4.0, fps: int = 25, seed: int = 0) -> IdleMotion:
-    """The loop's motion for a face with ``points`` (468, 2+) in frame pixels."""
+    """The loop's motion for a face with ``points`` (468, 2+) in frame pixels. Every motion starts at rest, so
+    frame 0 is the portrait itself."""
     rng = np.random.default_rng(seed)
     count = max(2, round(seconds * fps))
     face_height = float(topology.face_height(points))
     chin = points[topology.CHIN, :2].astype(np.float64)
     pivot = (float(chin[0]), float(chin[1] + 0.4 * face_height))  # about the base of the neck
     blinks = list(np.arange(rng.uniform(0.5, 1.2), seconds - BLINK_SECONDS, BLINK_EVERY) + rng.uniform(0, 0.3))
-    phases = rng.uniform(0, 2 * math.pi, 3)
     closures = np.empty(count, np.float32)
     matrices = np.empty((count, 2, 3), np.float64)
     for k in range(count):
         t = k / fps
         closures[k] = blink_closure(t, blinks)
-        sway = 0.7 * math.sin(2 * math.pi * t / 5.3 + phases[0]) + 0.3 * math.sin(2 * math.pi * t / 2.9)
+        sway = 0.7 * math.sin(2 * math.pi * t / 5.3) + 0.3 * math.sin(2 * math.pi * t / 2.9)
         breath = 0.5 - 0.5 * math.cos(2 * math.pi * t / BREATH_SECONDS)
-        drift_x = DRIFT * face_height * math.sin(2 * math.pi * t / 6.1 + phases[1])
-        drift_y = (
-            DRIFT * face_height * 0.5 * math.sin(2 * math.pi * t / 4.7 + phases[2]) - BREATH * face_height * breath
-        )
+        drift_x = DRIFT * face_height * math.sin(2 * math.pi * t / 6.1)
+        drift_y = DRIFT * face_height * 0.5 * math.sin(2 * math.pi * t / 4.7) - BREATH * face_height * breath
         matrices[k] = cv2.getRotationMatrix2D(pivot, SWAY_DEGREES * sway, 1.0 + 0.002 * breath)
         matrices[k, :, 2] += (drift_x, drift_y)
     return IdleMotion(closures, matrices)
