@@ -3,8 +3,10 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
+from django.views.generic import RedirectView
 
 from livehuman_site.metrics import metrics_view
 from livehuman_site.tenancy.views import switch_tenant_view, tenant_media_view
@@ -21,6 +23,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tenant/switch/", switch_tenant_view, name="switch_tenant"),
     path("i18n/", include("django.conf.urls.i18n")),
+    # Browsers ask every page's origin for /favicon.ico (the admin's and DRF's pages link none): answer with ours.
+    path("favicon.ico", RedirectView.as_view(url=static("livehuman/favicon.svg")), name="favicon"),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),  # Prometheus's default path; bearer token (METRICS_TOKEN)
     path("api/v1/", include("livehuman_site.api_urls")),  # includes the schema and docs pages

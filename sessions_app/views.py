@@ -26,7 +26,7 @@ def _page_strings() -> dict[str, str]:
         "interrupted": _("(interrupted)"),
         "mic_denied": _("No microphone: you can still type."),
         "session_ended": _("The session ended: %(reason)s"),
-        "error": _("Error"),
+        "error": _("Error: %(message)s"),
         "timings": _(
             "ASR %(asr)s ms · LLM %(llm)s ms · TTS %(tts)s ms · first frame %(frame)s ms · total %(total)s ms"
         ),

@@ -61,6 +61,22 @@ def test_admin_shows_the_projects_models_in_chinese_then_english(world_a):
     assert "Chat sessions" in page and "聊天会话" not in page
 
 
+def test_every_origin_page_gets_the_site_icon_instead_of_a_404():
+    """The admin and DRF pages link no icon, so browsers ask for /favicon.ico (a console error when it 404s)."""
+    response = Client().get("/favicon.ico", follow=True)
+    assert response.redirect_chain == [("/static/livehuman/favicon.svg", 302)]
+    assert response.status_code == 200 and b"<svg" in b"".join(response.streaming_content)
+
+
+def test_chat_page_errors_read_as_one_sentence_in_each_language(world_a):
+    """The error line's prefix is translated with its punctuation (a Chinese full-width colon, no space)."""
+    client = Client()
+    client.force_login(world_a.member)
+    assert '"error": "\\u9519\\u8bef\\uff1a%(message)s"' in client.get("/chat/").content.decode()  # 错误：
+    client.post("/i18n/setlang/", {"language": "en", "next": "/chat/"})
+    assert '"error": "Error: %(message)s"' in client.get("/chat/").content.decode()
+
+
 def test_chat_needs_a_login():
     response = Client().get("/chat/")
     assert response.status_code == 302 and response.url == "/accounts/login/?next=/chat/"

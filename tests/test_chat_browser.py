@@ -160,6 +160,7 @@ def test_the_chinese_demo_role_reads_in_chinese_in_chromium(daphne_server, world
         _wait_for_text(page, "#history", "总计", 30)  # the greeting's timings: it has been said to the end
         # no FunASR models here: voice input reports it, in Chinese, and typing still works
         _wait_for_text(page, "#error-line", "语音识别暂时不可用。", 20)
+        assert page.inner_text("#error-line") == "错误：语音识别暂时不可用。"  # full-width colon, no space
         page.wait_for_selector("#say-text:not([disabled])")
         page.fill("#say-text", typed)
         page.press("#say-text", "Enter")

@@ -35,7 +35,7 @@
   }
 
   function showError(message) {
-    ui.error.textContent = message ? `${strings.error}: ${message}` : "";
+    ui.error.textContent = message ? format(strings.error, { message }) : "";
   }
 
   function setState(state) {
