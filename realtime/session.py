@@ -208,6 +208,37 @@ class LiveSession:
         self._notify(self.events.state_changed, self.state.value)  # with the new role's fps
         logger.info("session %s: now role %s (%d fps)", config.session_id, config.role_name, config.fps)
 
+    async def reconfigure(self, config: SessionConfig) -> list[str]:
+        """The same role, saved with new settings, while it talks; returns what changed.
+
+        A new avatar, lip-sync engine or fps is an in-place switch (``switch_role``: what is being said is cut).
+        Otherwise nothing is cut: a new voice speaks from the next sentence, a new prompt or LLM setting answers
+        from the next turn.
+        """
+        old = self.config
+        if (config.avatar_path, config.lipsync_engine, config.fps) != (old.avatar_path, old.lipsync_engine, old.fps):
+            await self.switch_role(config)
+            return ["avatar"]
+        changed = []
+        if (config.tts_engine, config.voice) != (old.tts_engine, old.voice):
+            lease = await self.lease.pool.lease(
+                tts_engine=config.tts_engine,
+                voice=config.voice,
+                lipsync_engine=config.lipsync_engine,
+                avatar_path=config.avatar_path,
+            )
+            previous, self.lease = self.lease, lease
+            self.pipeline.speech.tts = MeasuredTTS(lease.tts, self.ledger.durations)  # read once per sentence
+            previous.release()
+            changed.append("voice")
+        if config.conversation != old.conversation and self.conversation is not None and config.conversation:
+            await self.conversation.use_settings(config.conversation)
+            changed.append("prompt")
+        self.config = config
+        if changed:
+            logger.info("session %s: role %s updated (%s)", config.session_id, config.role_name, ", ".join(changed))
+        return changed
+
     async def _cut(self, **swap: Any) -> None:
         """Interrupt; ``swap`` (avatar, tts, render) goes into the pipeline while its stages are stopped."""
         if self.conversation is not None:

@@ -11,6 +11,8 @@ class SessionsAppConfig(AppConfig):
 
         from realtime.metrics import LiveSessionsCollector
 
+        from . import live_config
         from .live_sessions import live_sessions
 
         REGISTRY.register(LiveSessionsCollector(live_sessions.states))
+        live_config.connect()

@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 from livehuman_site.outbound import outbound_policy
 
 from .control import COMMAND, REPLY, STATE, session_group
+from .live_config import ROLE_CHANGED, tenant_roles_group
 from .models import ChatSession
 from .owner import SessionOwner
 
@@ -63,6 +64,7 @@ async def _run(session: ChatSession, rtmp_url: str, started: asyncio.Future[dict
         await owner.start(session, worker=channel)
         status = await owner.live.start_rtmp(rtmp_url, outbound_policy())
         await layer.group_add(session_group(session.pk), channel)
+        await layer.group_add(tenant_roles_group(session.tenant_id), channel)
     except BaseException as exc:
         await owner.teardown(reason=None)
         started.set_exception(exc)
@@ -85,6 +87,9 @@ async def _serve(owner: SessionOwner, socket: _Unwatched, channel: str) -> None:
             event = receive.result()
             if event["type"] == COMMAND:
                 reply = await owner.answer(event["command"])
+            elif event["type"] == ROLE_CHANGED:
+                await owner.role_changed(event["roles"])
+                continue
             elif event["type"] == STATE:
                 snapshot = owner.snapshot()
                 reply = {"ok": True, "result": snapshot} if snapshot is not None else None
@@ -95,4 +100,5 @@ async def _serve(owner: SessionOwner, socket: _Unwatched, channel: str) -> None:
     finally:
         closed.cancel()
         await layer.group_discard(session_group(owner.session_id), channel)
+        await layer.group_discard(tenant_roles_group(owner.chat_session.tenant_id), channel)
         await owner.teardown(ChatSession.EndReason.CLIENT)

@@ -20,6 +20,7 @@ from realtime.errors import SessionError
 
 from .commands import Code, CommandError, parse_command
 from .control import REPLY, session_group
+from .live_config import tenant_roles_group
 from .models import ChatSession
 from .owner import Refused, SessionOwner
 
@@ -47,11 +48,15 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             await self.owner.refuse(Refused(Code.INTERNAL_ERROR, _("The session could not start."), 1011))
             return
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.roles_group = tenant_roles_group(self.owner.chat_session.tenant_id)
+        await self.channel_layer.group_add(self.roles_group, self.channel_name)
         await self.owner.announce()
 
     async def disconnect(self, code: int) -> None:
         self._socket_open = False
         await self.channel_layer.group_discard(self.group, self.channel_name)
+        if getattr(self, "roles_group", None):
+            await self.channel_layer.group_discard(self.roles_group, self.channel_name)
         reason = ChatSession.EndReason.CLIENT if code in NORMAL_CLOSE_CODES else ChatSession.EndReason.DISCONNECTED
         await self.owner.teardown(reason)
 
@@ -95,6 +100,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         reply = await self.owner.answer(event["command"])
         if event.get("reply_channel"):
             await self.channel_layer.send(event["reply_channel"], {"type": REPLY, **reply})
+
+    async def role_changed(self, event: dict[str, Any]) -> None:
+        await self.owner.role_changed(event["roles"])
 
     async def session_state(self, event: dict[str, Any]) -> None:
         snapshot = self.owner.snapshot()

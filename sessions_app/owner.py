@@ -20,6 +20,7 @@ import structlog
 from channels.db import database_sync_to_async
 from django.utils.translation import gettext as _
 
+from avatars_app.models import Role
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.outbound import outbound_policy
 from livehuman_site.tenancy.scoping import scope_for_api_key, scope_for_user
@@ -173,6 +174,32 @@ class SessionOwner:
         except Exception:  # a crash here would leave the caller waiting for its timeout
             logger.exception("session %s: %s failed", self.session_id, message.get("type"))
             return CommandError(Code.INTERNAL_ERROR, _("The server could not handle that command.")).as_reply()
+
+    async def role_changed(self, role_ids: list[int]) -> None:
+        """The session's role was saved with new settings somewhere (``live_config``): play them now, and tell
+        the page what changed. Other roles' changes are not this session's business."""
+        if self.live is None or self._torn_down or self.live.config.role_id not in role_ids:
+            return
+        try:
+            config = await database_sync_to_async(self._current_role_config)()
+            changed = await self.live.reconfigure(config)
+        except LOAD_ERRORS as exc:
+            await self.error(Code.ENGINE_UNAVAILABLE, str(exc))
+            return
+        if changed:
+            await self.socket.send_event(
+                {
+                    "type": "role_updated",
+                    "role": config.role_id,
+                    "name": config.role_name,
+                    "fps": config.fps,
+                    "changed": changed,
+                }
+            )
+
+    def _current_role_config(self) -> Any:
+        role = Role.objects.select_related("avatar", "voice", "prompt").get(pk=self.live.config.role_id)
+        return build_session_config(self.chat_session, role)
 
     def snapshot(self) -> dict[str, Any] | None:
         """The live ``{state, role, fps, speaking_text}``; None when there is no live session here."""

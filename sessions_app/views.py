@@ -32,6 +32,10 @@ def _page_strings() -> dict[str, str]:
         ),
         "server_fps": _("sent at %(fps)s fps"),
         "role_switched": _("Now talking to %(name)s (switched in %(ms)s ms)."),
+        "role_updated": _("%(name)s was updated: %(changes)s."),
+        "changed_voice": _("new voice from the next sentence"),
+        "changed_prompt": _("new prompt from the next answer"),
+        "changed_avatar": _("new look, switched in place"),
         "jitter_buffer": _("jitter buffer"),
     }
 

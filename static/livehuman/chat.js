@@ -167,6 +167,16 @@
           ui.history.appendChild(note);
           break;
         }
+        case "role_updated": {
+          // An operator saved this role (or its voice or prompt) while we talk: say what changed.
+          const note = document.createElement("li");
+          note.className = "message system role-updated";
+          const parts = event.changed.map((part) => strings[`changed_${part}`] || part).join(", ");
+          note.textContent = format(strings.role_updated, { name: event.name, changes: parts });
+          ui.history.appendChild(note);
+          this.serverFps = event.fps;
+          break;
+        }
         case "transcript":
           ui.transcript.textContent = event.text;
           if (event.final && event.text) entry(`user-${event.message_id || Date.now()}`, "user").querySelector(".text").textContent = event.text;
