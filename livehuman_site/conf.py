@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     # Sessions and limits (DESIGN.md §1, §5)
     "MAX_SESSIONS_PER_WORKER": 8,
     "SESSION_IDLE_TIMEOUT_S": 600,
+    "SESSION_CLAIM_TIMEOUT_S": 60,  # a created session no WebSocket claims within this ends as "abandoned"
     # WebRTC paths (README "WebRTC"): none by default, so nothing waits on an unreachable STUN server.
     "ICE_SERVERS": [],  # as given to both peers: [{"urls": ["stun:…"]}, {"urls": ["turn:…"], "username", "credential"}]
     "TURN_URLS": [],  # TURN URLs that get per-call credentials from TURN_SECRET, e.g. ["turn:turn.example.com:3478"]

@@ -11,7 +11,10 @@ class SessionsAppConfig(AppConfig):
 
         from realtime.metrics import LiveSessionsCollector
 
-        from . import live_config
+        from . import (
+            access,  # noqa: F401 - connects the receivers that end sessions when access is withdrawn
+            live_config,
+        )
         from .live_sessions import live_sessions
 
         REGISTRY.register(LiveSessionsCollector(live_sessions.states))

@@ -37,6 +37,8 @@ class ChatSession(TenantOwnedModel):
         IDLE = "idle", _("idle timeout")
         SHUTDOWN = "shutdown", _("server shut down")
         ERROR = "error", _("error")
+        ABANDONED = "abandoned", _("never connected")
+        REVOKED = "revoked", _("access revoked")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(

@@ -4,14 +4,17 @@ database write of a live session (its messages, their timings, its lifecycle), s
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from avatars_app.models import Role
+from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.models import Tenant
 from livehuman_site.tenancy.scoping import Scope
 from realtime.conversation import TurnRows
@@ -63,6 +66,7 @@ def open_session(scope: Scope, role: Role, user: Any = None) -> ChatSession:
     tenant = role.tenant
     with transaction.atomic():
         Tenant.objects.select_for_update().get(pk=tenant.pk)
+        end_unclaimed(ChatSession.objects.for_tenant(tenant))
         open_count = ChatSession.objects.for_tenant(tenant).open().count()
         if open_count >= tenant.max_concurrent_sessions:
             raise SessionLimitReached(
@@ -75,6 +79,23 @@ def open_session(scope: Scope, role: Role, user: Any = None) -> ChatSession:
             user=user if user is not None and user.is_authenticated else None,
             api_key=scope.api_key,
         )
+
+
+def end_unclaimed(sessions: QuerySet[ChatSession]) -> int:
+    """End, as ``abandoned``, the sessions among ``sessions`` that no WebSocket claimed within
+    SESSION_CLAIM_TIMEOUT_S of their creation: a page that never connected must not hold a place."""
+    cutoff = timezone.now() - timedelta(seconds=livehuman_settings.SESSION_CLAIM_TIMEOUT_S)
+    return sessions.filter(state=ChatSession.State.CREATED, created_at__lt=cutoff).update(
+        state=ChatSession.State.ENDED, ended_at=timezone.now(), end_reason=ChatSession.EndReason.ABANDONED
+    )
+
+
+def end_sessions(sessions: QuerySet[ChatSession], reason: str) -> int:
+    """End every open session among ``sessions``, closing each live one on whichever process owns it."""
+    ended = 0
+    for session in sessions.open():
+        ended += end_session(session, reason)
+    return ended
 
 
 def tenant_has_room(session: ChatSession) -> bool:
