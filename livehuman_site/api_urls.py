@@ -16,13 +16,13 @@ router.register("avatars", AvatarViewSet)
 router.register("roles", RoleViewSet)
 router.register("sessions", ChatSessionViewSet)
 
-# The session actions answer without the trailing slash too (`sessions/<id>/say`, as the README writes them): a
-# POST cannot follow APPEND_SLASH's redirect. Left out of the schema, which lists the router's form once.
-SESSION_ACTIONS = {"say": ("post", "say"), "interrupt": ("post", "interrupt"), "state": ("get", "live_state")}
-SESSION_ACTIONS |= {"role": ("post", "switch_role"), "end": ("post", "end")}
+# Every session action answers without the trailing slash too (`sessions/<id>/say`, as the README writes them): a
+# POST cannot follow APPEND_SLASH's redirect. Taken from the viewset's own actions, so a new one cannot be
+# forgotten here. Left out of the schema, which lists the router's form once.
 session_actions_without_slash = [
-    path(f"sessions/<uuid:pk>/{url}", ChatSessionViewSet.as_view({method: action}, schema=None))
-    for url, (method, action) in SESSION_ACTIONS.items()
+    path(f"sessions/<uuid:pk>/{action.url_path}", ChatSessionViewSet.as_view(dict(action.mapping), schema=None))
+    for action in ChatSessionViewSet.get_extra_actions()
+    if action.detail
 ]
 
 urlpatterns = [

@@ -10,6 +10,7 @@ from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
 from avatars_app.models import Avatar, Prompt, Role, Voice
+from sessions_app.api import ChatSessionViewSet
 from sessions_app.models import ChatSession, Message
 from tests.fixtures.callers import assert_error_body, tiny_video
 from tests.fixtures.tenancy import key_client
@@ -393,3 +394,25 @@ def test_the_avatar_count_limit_is_a_field_error(owner, world_a):
     assert response.status_code == 400
     assert_error_body(response, "invalid")
     assert Avatar.objects.count() == 1
+
+
+ACTION_BODIES = {"say": {"text": "Hi."}, "rtmp": {"action": "stop"}}  # role: the role's own id
+
+
+@pytest.mark.parametrize(
+    "action", [a for a in ChatSessionViewSet.get_extra_actions() if a.detail],
+    ids=lambda a: a.url_path,
+)
+def test_every_session_action_answers_with_and_without_the_trailing_slash(world_a, action):
+    """The README writes them without (`POST sessions/<id>/say`); a POST cannot follow a redirect to the slash."""
+    voice = Voice.objects.create(tenant=world_a.tenant, name="v")
+    role = Role.objects.create(tenant=world_a.tenant, name="r", voice=voice)
+    [method] = action.mapping
+    body = ACTION_BODIES.get(action.url_path) or {"role": role.pk}
+    answers = []
+    for slash in ("", "/"):
+        session = ChatSession.objects.create(tenant=world_a.tenant, role=role)
+        url = f"/api/v1/sessions/{session.pk}/{action.url_path}{slash}"
+        response = getattr(key_client(world_a.raw_key), method)(url, body if method == "post" else None, format="json")
+        answers.append((response.status_code, response.json().get("error", {}).get("code")))
+    assert answers[0] == answers[1] and answers[0][0] != 404, answers
