@@ -400,7 +400,8 @@ ACTION_BODIES = {"say": {"text": "Hi."}, "rtmp": {"action": "stop"}}  # role: th
 
 
 @pytest.mark.parametrize(
-    "action", [a for a in ChatSessionViewSet.get_extra_actions() if a.detail],
+    "action",
+    [a for a in ChatSessionViewSet.get_extra_actions() if a.detail],
     ids=lambda a: a.url_path,
 )
 def test_every_session_action_answers_with_and_without_the_trailing_slash(world_a, action):

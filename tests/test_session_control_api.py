@@ -42,6 +42,7 @@ async def test_say_is_spoken_by_the_owner_and_state_reports_it(owned, world_a):
             "role": session.role_id,
             "fps": 25,
             "speaking_text": state.json()["speaking_text"],
+            "rtmp": None,  # no RTMP stream started
         }
         assert state.json()["speaking_text"] in {"Good morning.", "The weather is fine today."}
 
@@ -74,7 +75,13 @@ async def test_a_session_nobody_owns_reports_its_stored_state_and_refuses_say(ch
     url = f"/api/v1/sessions/{chat_session.pk}"
     async with rest_client(world_a.raw_key) as client:
         state = await client.get(f"{url}/state/")
-        assert state.json() == {"state": "created", "role": chat_session.role_id, "fps": 25, "speaking_text": ""}
+        assert state.json() == {
+            "state": "created",
+            "role": chat_session.role_id,
+            "fps": 25,
+            "speaking_text": "",
+            "rtmp": None,
+        }
         refused = await client.post(f"{url}/say/", json={"text": "Anyone there?"})
         assert refused.status_code == 409
         assert refused.json()["error"]["code"] == "not_live"
