@@ -11,9 +11,10 @@ $PY manage.py setup_demo
 
 HOST="${LIVEHUMAN_HOST:-127.0.0.1}"
 PORT="${LIVEHUMAN_PORT:-8000}"
-mkdir -p data/logs
-echo "==> starting the Celery worker (log: data/logs/celery.log)"
-.venv/bin/celery -A livehuman_site worker --loglevel=INFO --concurrency=1 >>data/logs/celery.log 2>&1 &
+LOGS="${LIVEHUMAN_DATA_DIR:-data}/logs"  # beside the database and media of the same data folder
+mkdir -p "$LOGS"
+echo "==> starting the Celery worker (log: $LOGS/celery.log)"
+.venv/bin/celery -A livehuman_site worker --loglevel=INFO --concurrency=1 >>"$LOGS/celery.log" 2>&1 &
 worker=$!
 trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null' EXIT INT TERM
 echo "==> LiveHuman on http://$HOST:$PORT/chat/  (admin: http://$HOST:$PORT/admin/)"
