@@ -22,3 +22,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+from sessions_app.preload import preload_at_start  # noqa: E402
+
+preload_at_start()  # before daphne listens (PRELOAD_AT_START): no first session waits for a load

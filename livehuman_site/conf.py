@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     # Lip-sync batching (DESIGN.md §5)
     "LIPSYNC_BATCH_SIZE": 8,  # frames of all sessions in one forward pass, at most
     "LIPSYNC_BATCH_WAIT_MS": 8,  # how long a partial batch may wait for a session about to send (never when alone)
+    "PRELOAD_AT_START": False,  # load and warm up every active role before the daphne process accepts sessions
     "PRELOAD_ROLES": False,  # load every active role's models and avatar when the worker's first session connects
     # Degradation under load (DESIGN.md §4): a session that falls behind its clock lowers its fps a rung at a time
     "FPS_LADDER": [50, 30, 25, 20],  # rungs below the role's own fps; all must divide 48 000

@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime.audio import MEL_BINS, MEL_SILENCE, MEL_WINDOW
 from realtime.avatar.format import MANIFEST_FILE
 from realtime.avatar.frames import DEFAULT_CACHE_BYTES
 from realtime.avatar.reader import AvatarBundle
@@ -38,6 +40,8 @@ from realtime.engines.registry import engine_class
 from realtime.engines.tts.base import TTSEngine, VoiceSettings
 from realtime.engines.tts.memory import RememberingTTS
 from realtime.metrics import LIPSYNC_BATCH_SIZE
+
+WARM_UP_TEXT = {"en": "Hello.", "zh": "你好。"}  # one short sentence per language, to warm a voice up
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +127,27 @@ class ModelPool:
         await self._get(lipsync_key, lambda: self._engine("lipsync", lipsync_engine, self._device()))
         await self._get(avatar_key, lambda: AvatarBundle.open(avatar_path, self._frame_cache_bytes))
         return tts_key, lipsync_key, avatar_key
+
+    async def warm_up(self, keys: tuple[Hashable, Hashable, Hashable]) -> dict[str, float]:
+        """One inference of each engine ``warm`` loaded (a short sentence; one silent frame), so the first
+        session does not pay for first-call costs (Piper's first synthesis is about 1 s slower). Returns the
+        seconds each took."""
+        tts_key, lipsync_key, avatar_key = keys
+        tts, lipsync, avatar = self._loaded[tts_key], self._loaded[lipsync_key], self._loaded[avatar_key]
+        took: dict[str, float] = {}
+        started = time.perf_counter()
+        text = WARM_UP_TEXT.get(tts.voice.primary_language, WARM_UP_TEXT["en"])
+        engine = tts.engine if isinstance(tts, RememberingTTS) else tts  # past the memory: the model must run
+        async for _ in engine.synthesize(text):
+            pass
+        took["tts"] = time.perf_counter() - started
+        started = time.perf_counter()
+        silent = LipSyncRequest(
+            avatar, 0, np.full((MEL_BINS, MEL_WINDOW), MEL_SILENCE, np.float32), np.zeros(640, np.float32)
+        )
+        await asyncio.get_running_loop().run_in_executor(self._executor, lipsync.render_batch, [silent])
+        took["lipsync"] = time.perf_counter() - started
+        return took
 
     async def render(self, engine: LipSyncEngine, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
         """Run ``engine.render_batch`` in the render thread now, unbatched (it blocks: numpy, torch)."""

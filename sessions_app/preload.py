@@ -2,14 +2,16 @@
 process's pool before anyone asks for them, so the first session of a role starts, and a switch to it happens,
 without waiting on a load (DESIGN.md §5).
 
-It starts with the worker's first session rather than at import or in ``AppConfig.ready``: ``ready`` also runs
-in ``migrate``, Celery and test processes, which must never load models, and the query needs the database.
+With PRELOAD_ROLES it starts with the worker's first session; with PRELOAD_AT_START it runs in ``asgi.py``,
+before daphne listens, and warms each engine up with one inference. Never in ``AppConfig.ready``: that also runs
+in ``migrate``, Celery and test processes, which must never load models.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,13 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from avatars_app.models import Avatar, Role
+from livehuman_site.conf import livehuman_settings
 from realtime.avatar.format import UnsupportedBundle
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.registry import UnknownEngine
 from realtime.pool import ModelPool
 
-from .session_factory import voice_settings
+from .session_factory import get_pool, voice_settings
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +52,37 @@ def active_role_models() -> list[dict[str, Any]]:
     ]
 
 
-async def preload_active_roles(pool: ModelPool) -> int:
-    """Load every active role into ``pool``; returns how many roles are ready. A role that cannot load is
-    logged and skipped: its sessions will report the reason when they start."""
+async def preload_active_roles(pool: ModelPool, *, warm_up: bool = False) -> int:
+    """Load every active role into ``pool`` (and with ``warm_up`` run each engine once); returns how many roles
+    are ready. A role that cannot load is logged and skipped: its sessions will report the reason when they
+    start."""
     ready = 0
     for models in await database_sync_to_async(active_role_models)():
         try:
-            await pool.warm(**models)
+            keys = await pool.warm(**models)
+            if warm_up:
+                took = await pool.warm_up(keys)
+                logger.info("warmed up %s: %s", models["voice"].voice_id or models["tts_engine"], took)
         except (EngineUnavailable, UnknownEngine, UnsupportedBundle) as exc:
             logger.warning("preloading skipped a role: %s", exc)
         else:
             ready += 1
     logger.info("preloaded %d active roles", ready)
+    return ready
+
+
+def preload_at_start() -> int:
+    """Before the process serves anyone (from ``asgi.py``, which daphne imports before it listens), when
+    PRELOAD_AT_START is set: every active role loaded and warmed up, so the first session is as fast as the
+    tenth. Returns how many roles are ready."""
+    if not livehuman_settings.PRELOAD_AT_START:
+        return 0
+    pool = get_pool()
+    _started.add(pool)  # nothing left for the first session to start
+    started = time.perf_counter()
+    ready = asyncio.run(preload_active_roles(pool, warm_up=True))
+    seconds = time.perf_counter() - started
+    logger.info("preloaded and warmed %d roles in %.1f s before accepting sessions", ready, seconds)
     return ready
 
 
