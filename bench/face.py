@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import av
 import cv2
 import django
 import numpy as np
@@ -93,16 +94,18 @@ def mouth_boxes(landmarks: np.ndarray) -> np.ndarray:
 
 
 def video_avatar(path: Path, folder: Path) -> tuple[AvatarBundle, float]:
-    """The video built as an upload is (face mesh, longest steady shot, atlas); and build seconds per second."""
+    """The video built as an upload is (face mesh, longest steady shot, atlas); and build seconds per second of
+    the source (all of it is scanned, whatever span is kept)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livehuman_site.settings")
     django.setup()
     from avatars_app.bundle.builder import build_bundle
     from tests.fixtures.videos import prebuilt_options
 
+    with av.open(str(path)) as container:
+        seconds = float(container.duration or 0) / av.time_base
     started = time.perf_counter()
-    bundle_folder, manifest = build_bundle(path, folder, "face" * 16, prebuilt_options())
-    elapsed = time.perf_counter() - started
-    return AvatarBundle.open(bundle_folder), elapsed / (manifest.frame_count / manifest.fps)
+    bundle_folder, _ = build_bundle(path, folder, "face" * 16, prebuilt_options())
+    return AvatarBundle.open(bundle_folder), (time.perf_counter() - started) / max(seconds, 1e-3)
 
 
 def photo_avatar(landmarker: FaceLandmarker) -> MemoryAvatar:

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from realtime.avatar.reader import AvatarBundle
-from realtime.face.topology import CHIN, MOUTH_LEFT, MOUTH_RIGHT, OUTER_LIPS_UPPER
+from realtime.face.topology import CHIN, FACE_OVAL, MOUTH_LEFT, MOUTH_RIGHT, OUTER_LIPS_UPPER
 
 from .base import LipSyncEngine, LipSyncRequest
 from .easing import bump, smoothstep
@@ -37,6 +37,7 @@ from .visemes import mouth_shapes
 
 UPPER_LIP = (*OUTER_LIPS_UPPER, MOUTH_LEFT, MOUTH_RIGHT)  # what must stay where the base frame has it
 UPPER_INDICES = [LIPS.index(i) for i in UPPER_LIP]
+CHIN_NEIGHBOURS = (FACE_OVAL.index(148), FACE_OVAL.index(377))  # the outline's points either side of the chin
 JUMP_COST = 0.05  # weight of a jump between consecutive entries against distance to the target
 WEIGHTS = np.array([1.0, 0.5, 0.35], np.float32)  # opening matters most; width and rounding refine
 SECOND_BEST = 0.0  # the most the runner-up entry is blended in (at equal cost)
@@ -55,6 +56,7 @@ class FittedAvatar:
     ring: np.ndarray  # (N, 3) base frames' ring colour on the canvas
     poses: np.ndarray  # (N, 24) base frames' head poses (MouthSpace.poses)
     upper_lips: np.ndarray  # (N, 13, 2) canvas: the base frames' upper lip contour and corners
+    face_ovals: np.ndarray  # (N, 36, 2) canvas: the base frames' face outlines
     lip_line: np.ndarray  # (N,) canvas rows of the base frames' mouth corners
     lower_lip: np.ndarray  # (N,) … of their lower lip's outer edge
     chin: np.ndarray  # (N,) … of their chin
@@ -91,6 +93,7 @@ def fit_avatar(atlas: MouthAtlas, landmarks: np.ndarray, frame_size: tuple[int, 
         ring=atlas.frame_ring,
         poses=space.poses(landmarks, to_canvas),
         upper_lips=apply(to_canvas, np.asarray(landmarks, np.float32)[:, UPPER_LIP]).astype(np.float32),
+        face_ovals=apply(to_canvas, np.asarray(landmarks, np.float32)[:, FACE_OVAL]).astype(np.float32),
         lip_line=canvas_points[:, :2, 1].mean(axis=1),
         lower_lip=canvas_points[:, 2, 1],
         chin=canvas_points[:, 3, 1],
@@ -199,7 +202,25 @@ def jaw_shift(fitted: FittedAvatar, indices: np.ndarray, drop: np.ndarray) -> np
     rise = smoothstep((rows - line) / np.maximum(np.maximum(lower - line, 1.5 * size), 2.0))
     settle = 1 - smoothstep((rows - chin) / (0.12 * fitted.atlas.space.scale + 1.5 * size))
     profile = np.where(rows < chin, rise, settle) * drop[:, None]
-    return profile[:, :, None] * fitted.jaw_columns[None, None, :]
+    return profile[:, :, None] * fitted.jaw_columns[None, None, :] * inside_faces(fitted, indices)
+
+
+def inside_faces(fitted: FittedAvatar, indices: np.ndarray) -> np.ndarray:
+    """(B, H, W) weights: 1 well inside each base frame's face outline, fading to 0 before its edge, so moving the
+    jaw never drags the background or the neck across the outline of a turned face."""
+    space = fitted.atlas.space
+    feather = max(3, round(0.04 * space.scale) | 1)
+    out = np.empty((len(indices), space.height, space.width), np.float32)
+    for k, index in enumerate(indices):
+        mask = np.zeros((space.height, space.width), np.uint8)
+        oval = fitted.face_ovals[index]
+        # Below the chin the skin may move (it settles back lower down): extend the outline straight down there.
+        left, right = oval[CHIN_NEIGHBOURS[0]], oval[CHIN_NEIGHBOURS[1]]
+        below = np.array([left, right, (right[0], space.height), (left[0], space.height)])
+        cv2.fillPoly(mask, [np.round(oval).astype(np.int32), np.round(below).astype(np.int32)], 255)
+        mask = cv2.erode(mask, np.ones((feather, feather), np.uint8))
+        out[k] = cv2.GaussianBlur(mask, (2 * feather + 1, 2 * feather + 1), 0) / 255.0
+    return out
 
 
 def align_upper_lips(fitted: FittedAvatar, indices: np.ndarray, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

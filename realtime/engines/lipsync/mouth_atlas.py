@@ -148,13 +148,13 @@ def mouth_mask(space: MouthSpace, lips: np.ndarray) -> np.ndarray:
     corners = lips[:, [0, 10], 0]  # the outer contour starts and ends at the corners
     half_width = 0.5 * float(np.median(corners[:, 1] - corners[:, 0]))
     centre_x = float(np.median(lips[:, :, 0]))
-    bottom = min(float(np.percentile(lips[:, :11, 1].max(axis=1), 95)) + 0.12 * scale, height - 1.0)
+    bottom = min(float(np.percentile(lips[:, :11, 1].max(axis=1), 95)) + 0.08 * scale, height - 1.0)
     ys = np.arange(height, dtype=np.float32)[:, None]
     xs = np.arange(width, dtype=np.float32)[None, :]
     from_top = smoothstep((ys - top) / (0.05 * scale))
     centre_y = (top + bottom) / 2
     radius = np.sqrt(
-        ((xs - centre_x) / (1.3 * half_width + 0.05 * scale)) ** 2 + ((ys - centre_y) / ((bottom - top) / 2)) ** 2
+        ((xs - centre_x) / (1.15 * half_width + 0.03 * scale)) ** 2 + ((ys - centre_y) / ((bottom - top) / 2)) ** 2
     )
     return (from_top * (1 - smoothstep((radius - 0.7) / 0.3))).astype(np.float32)
 
