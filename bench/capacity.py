@@ -141,7 +141,14 @@ def running_server(folder: Path, processes: int, redis_url: str | None, repo: Pa
             started.append(process)
         for port, process in zip(ports, started, strict=True):
             _wait_for_port(port, process)
-        yield Server([f"http://127.0.0.1:{port}" for port in ports], started, credentials["role"], credentials["key"])
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        try:
+            yield Server(urls, started, credentials["role"], credentials["key"])
+        except Exception:
+            for port in ports:  # what the server said, before the folder goes
+                tail = (folder / f"daphne-{port}.log").read_text(errors="replace").splitlines()[-40:]
+                print(f"--- daphne on {port}, last lines:", *tail, sep="\n")
+            raise
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -9,8 +9,9 @@ them; rounds repeat until ``--sessions`` sessions have come and gone.
 
     python -m bench.memory [--sessions 100] [--batch 5] [--speak 2]
 
-Run it under different allocator settings to compare, e.g.
-``LIVEHUMAN_MALLOC_TUNING=0`` (glibc's defaults) or ``LD_PRELOAD=libjemalloc.so.2``.
+Run it under different allocator settings to compare, e.g. ``MALLOC_MMAP_THRESHOLD_=131072`` (glibc's
+threshold pinned: frame-sized blocks stay on mmap and go back when freed), ``MALLOC_ARENA_MAX=2`` or
+``LD_PRELOAD=libjemalloc.so.2``.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ async def main(args: argparse.Namespace) -> None:
 
     print(
         f"allocator: MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', '-')}, "
-        f"LIVEHUMAN_MALLOC_TUNING={os.environ.get('LIVEHUMAN_MALLOC_TUNING', '-')}, "
+        f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', '-')}, "
         f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '-')}"
     )
     with tempfile.TemporaryDirectory() as tmp:

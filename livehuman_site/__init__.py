@@ -7,9 +7,6 @@ import os
 # is imported; an operator's own value wins. Torch keeps its own thread pool.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from .allocator import fix_mmap_threshold
 from .celery import app as celery_app
-
-fix_mmap_threshold()  # before the first frame is allocated: freed frames go back to the system
 
 __all__ = ("celery_app",)

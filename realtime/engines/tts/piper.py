@@ -28,8 +28,8 @@ def load_piper_voice(model_path: str, config_path: str) -> Any:
     against 86 ms per second of audio), taken from every other session.
     Sessions synthesise in parallel on the executor's threads instead. No
     onnxruntime memory arena either: it keeps the peak of every concurrent
-    run's tensors for the life of the process (with the process's malloc set-up,
-    ``livehuman_site.allocator``, about 250 MB a worker held after 11 sessions).
+    run's tensors for the life of the process (``python -m bench.memory`` with
+    glibc's mmap threshold pinned: +254 MB after 11 sessions with it, +14 without).
     """
     import json
 
