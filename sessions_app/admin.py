@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from livehuman_site.tenancy.admin import ReadOnlyTenantInline, TenantScopedAdmin
 
-from . import services
+from . import control, services
+from .commands import CommandError, StartRtmp, StopRtmp, parse_command
 from .models import TRANSCRIPT_FIELDS, ChatSession, Message
 
 
@@ -30,7 +38,19 @@ class ChatSessionAdmin(TenantScopedAdmin):
     list_select_related = ["role", "user", "api_key"]
     search_fields = ["id", "role__name", "user__username", "messages__text"]
     date_hierarchy = "created_at"
-    fields = ["id", "role", "user", "api_key", "state", "created_at", "started_at", "ended_at", "end_reason", "worker"]
+    fields = [
+        "id",
+        "role",
+        "user",
+        "api_key",
+        "state",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "end_reason",
+        "worker",
+        "rtmp_stream",
+    ]
     readonly_fields = fields
     inlines = [MessageInline]
     actions = ["end_sessions"]
@@ -44,6 +64,39 @@ class ChatSessionAdmin(TenantScopedAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description=gettext_lazy("RTMP stream"))
+    def rtmp_stream(self, session: ChatSession) -> str:
+        url = reverse("admin:sessions_app_chatsession_rtmp", args=[session.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Start or stop streaming to RTMP"))
+
+    def get_urls(self) -> list:
+        rtmp = path("<uuid:pk>/rtmp/", self.admin_site.admin_view(self.rtmp_view), name="sessions_app_chatsession_rtmp")
+        return [rtmp, *super().get_urls()]
+
+    def rtmp_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
+        """Start or stop the session's RTMP stream, through the same command as ``POST sessions/<id>/rtmp``."""
+        session = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not self.has_change_permission(request, session) and not self.has_view_permission(request, session):
+            raise PermissionDenied
+        if request.method == "POST":
+            kind = StartRtmp.kind if "start" in request.POST else StopRtmp.kind
+            try:
+                result = control.run(session, parse_command(kind, {"url": request.POST.get("url", "")}))
+            except CommandError as exc:
+                messages.error(request, str(exc))
+            else:
+                state = result.get("state", "stopped") if isinstance(result, dict) else "stopped"
+                messages.success(request, _("RTMP stream: %(state)s.") % {"state": state})
+            return redirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("RTMP stream of session %(id)s") % {"id": session.pk},
+            "session": session,
+            "opts": self.model._meta,
+            "live": control.state(session),
+        }
+        return TemplateResponse(request, "admin/sessions_app/chatsession/rtmp.html", context)
 
     @admin.action(description=gettext_lazy("End the selected sessions"))
     def end_sessions(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:

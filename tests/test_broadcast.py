@@ -9,12 +9,14 @@ What nginx recorded decodes, with the voice in it. An RTMP URL the outbound poli
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 
 import httpx
 import pytest
 import redis
+from django.test import Client
 
 from sessions_app.models import ChatSession
 from tests.fixtures.processes import REDIS_TEST_URL, child_env, serving_daphne
@@ -99,3 +101,40 @@ def test_an_rtmp_url_the_policy_refuses_gets_no_session(talking_role, world_a):
         assert response.status_code == 400, response.content
         assert response.json()["error"]["fields"]["rtmp_url"], response.json()
     assert not ChatSession.objects.exists()
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_the_admin_stops_and_starts_a_broadcasts_stream(
+    two_daphnes_allowing_local_rtmp, rtmp_server, talking_role, world_a, settings
+):
+    """The admin's RTMP page runs the same command through the channel layer (Redis, as in production)."""
+    a, _ = two_daphnes_allowing_local_rtmp
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_TEST_URL]}}
+    }
+    settings.LIVEHUMAN = {"OUTBOUND_ALLOW": ["127.0.0.1"]}
+    headers = {"Authorization": f"Api-Key {world_a.raw_key}"}
+    created = httpx.post(
+        f"{a}/api/v1/sessions/",
+        json={"role": talking_role.pk, "rtmp_url": rtmp_server.url},
+        headers=headers,
+        timeout=60,
+    )
+    assert created.status_code == 201, created.text
+    page = f"/admin/sessions_app/chatsession/{created.json()['id']}/rtmp/"
+    admin = Client()
+    admin.force_login(world_a.owner)
+
+    stopped = admin.post(page, {"stop": "1"}, follow=True)
+    assert stopped.status_code == 200 and "stopped" in stopped.content.decode()
+    refused = admin.post(page, {"start": "1", "url": "rtmp://10.1.2.3/live/key"}, follow=True).content.decode()
+    assert "10.1.2.3" in refused  # the outbound policy's refusal, naming the host
+    started = admin.post(page, {"start": "1", "url": rtmp_server.url}, follow=True).content.decode()
+    assert "RTMP" in started and "secret" not in started
+    deadline = time.monotonic() + 30
+    while "RTMP: <strong>live</strong>" not in admin.get(page).content.decode() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "RTMP: <strong>live</strong> rtmp://127.0.0.1" in admin.get(page).content.decode()
+    httpx.post(f"{a}/api/v1/sessions/{created.json()['id']}/end/", headers=headers, timeout=30)
+    assert len(rtmp_server.wait_for_recording(2, min_bytes=2_000)) == 2
