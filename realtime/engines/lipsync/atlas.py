@@ -43,7 +43,7 @@ WEIGHTS = np.array([1.0, 0.5, 0.35], np.float32)  # opening matters most; width 
 SECOND_BEST = 0.0  # the most the runner-up entry is blended in (at equal cost)
 GAIN_LIMITS = (0.75, 1.33)
 ALIGN_REACH = 0.08  # face heights: how far around each upper-lip point the alignment warp reaches
-POSE_COST = 5.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
+POSE_COST = 2.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
 
 
 @dataclass
@@ -235,10 +235,11 @@ def align_upper_lips(fitted: FittedAvatar, indices: np.ndarray, entries: np.ndar
     reach = 2 * (ALIGN_REACH * space.scale) ** 2
     wx = np.exp(-((xs[None, None, :] - target[:, :, 0:1]) ** 2) / reach)  # (B, 13, W)
     wy = np.exp(-((ys[None, None, :] - target[:, :, 1:2]) ** 2) / reach)  # (B, 13, H)
-    weights = np.einsum("bkh,bkw->bkhw", wy, wx)
-    total = weights.sum(axis=1) + 0.05
-    shift_x = np.einsum("bkhw,bk->bhw", weights, offsets[:, :, 0]) / total
-    shift_y = np.einsum("bkhw,bk->bhw", weights, offsets[:, :, 1]) / total
+    # Each point's weight is separable (rows × columns), so the sums over points are batched matrix products.
+    rows = wy.transpose(0, 2, 1)  # (B, H, 13)
+    total = rows @ wx + 0.05
+    shift_x = ((rows * offsets[:, None, :, 0]) @ wx) / total
+    shift_y = ((rows * offsets[:, None, :, 1]) @ wx) / total
     return xs[None, None, :] - shift_x, ys[None, :, None] - shift_y
 
 
@@ -249,8 +250,10 @@ def compose(
     blended, colour-matched atlas mouth over it, and paste the result back through the feathered region mask."""
     atlas, space = fitted.atlas, fitted.atlas.space
     map_x, map_y = align_upper_lips(fitted, indices, entries[:, 0])
-    chosen = atlas.patches[entries].astype(np.float32)
-    patches = np.einsum("bk,bkhwc->bhwc", weights, chosen)
+    patches = atlas.patches[entries[:, 0]].astype(np.float32)
+    if weights[:, 1].any():  # the runner-up blended in
+        patches *= weights[:, 0, None, None, None]
+        patches += weights[:, 1, None, None, None] * atlas.patches[entries[:, 1]]
     patches = np.stack(
         [
             cv2.remap(p, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
