@@ -3,6 +3,7 @@ status, the preview strip with the boxes drawn, quotas, and tenant scoping."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -165,3 +166,51 @@ def test_voice_prompt_and_role_admin(owner, world_a, ready_avatar):
     assert response.status_code == 302, response.content.decode()[:3000]
     role.refresh_from_db()
     assert role.llm_api_key == "sk-secret" and role.asr_api_key == "sk-asr-secret"  # left empty: kept
+
+
+def _admin_page_in_chromium(client: Client, url: str, screenshot: str) -> list[dict]:
+    """Open ``url`` in headless chromium, its page and images fetched first through ``client`` (Playwright's loop
+    makes Django refuse database access inside the route handler) and static files from the finders; save a
+    screenshot under test-artifacts/admin/ and return each build panel element's class and computed display."""
+    from django.contrib.staticfiles import finders
+    from playwright.sync_api import sync_playwright
+
+    from tests.fixtures.browser import CHROMIUM_ARGS
+
+    html = client.get(url).content
+    images = {src: client.get(src) for src in re.findall(r'src="(/admin/[^"]+)"', html.decode())}
+    origin = "http://admin.test"
+
+    def serve(route):
+        path = route.request.url.removeprefix(origin)
+        if path.startswith("/static/"):
+            found = finders.find(path.removeprefix("/static/").split("?")[0])
+            if found:
+                return route.fulfill(path=found)
+            return route.fulfill(status=404)
+        if path == url:
+            return route.fulfill(body=html, content_type="text/html; charset=utf-8")
+        if path in images:
+            return route.fulfill(body=images[path].content, content_type=images[path]["Content-Type"])
+        return route.fulfill(status=404)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.route("**/*", serve)
+            page.goto(origin + url)
+            (ARTIFACTS / "admin").mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "admin" / screenshot), full_page=True)
+            return page.evaluate(
+                """() => [...document.querySelectorAll('.avatar-build > *')].map(
+                    e => ({cls: e.className, display: getComputedStyle(e).display}))"""
+            )
+        finally:
+            browser.close()
+
+
+def test_build_panel_hides_the_empty_error_box_in_a_browser(owner, ready_avatar):
+    panel = _admin_page_in_chromium(owner, f"{ADMIN}/avatar/{ready_avatar.pk}/change/", "avatar-change.png")
+    error = next(element for element in panel if "avatar-build__error" in element["cls"])
+    assert error["display"] == "none"  # admin's .errornote {display: block} must not beat [hidden]
