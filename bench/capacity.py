@@ -349,8 +349,8 @@ def percentiles(values: list[float]) -> str:
 
 
 async def latency(http: aiohttp.ClientSession, server: Server, turns: int) -> None:
-    from tests.fixtures.speech import SpeechSynthesizer
-    from tests.fixtures.voice import SpeakingTrack
+    from testkit.speech import SpeechSynthesizer
+    from testkit.voice import SpeakingTrack
 
     questions = [
         "What is the weather like in Paris today?",

@@ -45,11 +45,14 @@ from realtime.conversation import ConversationSettings, TurnRows  # noqa: E402
 from realtime.pool import ModelPool  # noqa: E402
 from realtime.session import LiveSession  # noqa: E402
 from realtime.vad import EndOfTurn, TurnDetector  # noqa: E402
-from tests.fixtures.bundles import write_astronaut_bundle  # noqa: E402
-from tests.fixtures.speech import SpeechSynthesizer  # noqa: E402
-from tests.fixtures.voice import Recorder, TalkingPeer  # noqa: E402
-from tests.fixtures.webrtc import Received, spy_first_pts  # noqa: E402
-from tests.test_asr_engines import SENTENCES, word_error_rate  # noqa: E402
+from testkit.bundles import write_astronaut_bundle  # noqa: E402
+from testkit.peers import Received, spy_first_pts  # noqa: E402
+from testkit.speech import (  # noqa: E402
+    SENTENCES,
+    SpeechSynthesizer,
+    word_error_rate,
+)
+from testkit.voice import Recorder, TalkingPeer  # noqa: E402
 
 FPS = 25
 QUESTIONS = [

@@ -25,7 +25,7 @@ from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
 from realtime.engines.lipsync.mouth_warp import MouthWarpLipSync
 from realtime.engines.lipsync.wav2lip import Wav2LipLipSync
-from tests.fixtures.bundles import frame_requests
+from testkit.bundles import frame_requests
 
 FPS = 25
 
@@ -71,7 +71,7 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
 
     with tempfile.TemporaryDirectory() as tmp:
-        from tests.fixtures.bundles import write_astronaut_bundle, write_random_wav2lip_checkpoint
+        from testkit.bundles import write_astronaut_bundle, write_random_wav2lip_checkpoint
 
         bundle = AvatarBundle.open(args.bundle or write_astronaut_bundle(Path(tmp) / "astronaut", frame_count=16))
         checkpoint = args.checkpoint or write_random_wav2lip_checkpoint(Path(tmp) / "random.pth")

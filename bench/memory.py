@@ -62,7 +62,7 @@ async def one_round(pool, config, sessions: int, speak_s: float) -> float:
     """Open ``sessions`` speaking sessions with clients in a child process; RSS while they speak; close them."""
     from bench.talking import PARAGRAPH
     from realtime.session import LiveSession
-    from tests.fixtures.live import RecordingEvents
+    from testkit.voice import RecordingEvents
 
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
@@ -96,7 +96,7 @@ async def main(args: argparse.Namespace) -> None:
     django.setup()
     from bench.talking import loopback_bench_config
     from realtime.pool import ModelPool
-    from tests.fixtures.bundles import write_astronaut_bundle
+    from testkit.bundles import write_astronaut_bundle
 
     print(
         f"allocator: MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', '-')}, "

@@ -50,7 +50,7 @@ from realtime.engines.tts.base import VoiceSettings
 from realtime.ledger import MessageTimings
 from realtime.pool import ModelPool
 from realtime.session import LiveSession
-from tests.fixtures.bundles import write_astronaut_bundle, write_random_wav2lip_checkpoint
+from testkit.bundles import write_astronaut_bundle, write_random_wav2lip_checkpoint
 
 FPS = 25
 BATCH, WAIT_MS = 8, 8.0  # the LIPSYNC_BATCH_SIZE and LIPSYNC_BATCH_WAIT_MS defaults

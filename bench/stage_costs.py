@@ -226,7 +226,7 @@ async def measure(bundle: Path, sessions: int, seconds: float) -> tuple[StageClo
     from bench.talking import PARAGRAPH, loopback_bench_config
     from realtime.pool import ModelPool
     from realtime.session import LiveSession
-    from tests.fixtures.live import RecordingEvents
+    from testkit.voice import RecordingEvents
 
     config = loopback_bench_config(bundle)
     pool = ModelPool(device="cpu")
@@ -324,7 +324,7 @@ async def main(args: argparse.Namespace) -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livehuman_site.settings")
     django.setup()
-    from tests.fixtures.bundles import write_astronaut_bundle
+    from testkit.bundles import write_astronaut_bundle
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine: read the ratios)")
     with tempfile.TemporaryDirectory() as tmp:

@@ -50,8 +50,8 @@ from realtime.pipeline.stage import Generation, Stage
 from realtime.pool import ModelPool, default_device
 from realtime.session import LiveSession
 from realtime.timeline import FrameRate, PlayoutTimeline
-from tests.fixtures.bundles import write_astronaut_bundle
-from tests.fixtures.webrtc import ReceivingPeer, mouth_change, rms, spy_first_pts
+from testkit.bundles import write_astronaut_bundle
+from testkit.peers import ReceivingPeer, mouth_change, rms, spy_first_pts
 
 BATCH = 8
 SENTENCE_S = 3.0  # audio handed to the features stage a sentence at a time, as Piper delivers it
@@ -162,7 +162,7 @@ async def compare_engines(bundle: AvatarBundle, frames: int, seconds: float, wit
     engines: list[tuple[str, LipSyncEngine]] = [("mouth_warp", MouthWarpLipSync())]
     if with_wav2lip:
         from realtime.engines.lipsync.wav2lip import Wav2LipLipSync
-        from tests.fixtures.bundles import write_random_wav2lip_checkpoint
+        from testkit.bundles import write_random_wav2lip_checkpoint
 
         checkpoint = write_random_wav2lip_checkpoint(folder / "random.pth")
         engines.append(("wav2lip (random weights)", Wav2LipLipSync(default_device(), checkpoint)))

@@ -39,8 +39,11 @@ django.setup()
 from livehuman_site.conf import DEFAULTS  # noqa: E402
 from realtime.engines.asr.pocketsphinx import DecoderPool, PocketsphinxASR, Recogniser  # noqa: E402
 from realtime.vad import EndOfTurn, SileroModel, TurnDetector  # noqa: E402
-from tests.fixtures.speech import SpeechSynthesizer  # noqa: E402
-from tests.test_asr_engines import SENTENCES, word_error_rate  # noqa: E402
+from testkit.speech import (  # noqa: E402
+    SENTENCES,
+    SpeechSynthesizer,
+    word_error_rate,
+)
 
 
 class LoopStallMeter:
@@ -204,9 +207,9 @@ async def bench_engines(speech: SpeechSynthesizer) -> None:
     from realtime.engines.asr.dashscope import DashScopeRealtimeASR
     from realtime.engines.asr.funasr import FunASRStreamingASR
     from realtime.engines.asr.openai_transcribe import OpenAITranscriptionASR
-    from tests.fixtures.asr_servers import DashScopeServer, TranscriptionServer
-    from tests.fixtures.funasr_models import write_punctuation_model, write_streaming_paraformer
-    from tests.fixtures.outbound import policy_allowing
+    from testkit.asr_servers import DashScopeServer, TranscriptionServer
+    from testkit.funasr_models import write_punctuation_model, write_streaming_paraformer
+    from testkit.outbound import policy_allowing
 
     for chatty in ("httpx", "aiohttp.access", "websockets.server", "root"):
         logging.getLogger(chatty).setLevel(logging.WARNING)  # a line per request would bury the table

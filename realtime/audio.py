@@ -57,8 +57,8 @@ def apply_gain(samples: np.ndarray, gain: float) -> np.ndarray:
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Resample a whole buffer (polyphase, anti-aliased). Keeps the dtype: int16 in, int16 out.
 
-    For a continuous stream cut into small chunks use :class:`StreamResampler`, which
-    carries the filter state across chunks so chunk edges do not click.
+    A continuous stream cut into small chunks needs its filter state carried across chunks so their edges do not
+    click: the mic's ``conversation.mic.MicResampler`` does that.
     """
     if from_rate == to_rate or len(samples) == 0:
         return samples.copy()
@@ -75,35 +75,6 @@ def to_16k(samples: np.ndarray, from_rate: int) -> np.ndarray:
 def to_48k(samples: np.ndarray) -> np.ndarray:
     """Internal 16 kHz → 48 kHz for opus."""
     return resample(samples, SAMPLE_RATE, OUTPUT_RATE)
-
-
-class StreamResampler:
-    """Stateful int16 mono resampler for a stream of small chunks (libswresample through PyAV).
-
-    Output lags input by the filter delay (a few ms); ``flush`` returns the tail.
-    One instance per stream: it is not thread-safe.
-    """
-
-    def __init__(self, from_rate: int, to_rate: int) -> None:
-        self.from_rate = from_rate
-        self.to_rate = to_rate
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=to_rate)
-
-    def process(self, samples: np.ndarray) -> np.ndarray:
-        if len(samples) == 0:
-            return np.zeros(0, np.int16)
-        frame = av.AudioFrame.from_ndarray(to_int16(samples).reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = self.from_rate
-        return self._collect(self._resampler.resample(frame))
-
-    def flush(self) -> np.ndarray:
-        return self._collect(self._resampler.resample(None))
-
-    @staticmethod
-    def _collect(frames: list[av.AudioFrame]) -> np.ndarray:
-        if not frames:
-            return np.zeros(0, np.int16)
-        return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
 
 
 class CompressedAudioDecoder:

@@ -1,4 +1,4 @@
-"""The live sessions of this process: the per-worker cap, and lookup by session id.
+"""The live sessions of this process: the per-worker cap, and their states for the metrics.
 
 A place is reserved before anything expensive happens (engines, peer
 connection), in one synchronous step, so two connections racing for the last
@@ -42,9 +42,6 @@ class LiveSessionRegistry:
 
     def release(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
-
-    def get(self, session_id: str) -> LiveSession | None:
-        return self._sessions.get(session_id)
 
     def states(self) -> list[tuple[str, str]]:
         """(speaking state, tenant) of each session here; "connecting" while a reserved place has no media yet."""

@@ -119,7 +119,7 @@ class SessionOwner:
             await database_sync_to_async(self.chat_session.end)(ChatSession.EndReason.ERROR)
             message = self._report(Code.ENGINE_UNAVAILABLE, str(exc))
             raise Refused(Code.ENGINE_UNAVAILABLE, message, 4503) from exc
-        live_sessions.attach(self.session_id, self.live)
+        live_sessions.attach(self.session_id, self.live)  # its state counts in the metrics from now on
         logger.info("session started: role %s at %d fps", config.role_name, config.fps)
         await database_sync_to_async(services.mark_connected)(self.chat_session, worker)
 

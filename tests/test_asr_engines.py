@@ -7,7 +7,6 @@ the engine on real FunASR with tiny random model folders.
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import threading
 import types
@@ -23,29 +22,10 @@ from realtime.engines.asr.funasr import STEP_SAMPLES, FunASRModels, FunASRStream
 from realtime.engines.asr.pocketsphinx import BLOCK_SAMPLES, DecoderPool, PocketsphinxASR
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.registry import engine_class
+from testkit.speech import SENTENCES, word_error_rate
 
-SENTENCES = [
-    "Please turn off the lights in the kitchen before you go to bed.",
-    "What is the weather like in Paris today?",
-    "I would like to book a table for two people tonight.",
-    "The meeting has been moved to three o'clock on Friday afternoon.",
-    "Can you tell me how to get to the nearest train station?",
-    "My favorite color is blue and I like to read books.",
-]
 MEAN_WER_BOUND = 0.25  # measured under 0.1 on these sentences; FACTS.md saw about 0.2 on others
 SENTENCE_WER_BOUND = 0.4
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level edit distance over the reference length, ignoring case and punctuation."""
-    ref = re.findall(r"[a-z']+", reference.lower())
-    hyp = re.findall(r"[a-z']+", hypothesis.lower())
-    row = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        previous, row[0] = row[:], i
-        for j, hyp_word in enumerate(hyp, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
-    return row[-1] / len(ref)
 
 
 def test_word_error_rate_counts_substitutions_insertions_and_deletions():

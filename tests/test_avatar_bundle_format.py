@@ -15,7 +15,7 @@ from realtime.avatar.extras import ExtraInputs, ExtraResult
 from realtime.avatar.format import BUNDLE_VERSION, MANIFEST_FILE, UnsupportedBundle
 from realtime.avatar.reader import AvatarBundle
 from realtime.face import topology
-from tests.fixtures.bundles import ASTRONAUT_MOUTH_BOX, write_astronaut_bundle
+from testkit.bundles import ASTRONAUT_MOUTH_BOX, write_astronaut_bundle
 from tests.fixtures.videos import moving_astronaut, prebuilt_options
 
 

@@ -3,6 +3,12 @@
 The first tests hear a live session directly through its mic track, at real
 time (barge-in is about timing); the last ones go through the real consumer
 over WebRTC with an aiortc client that speaks.
+
+Outcomes never hang on how well the ASR heard a sentence (that is
+``test_asr_engines``' and ``bench.voice_input``'s job): an answer is checked
+against the transcript its turn produced. Nor on how long a fixed sleep lasted
+under load: an interrupt waits for a subtitle event, and the barge-in latency
+is read on the session clock, not from when its event was delivered.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ from realtime.engines.llm.base import LLMSettings
 from sessions_app.models import Message
 from tests.fixtures.chat_server import ChatServer
 from tests.fixtures.live import rest_client
-from tests.test_asr_engines import word_error_rate
 from tests.test_conversation_webrtc import Call, start_call
 
 pytestmark = pytest.mark.slow
@@ -29,26 +34,35 @@ LONG = (
 )
 BREAK_IN = "Please turn off the lights."
 QUESTION = "What is the weather like in Paris today?"
-WER_BOUND = 0.4
 BARGE_IN_S = 0.7  # speech start → cut: the VAD's minimum speech (250 ms) + a window + the interrupt, with slack
 
 
-async def speaking(session, message_id: int) -> None:
-    await session.events.wait_for("subtitle", lambda text, mid: mid == message_id)
+async def speaking(session, message_id: int, sentences: int = 1) -> None:
+    """Wait until ``sentences`` sentences of the message have gone on air."""
+    async with asyncio.timeout(20):
+        while sum(mid == message_id for _, mid in session.events.of("subtitle")) < sentences:
+            await session.events.wait_for("subtitle", lambda text, mid: mid == message_id)
+            await asyncio.sleep(0.02)
+
+
+def final_transcripts(events) -> list[str]:
+    return [text for text, final, _ in events.of("transcript") if final and text]
 
 
 async def test_speech_while_the_avatar_talks_cuts_it_within_the_vads_minimum_speech(talk, speech):
     session = await talk(ConversationSettings(), speed=1.0)
+    clock_origin = asyncio.get_running_loop().time() - session.live.clock.now()  # loop time of session time 0
+    said_at = session.live.clock.now()
     await session.live.say(LONG, 50)
     await speaking(session, 50)
     spoken = session.mic.say(speech(BREAK_IN, lead_s=0.3, tail_s=0.8))
     _, timings = await session.events.wait_for("finished", lambda mid, t: mid == 50, timeout=10)
-    [cut_at] = [at for at, kind, args in session.events.events if kind == "finished" and args[0] == 50]
+    cut_at = clock_origin + said_at + timings.total_ms / 1000  # when the session cut it, not when we heard
     assert timings.interrupted and LONG.startswith(timings.text) and len(timings.text) < len(LONG)
     assert 0 < cut_at - (spoken.started_at + spoken.utterance.speech_start_s) < BARGE_IN_S
 
     _, answer = await session.events.wait_for("finished", lambda mid, t: mid == 2)
-    assert word_error_rate(BREAK_IN, answer.text) <= WER_BOUND and not answer.interrupted
+    assert final_transcripts(session.events) == [answer.text] and not answer.interrupted  # the echo of the turn
     assert session.live.conversation.history.messages()[0] == {"role": "assistant", "content": timings.text}
 
 
@@ -80,7 +94,7 @@ async def test_push_to_talk_ignores_speech_unless_the_button_is_held(talk, speec
     await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))
     session.live.set_talking(False)
     _, timings = await session.events.wait_for("finished")
-    assert len(session.events.turns) == 1 and word_error_rate(QUESTION, timings.text) <= WER_BOUND
+    assert len(session.events.turns) == 1 and final_transcripts(session.events) == [timings.text]
 
 
 async def test_an_interrupt_cancels_the_llm_stream_and_keeps_what_was_said(talk, speech):
@@ -89,8 +103,7 @@ async def test_an_interrupt_cancels_the_llm_stream_and_keeps_what_was_said(talk,
         llm = LLMSettings(base_url=server.base_url, outbound=server.policy)
         session = await talk(ConversationSettings(llm_engine="openai", llm=llm))
         await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))
-        await speaking(session, 2)
-        await asyncio.sleep(0.8)
+        await speaking(session, 2, sentences=2)  # the first clause went on air whole
         await session.live.interrupt()
         _, timings = await session.events.wait_for("finished")
         await asyncio.wait_for(server.dropped.wait(), 2)  # the request was closed, not left streaming
@@ -127,7 +140,7 @@ async def test_a_second_utterance_over_webrtc_interrupts_the_answer(chat_session
     assert rows[0].text == transcript["text"] and rows[1].pk == cut["message_id"]
     assert cut["interrupted"] and rows[1].interrupted
     assert rows[1].text and rows[0].text.startswith(rows[1].text) and len(rows[1].text) < len(rows[0].text)
-    assert word_error_rate(BREAK_IN, rows[2].text) <= WER_BOUND and rows[3].text == rows[2].text
+    assert rows[2].text and rows[3].text == rows[2].text  # the answer echoes the second turn
     assert rows[3].pk == second["message_id"] and not rows[3].interrupted and rows[3].first_frame_ms
     assert answer["message_id"] == rows[2].pk
 
@@ -145,11 +158,11 @@ async def test_push_to_talk_over_the_websocket(chat_session, world_a, speech):
     await call.client.say(speech(QUESTION, lead_s=0.3, tail_s=0.6))
     await call.communicator.send_json_to({"type": "talk", "on": False})
     _, final = await call.log.wait_for("transcript", timeout=20, final=True)
-    await call.log.wait_for("timings", timeout=20)
+    _, answered = await call.log.wait_for("timings", timeout=20)
     await call.communicator.send_json_to({"type": "mode", "talk": "walkie-talkie"})
     _, error = await call.log.wait_for("error")
     await call.hang_up()
-    assert word_error_rate(QUESTION, final["text"]) <= WER_BOUND and error["code"] == "bad_message"
+    assert final["text"] and answered["message_id"] > final["message_id"] and error["code"] == "bad_message"
     assert await database_sync_to_async(Message.objects.filter(session=chat_session, speaker="user").count)() == 1
 
 
@@ -165,7 +178,10 @@ async def test_the_rest_interrupt_cancels_the_llm_stream(chat_session, world_a, 
         call = await start_call(chat_session.pk, world_a.raw_key)
         await call.client.say(speech(QUESTION, lead_s=0.3, tail_s=0.6))
         _, subtitle = await call.log.wait_for("subtitle", timeout=20)
-        await asyncio.sleep(0.8)  # a few words on air
+        async with asyncio.timeout(20):  # the first clause went on air whole: the next one is on air
+            while len(call.log.of_type("subtitle")) < 2:
+                await call.log.wait_for("subtitle", timeout=20)
+                await asyncio.sleep(0.02)
         async with rest_client(world_a.raw_key) as client:
             response = await client.post(f"/api/v1/sessions/{chat_session.pk}/interrupt/")
         assert response.status_code == 202

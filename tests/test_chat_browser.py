@@ -15,8 +15,8 @@ import pytest
 from playwright.sync_api import Page
 
 from sessions_app.models import ChatSession
+from testkit.bundles import repaint_frames
 from tests.fixtures.browser import chat_page_as_member, wait_until
-from tests.fixtures.bundles import repaint_frames
 from tests.fixtures.live import make_talking_role
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -22,8 +22,8 @@ from realtime.engines.asr.openai_transcribe import OpenAITranscriptionASR
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.registry import engine_class
 from realtime.net.outbound import OutboundPolicy
-from tests.fixtures.asr_servers import SENTENCES, DashScopeServer, TranscriptionServer
-from tests.fixtures.outbound import policy_allowing
+from testkit.asr_servers import SENTENCES, DashScopeServer, TranscriptionServer
+from testkit.outbound import policy_allowing
 
 TIMEOUT_S = 0.5
 

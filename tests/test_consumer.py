@@ -9,7 +9,7 @@ from django.test import Client
 from sessions_app.live_sessions import live_sessions
 from sessions_app.models import ChatSession
 from sessions_app.session_factory import get_pool
-from tests.fixtures.live import EventLog, refusal, session_communicator
+from tests.fixtures.live import EventLog, live_session, refusal, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -126,7 +126,7 @@ async def test_ping_pong_and_bad_messages_get_error_events_without_closing(chat_
     await log.wait_for("pong")
     codes = [e["code"] for e in log.of_type("error")]
     assert codes == ["bad_json", "bad_message", "bad_message", "no_offer", "bad_offer"]
-    assert live_sessions.get(str(chat_session.pk)).peer.connection is None  # a corrected offer may follow
+    assert live_session(chat_session.pk).peer.connection is None  # a corrected offer may follow
     assert not log.of_type("socket.close")
     await log.stop()
     await communicator.disconnect()
@@ -136,7 +136,7 @@ async def test_closing_the_socket_frees_the_session_and_records_the_reason(chat_
     communicator = session_communicator(chat_session.pk, api_key=world_a.raw_key)
     log = await open_socket(communicator)
     await log.wait_for("state")
-    live = live_sessions.get(str(chat_session.pk))
+    live = live_session(chat_session.pk)
     assert live is not None and get_pool().active_leases == 1
     await log.stop()
     await communicator.disconnect(code=1001)  # the page went away
@@ -198,7 +198,7 @@ async def test_an_idle_session_ends_itself_and_frees_its_place(chat_session, wor
     assert closed["reason"] == "idle"
     assert closed_at - answered_at >= 1.0  # counted from the end of the answer, not from connecting
     await log.wait_for("socket.close")
-    assert live_sessions.get(str(chat_session.pk)) is None
+    assert live_session(chat_session.pk) is None
     await database_sync_to_async(chat_session.refresh_from_db)()
     assert chat_session.end_reason == ChatSession.EndReason.IDLE
     await log.stop()

@@ -18,13 +18,12 @@ from channels.db import database_sync_to_async
 from avatars_app.models import Prompt, Role
 from realtime.conversation.apology import apology
 from sessions_app.client_errors import public_message
-from sessions_app.live_sessions import live_sessions
 from sessions_app.models import Message
+from testkit.peers import mouth_change, rms
+from testkit.speech import word_error_rate
+from testkit.voice import TalkingPeer
 from tests.fixtures.chat_server import ChatServer
-from tests.fixtures.live import EventLog, session_communicator
-from tests.fixtures.voice import TalkingPeer
-from tests.fixtures.webrtc import mouth_change, rms
-from tests.test_asr_engines import word_error_rate
+from tests.fixtures.live import EventLog, live_session, session_communicator
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loopback_ice"), pytest.mark.slow]
 
@@ -61,7 +60,7 @@ async def start_call(session_id, raw_key: str) -> Call:
     async with asyncio.timeout(10):
         while len(client.video) < 5 or len(client.audio) < 10:
             await asyncio.sleep(0.02)
-    return Call(live_sessions.get(str(session_id)), communicator, log, client)
+    return Call(live_session(session_id), communicator, log, client)
 
 
 async def test_a_question_spoken_over_webrtc_is_answered_with_voice_and_lips(chat_session, world_a, speech):

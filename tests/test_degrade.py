@@ -22,9 +22,9 @@ from realtime.pipeline.stage import Generation, Stage
 from realtime.pool import ModelPool
 from realtime.session import LiveSession
 from realtime.timeline import FrameRate
-from tests.fixtures.bundles import write_astronaut_bundle
+from testkit.bundles import write_astronaut_bundle
+from testkit.voice import RecordingEvents
 from tests.fixtures.fake_engines import BlockTTS, LevelLipSync
-from tests.fixtures.live import RecordingEvents
 
 POLICY = DegradePolicy(late_frames=3, window_s=2.0, hold_s=2.0, recover_s=5.0, headroom=0.7)
 

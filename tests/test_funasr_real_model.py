@@ -21,7 +21,7 @@ import pytest
 from realtime.engines.asr import funasr as funasr_engine
 from realtime.engines.asr.funasr import CHUNK_SIZE, STEP_SAMPLES, FunASRStreamingASR
 from realtime.engines.base import EngineUnavailable
-from tests.fixtures.funasr_models import FEATURES, TOKENS, write_punctuation_model, write_streaming_paraformer
+from testkit.funasr_models import FEATURES, TOKENS, write_punctuation_model, write_streaming_paraformer
 
 REAL_TIME_STEP_S = STEP_SAMPLES / 16_000  # a step must decode faster than it lasts, or speech outruns the engine
 PUNCTUATION = re.compile(r"<unk>|[，。？、.,?]")

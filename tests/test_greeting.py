@@ -10,8 +10,8 @@ from channels.db import database_sync_to_async
 
 from avatars_app.models import Role
 from sessions_app.models import Message
+from testkit.peers import ReceivingPeer, rms
 from tests.fixtures.live import EventLog, make_other_role, session_communicator
-from tests.fixtures.webrtc import ReceivingPeer, rms
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loopback_ice")]
 

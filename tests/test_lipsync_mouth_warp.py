@@ -13,7 +13,7 @@ from realtime.engines.lipsync.visemes import mouth_shape
 from realtime.engines.registry import engine_class
 from realtime.engines.tts.base import VoiceSettings
 from realtime.engines.tts.piper import PiperTTS
-from tests.fixtures.bundles import frame_requests
+from testkit.bundles import frame_requests
 
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS

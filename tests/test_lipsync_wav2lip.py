@@ -18,7 +18,7 @@ from realtime.engines.lipsync.wav2lip import Wav2LipLipSync, load_wav2lip
 from realtime.engines.lipsync.wav2lip_model import Wav2Lip
 from realtime.engines.registry import engine_class
 from sessions_app.session_factory import engine_options
-from tests.fixtures.bundles import write_random_wav2lip_checkpoint
+from testkit.bundles import write_random_wav2lip_checkpoint
 
 
 @pytest.fixture(params=[96, 256], ids=["wav2lip96", "livetalking256"])

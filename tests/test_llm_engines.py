@@ -17,7 +17,7 @@ from realtime.engines.llm.dify import DifyLLM
 from realtime.engines.llm.echo import EchoLLM
 from realtime.engines.llm.http import SSEEvent, iter_sse
 from realtime.engines.llm.openai_compat import OpenAICompatibleLLM
-from tests.fixtures.outbound import policy_allowing
+from testkit.outbound import policy_allowing
 
 ANSWER = ["Hello", " there", "，你好", "! How can I help?"]
 TIMEOUT_S = 0.4

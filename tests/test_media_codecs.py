@@ -20,9 +20,9 @@ from realtime.engines.tts.base import VoiceSettings
 from realtime.media_codecs import FastH264Encoder, FastVp8Encoder, I420Frames
 from realtime.pool import ModelPool
 from realtime.session import LiveSession
-from tests.fixtures.bundles import write_astronaut_bundle
-from tests.fixtures.live import RecordingEvents
-from tests.fixtures.webrtc import ReceivingPeer
+from testkit.bundles import write_astronaut_bundle
+from testkit.peers import ReceivingPeer
+from testkit.voice import RecordingEvents
 
 CLOSE = 6.0  # mean |difference| per channel under which a decoded picture is the one sent (codec noise: 1–4)
 ENCODERS = [(FastVp8Encoder, "libvpx", vp8_depayload), (FastH264Encoder, "h264", h264_depayload)]

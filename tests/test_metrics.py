@@ -22,9 +22,9 @@ import httpx
 import pytest
 import redis
 
+from testkit.voice import TalkingPeer
 from tests.fixtures.processes import REDIS_TEST_URL, child_env, serving_daphne
 from tests.fixtures.prometheus import Samples, parse, total
-from tests.fixtures.voice import TalkingPeer
 from tests.test_scale_out import Socket
 
 TOKEN = "scrape-token-for-tests"

@@ -25,8 +25,8 @@ from realtime.engines.tts.base import TTSError, VoiceSettings
 from realtime.engines.tts.gpt_sovits import GPTSoVITSTTS
 from realtime.net.outbound import OutboundPolicy, OutboundRefused, refusal_of
 from sessions_app.session_factory import conversation_settings
+from testkit.outbound import allow_entry
 from tests.fixtures.chat_server import ChatServer
-from tests.fixtures.outbound import allow_entry
 
 INTERNAL_URLS = [
     "http://127.0.0.1:6379/",

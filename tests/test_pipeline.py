@@ -172,7 +172,7 @@ async def test_interrupt_empties_every_queue_behind_the_cut(make_pipeline):
     await h.listener.wait("on_air", 1)
     await asyncio.sleep(0.2)
 
-    await h.pipeline.interrupt()
+    await h.pipeline.restart()
     cut = h.clock.now()
     puts_at_cut = len(h.timeline.puts)
     assert all(stage.inbox.empty() for stage in h.pipeline.stages)

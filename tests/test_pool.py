@@ -11,7 +11,7 @@ from realtime.avatar.format import UnsupportedBundle
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.tts.base import VoiceSettings
 from realtime.pool import ModelPool
-from tests.fixtures.bundles import write_astronaut_bundle
+from testkit.bundles import write_astronaut_bundle
 from tests.fixtures.fake_engines import BlockTTS, LevelLipSync
 
 
@@ -158,7 +158,7 @@ async def test_sessions_of_one_role_hold_the_pools_objects_and_let_go_when_close
 
     from realtime.config import SessionConfig
     from realtime.session import LiveSession
-    from tests.fixtures.live import RecordingEvents
+    from testkit.voice import RecordingEvents
 
     pool = ModelPool(device="cpu", resolve=CountingResolver())
     config = SessionConfig(

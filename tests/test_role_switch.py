@@ -10,12 +10,11 @@ from channels.db import database_sync_to_async
 
 from avatars_app.models import Role
 from realtime.pool import ModelPool
-from sessions_app.live_sessions import live_sessions
 from sessions_app.models import ChatSession
 from sessions_app.preload import preload_active_roles
 from sessions_app.session_factory import get_pool
 from tests.fixtures.browser import chat_page_as_member, wait_until
-from tests.fixtures.live import EventLog, make_other_role, rest_client, session_communicator
+from tests.fixtures.live import EventLog, live_session, make_other_role, rest_client, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +47,7 @@ def pool_avatar(path) -> object:
 
 async def test_switch_over_the_websocket_swaps_everything_in_place(live, other_role, _media_root):
     session, communicator, log = live
-    owner = live_sessions.get(str(session.pk))
+    owner = live_session(session.pk)
     loaded_before = get_pool().loaded()
     old_keys = owner.lease.keys  # tts, lipsync, avatar
     await communicator.send_json_to({"type": "say", "text": "A long first answer. " * 6})
@@ -78,7 +77,7 @@ async def test_switch_over_the_websocket_swaps_everything_in_place(live, other_r
     await log.wait_for("state", state="idle", fps=30, timeout=5)
 
     # the same live session (no reconnect) now plays the other role with the pool's shared models
-    assert live_sessions.get(str(session.pk)) is owner
+    assert live_session(session.pk) is owner
     avatar = pool_avatar(_media_root / other_role.avatar.bundle_path)
     assert owner.video_track.avatar is avatar and owner.pipeline.features.avatar is avatar
     assert owner.lease.avatar is avatar and owner.lease.tts.voice.rate == 1.25
@@ -111,7 +110,7 @@ async def test_switch_over_rest_reaches_the_owner(live, other_role, world_a):
         assert event["role"] == other_role.pk
         state = (await client.get(f"/api/v1/sessions/{session.pk}/state/")).json()
         assert state["role"] == other_role.pk and state["fps"] == 30
-    assert live_sessions.get(str(session.pk)).config.role_id == other_role.pk
+    assert live_session(session.pk).config.role_id == other_role.pk
 
 
 async def test_another_tenants_or_unknown_role_is_refused_and_nothing_changes(live, world_a, world_b, _media_root):
@@ -129,7 +128,7 @@ async def test_another_tenants_or_unknown_role_is_refused_and_nothing_changes(li
     async with rest_client(world_b.raw_key) as client:
         response = await client.post(f"/api/v1/sessions/{session.pk}/role/", json={"role": foreign.pk})
         assert response.status_code == 404
-    owner = live_sessions.get(str(session.pk))
+    owner = live_session(session.pk)
     assert owner.config.role_id == session.role_id
     assert not log.of_type("role")
 
@@ -140,7 +139,7 @@ async def test_an_inactive_role_is_refused(live, other_role, world_a):
     async with rest_client(world_a.raw_key) as client:
         response = await client.post(f"/api/v1/sessions/{session.pk}/role/", json={"role": other_role.pk})
     assert response.status_code == 409 and response.json()["error"]["code"] == "role_unavailable"
-    assert live_sessions.get(str(session.pk)).config.role_id == session.role_id
+    assert live_session(session.pk).config.role_id == session.role_id
     assert not log.of_type("role")
 
 

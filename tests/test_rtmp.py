@@ -22,9 +22,9 @@ from realtime.net.outbound import OutboundPolicy
 from realtime.rtmp import RtmpSettings, shown_url
 from realtime.session import LiveSession
 from sessions_app.session_factory import get_pool
-from tests.fixtures.bundles import write_astronaut_bundle
-from tests.fixtures.live import RecordingEvents
-from tests.fixtures.webrtc import mouth_change
+from testkit.bundles import write_astronaut_bundle
+from testkit.peers import mouth_change
+from testkit.voice import RecordingEvents
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

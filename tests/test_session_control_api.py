@@ -8,7 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from sessions_app.models import ChatSession, Message
-from tests.fixtures.live import EventLog, rest_client, session_communicator
+from tests.fixtures.live import EventLog, live_session, rest_client, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,13 +154,13 @@ async def test_end_closes_the_live_connection_on_its_owner(owned, world_a):
     from sessions_app.live_sessions import live_sessions
 
     session, log = owned
-    assert live_sessions.get(str(session.pk)) is not None
+    assert live_session(session.pk) is not None
     async with rest_client(world_a.raw_key) as client:
         response = await client.post(f"/api/v1/sessions/{session.pk}/end/")
     assert response.status_code == 200 and response.json()["state"] == "ended"
     _, closed = await log.wait_for("closed", timeout=5)
     assert closed["reason"] == ChatSession.EndReason.CLIENT
     await log.wait_for("socket.close", timeout=5)
-    assert live_sessions.get(str(session.pk)) is None  # peer connection, tasks and the worker place are freed
+    assert live_session(session.pk) is None and len(live_sessions) == 0  # peer connection, tasks, worker place
     await database_sync_to_async(session.refresh_from_db)()
     assert session.end_reason == ChatSession.EndReason.CLIENT

@@ -6,7 +6,7 @@ import numpy as np
 import skimage.data
 
 from avatars_app.bundle.shots import colour_histogram, fill_gaps, is_cut, steady_spans
-from tests.fixtures.bundles import astronaut_mesh
+from testkit.bundles import astronaut_mesh
 from tests.fixtures.media import megamind, video_frames
 
 

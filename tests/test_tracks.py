@@ -17,7 +17,7 @@ from realtime.tracks import AvatarAudioTrack, AvatarVideoTrack
 @pytest.fixture
 def moving_bundle(tmp_path):
     from realtime.avatar.reader import AvatarBundle
-    from tests.fixtures.bundles import write_astronaut_bundle
+    from testkit.bundles import write_astronaut_bundle
 
     return AvatarBundle.open(write_astronaut_bundle(tmp_path / "moving", frame_count=5, fps=25))
 

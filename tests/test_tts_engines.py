@@ -20,7 +20,7 @@ from realtime.engines.tts.espeak import EspeakTTS, espeak_flags
 from realtime.engines.tts.gpt_sovits import GPTSoVITSTTS
 from realtime.engines.tts.piper import PiperTTS
 from realtime.engines.tts.wav_stream import WavStreamParser
-from tests.fixtures.outbound import policy_allowing
+from testkit.outbound import policy_allowing
 
 ENGLISH = "The quick brown fox jumps over the lazy dog. It was a bright and sunny day."
 ENGLISH_WORDS = len(ENGLISH.split())

@@ -13,7 +13,7 @@ from realtime.engines.lipsync.mouth_warp import MouthWarpLipSync
 from realtime.engines.tts.base import PCM, TTSEngine, TTSError, VoiceSettings
 from realtime.engines.tts.memory import RememberingTTS
 from realtime.pool import ModelPool
-from tests.fixtures.bundles import write_astronaut_bundle
+from testkit.bundles import write_astronaut_bundle
 
 
 class CountingTTS(TTSEngine):

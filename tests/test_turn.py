@@ -22,10 +22,10 @@ from django.test import override_settings
 
 from realtime.net.ice import IceSettings, ice_servers, rtc_configuration, turn_rest_credentials
 from sessions_app.session_factory import ice_settings
+from testkit.peers import ReceivingPeer, rms
 from tests.fixtures.browser import chat_page_as_member
 from tests.fixtures.live import EventLog, rest_client, session_communicator
 from tests.fixtures.processes import child_env, serving_daphne
-from tests.fixtures.webrtc import ReceivingPeer, rms
 
 VOICED_RMS = 500  # int16 RMS of a received 20 ms packet that carries speech
 

@@ -14,8 +14,8 @@ from realtime.engines.tts.base import VoiceSettings
 from realtime.session import LiveSession
 from realtime.vad import EndOfTurn, TurnDetector
 from sessions_app.session_factory import get_pool
-from tests.fixtures.bundles import write_astronaut_bundle
-from tests.fixtures.voice import Recorder, TalkingPeer
+from testkit.bundles import write_astronaut_bundle
+from testkit.voice import Recorder, TalkingPeer
 
 LONG_SILENCE_MS = 2500  # far longer than any pause in the test speech: only the sentence rule can end a turn early
 SENTENCE_SILENCE_MS = 150

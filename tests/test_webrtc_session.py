@@ -14,8 +14,8 @@ from channels.db import database_sync_to_async
 from sessions_app.live_sessions import live_sessions
 from sessions_app.models import ChatSession, Message
 from sessions_app.session_factory import get_pool
-from tests.fixtures.live import EventLog, session_communicator
-from tests.fixtures.webrtc import Received, ReceivingPeer, mouth_change, rms, spy_first_pts
+from testkit.peers import Received, ReceivingPeer, mouth_change, rms, spy_first_pts
+from tests.fixtures.live import EventLog, live_session, session_communicator
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loopback_ice")]
 
@@ -44,7 +44,7 @@ async def start_call(session_id, raw_key: str, *, microphone: bool = False) -> C
     assert connected
     log = EventLog(communicator)
     await log.wait_for("state")
-    live = live_sessions.get(str(session_id))
+    live = live_session(session_id)
     first_pts = spy_first_pts(live)
     client = ReceivingPeer(microphone=microphone)
     await communicator.send_json_to({"type": "offer", "sdp": await client.offer()})
@@ -216,7 +216,7 @@ async def test_failed_ice_frees_the_session_and_ends_it_as_ice_failed(chat_sessi
     assert (await communicator.connect())[0]
     log = EventLog(communicator)
     await log.wait_for("state")
-    live = live_sessions.get(str(chat_session.pk))
+    live = live_session(chat_session.pk)
     client = ReceivingPeer()
     offer = await client.offer()
     await client.close()  # the client vanishes: its candidates stop answering

@@ -150,14 +150,11 @@ class SpeechPipeline:
         """Start a message whose text will be added chunk by chunk, after whatever is being said."""
         return MessageStream(self.speech.inbox, self.generation.value, message_id)
 
-    async def interrupt(self) -> None:
-        """Make everything queued stale, stop every stage mid-item, empty every queue and the timeline, restart."""
-        await self.restart()
-
     async def restart(
         self, *, avatar: AvatarBundle | None = None, tts: TTSEngine | None = None, render: Renderer | None = None
     ) -> None:
-        """Interrupt, and while every stage is stopped swap in another role's avatar, voice and renderer."""
+        """Interrupt: make everything queued stale, stop every stage mid-item, empty every queue and the timeline,
+        and start again; while every stage is stopped, swap in another role's avatar, voice and renderer if given."""
         self.generation.bump()
         await self.owner.cancel(*self._tasks.values())
         self._tasks.clear()
