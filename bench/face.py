@@ -51,7 +51,7 @@ from realtime.engines.tts.base import VoiceSettings
 from realtime.engines.tts.piper import PiperTTS
 from realtime.face import topology
 from realtime.face.mesh import FaceLandmarker
-from tests.fixtures.bundles import frame_requests
+from testkit.bundles import frame_requests
 
 FPS = 25
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +99,7 @@ def video_avatar(path: Path, folder: Path) -> tuple[AvatarBundle, float]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livehuman_site.settings")
     django.setup()
     from avatars_app.bundle.builder import build_bundle
-    from tests.fixtures.videos import prebuilt_options
+    from testkit.bundles import prebuilt_options
 
     with av.open(str(path)) as container:
         seconds = float(container.duration or 0) / av.time_base

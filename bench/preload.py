@@ -32,9 +32,9 @@ async def first_session(preload: bool) -> dict[str, float]:
     from bench.talking import loopback_bench_config
     from realtime.pool import ModelPool
     from realtime.session import LiveSession
-    from tests.fixtures.bundles import write_astronaut_bundle
-    from tests.fixtures.live import RecordingEvents
-    from tests.fixtures.webrtc import ReceivingPeer, rms
+    from testkit.bundles import write_astronaut_bundle
+    from testkit.peers import ReceivingPeer, rms
+    from testkit.voice import RecordingEvents
 
     bundle = write_astronaut_bundle(Path(tempfile.mkdtemp()) / "astronaut", frame_count=1)
     config = loopback_bench_config(bundle)

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,6 +23,9 @@ from realtime.avatar.format import BUNDLE_VERSION, LANDMARKS_FILE, POSE_FILE, Bo
 from realtime.avatar.frames import JPEG_QUALITY, FrameStore, FrameWriter
 from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.base import LipSyncRequest
+
+if TYPE_CHECKING:
+    from avatars_app.bundle.builder import BuildOptions
 
 ASTRONAUT_FACE_BOX: Box = (170, 76, 270, 186)  # padded: forehead to below the chin, as lip-sync pastes it
 ASTRONAUT_MOUTH_BOX: Box = (198, 136, 248, 158)  # its centre row is the lip line
@@ -122,3 +126,18 @@ def frame_requests(bundle: AvatarBundle, speech: np.ndarray, fps: int = 25) -> l
         )
         for i in range(len(speech) // per_frame)
     ]
+
+
+def prebuilt_options() -> BuildOptions:
+    """Build options as the default settings give them."""
+    from avatars_app.bundle.builder import BuildOptions
+    from avatars_app.bundle.decode import DecodeLimits
+
+    return BuildOptions(
+        fps=25,
+        limits=DecodeLimits(max_side=1280, min_source_side=128, max_source_side=4096, max_aspect=4, max_seconds=60),
+        count_faces_every=5,
+        min_face_ratio=0.6,
+        max_gap_seconds=0.5,
+        min_span_seconds=1.0,
+    )
