@@ -79,6 +79,7 @@ async def test_under_push_to_talk_barge_in_only_held_speech_cuts_the_avatar(talk
     await session.hear(speech(BREAK_IN, lead_s=0.2, tail_s=0.6))
     session.live.set_talking(False)
     _, timings = await session.events.wait_for("finished", lambda mid, t: mid == 51)
+    await session.events.wait_for("transcript", lambda text, final, mid: final)  # the turn is stored when heard
     assert timings.interrupted and len(session.events.turns) == 1
 
 
