@@ -15,8 +15,8 @@ from realtime.avatar.extras import ExtraInputs, ExtraResult
 from realtime.avatar.format import BUNDLE_VERSION, MANIFEST_FILE, UnsupportedBundle
 from realtime.avatar.reader import AvatarBundle
 from realtime.face import topology
-from testkit.bundles import ASTRONAUT_MOUTH_BOX, write_astronaut_bundle
-from tests.fixtures.videos import moving_astronaut, prebuilt_options
+from testkit.bundles import ASTRONAUT_MOUTH_BOX, prebuilt_options, write_astronaut_bundle
+from tests.fixtures.videos import moving_astronaut
 
 
 def test_round_trip_frames_landmarks_pose_and_lips(tmp_path):

@@ -23,9 +23,8 @@ from realtime.engines.lipsync.visemes import mouth_shapes
 from realtime.engines.registry import engine_class
 from realtime.face import topology
 from realtime.face.mesh import FaceLandmarker
-from testkit.bundles import frame_requests
+from testkit.bundles import frame_requests, prebuilt_options
 from tests.fixtures.media import megamind
-from tests.fixtures.videos import prebuilt_options
 from tests.test_lipsync_mouth_warp import piper_speech
 
 

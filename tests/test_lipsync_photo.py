@@ -23,8 +23,7 @@ from realtime.engines.lipsync.photo_mouth import MouthGeometry, PhotoMouthLipSyn
 from realtime.engines.registry import engine_class
 from realtime.face import topology
 from realtime.face.mesh import FaceLandmarker
-from testkit.bundles import astronaut_mesh, frame_requests
-from tests.fixtures.videos import prebuilt_options
+from testkit.bundles import astronaut_mesh, frame_requests, prebuilt_options
 from tests.test_lipsync_mouth_warp import piper_speech
 
 
