@@ -60,10 +60,10 @@ class _ErrorObjectField(serializers.JSONField):
             "fields": {
                 "type": "object",
                 "additionalProperties": {"type": "array", "items": {"type": "string"}},
-                "description": "Field name → its error messages.",
+                "description": "Field name → its error messages (absent for a body that could not be parsed).",
             },
         },
-        "required": ["code", "message", "fields"],
+        "required": ["code", "message"],
     }
 )
 class _ValidationErrorObjectField(serializers.JSONField):
