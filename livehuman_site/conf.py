@@ -84,6 +84,8 @@ DEFAULTS: dict[str, Any] = {
     # cancellation); "push_to_talk": only speech sent with the talk button held, hands-free speech is ignored then.
     "BARGE_IN": "always",
     "LLM_TIMEOUT_S": 30,
+    "LLM_IDLE_TIMEOUT_S": 15.0,  # an answer that sends no text for this long mid-stream ends in the apology
+    "LLM_ANSWER_DEADLINE_S": 120.0,  # and so does one still streaming this long after its first words
     # Cloud speech recognition (OpenAI-compatible transcription, DashScope real-time): longest wait to connect
     # and for each answer a turn needs; past it the turn fails, the avatar apologises and the session goes on.
     "ASR_TIMEOUT_S": 10.0,

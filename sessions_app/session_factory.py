@@ -84,6 +84,8 @@ def conversation_settings(role: Role, *, session_id: str) -> ConversationSetting
             temperature=role.temperature,
             system_prompt=role.prompt.system_text if role.prompt else "",
             timeout_s=float(livehuman_settings.LLM_TIMEOUT_S),
+            idle_timeout_s=float(livehuman_settings.LLM_IDLE_TIMEOUT_S),
+            answer_deadline_s=float(livehuman_settings.LLM_ANSWER_DEADLINE_S),
             history_chars=int(livehuman_settings.LLM_HISTORY_CHARS),
             user=session_id,  # Dify wants an end-user id; the session is the closest stable one
             outbound=outbound_policy(),

@@ -29,6 +29,8 @@ class LLMSettings:
     timeout_s: float = 30.0
     history_chars: int = 6000
     user: str = "livehuman"
+    idle_timeout_s: float = 15.0  # longest gap between two text deltas once the answer has started
+    answer_deadline_s: float = 120.0  # the whole answer, after its first delta
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)  # what base_url may reach (session factory)
 
 

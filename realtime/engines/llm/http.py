@@ -119,7 +119,7 @@ class HTTPStreamingLLM(LLMEngine):
                 if first is None:
                     return
                 yield first
-                async for delta in deltas:
+                async for delta in self._paced(deltas, url):
                     yield delta
         except TimeoutError:
             raise LLMError(LLMErrorCode.TIMEOUT, f"no answer from {url} within {timeout_s:g} s") from None
@@ -136,6 +136,25 @@ class HTTPStreamingLLM(LLMEngine):
             if refused is None:
                 raise LLMError(LLMErrorCode.UNREACHABLE, f"cannot reach {url}: {type(exc).__name__}") from None
             raise LLMError(LLMErrorCode.REFUSED, str(refused)) from None
+
+    async def _paced(self, deltas: AsyncIterator[str], url: str) -> AsyncIterator[str]:
+        """The deltas after the first, each within ``idle_timeout_s`` of the one before and all of them within
+        ``answer_deadline_s`` of this point: a server that drips tokens (or keep-alives) cannot hold an answer
+        open for ever."""
+        loop = asyncio.get_running_loop()
+        idle, total = self.settings.idle_timeout_s, self.settings.answer_deadline_s
+        deadline = loop.time() + total
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, min(idle, deadline - loop.time()))):
+                    delta = await anext(deltas, None)
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise LLMError(LLMErrorCode.TIMEOUT, f"{url} did not finish its answer in {total:g} s") from None
+                raise LLMError(LLMErrorCode.TIMEOUT, f"{url} sent nothing for {idle:g} s mid-answer") from None
+            if delta is None:
+                return
+            yield delta
 
     async def aclose(self) -> None:
         await self._client.aclose()
