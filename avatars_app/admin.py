@@ -27,6 +27,7 @@ from realtime.avatar.format import Manifest, UnsupportedBundle
 from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.mouth_atlas import ATLAS
 
+from .build_stages import stage_label
 from .bundle.preview import atlas_png, preview_png
 from .models import API_KEY_URLS, Avatar, Prompt, PromptVersion, Role, Voice
 from .services import bundle_location, check_avatar_quota, check_upload_quota, record_source
@@ -147,7 +148,10 @@ class AvatarAdminForm(forms.ModelForm):
 @admin.register(Avatar)
 class AvatarAdmin(TenantScopedAdmin):
     form = AvatarAdminForm
-    list_display = ["name", "status", "progress_percent", "stage", "fps", "frame_count", "lipsync_engine", "created_at"]
+    list_display = [
+        *("name", "status", "progress_percent", "stage_display", "fps"),
+        *("frame_count", "lipsync_engine", "created_at"),
+    ]
     list_filter = ["status", "lipsync_engine"]
     search_fields = ["name", "source_checksum"]
     readonly_fields = [
@@ -182,6 +186,10 @@ class AvatarAdmin(TenantScopedAdmin):
     @admin.display(description=gettext_lazy("progress"), ordering="progress")
     def progress_percent(self, avatar: Avatar) -> str:
         return f"{avatar.progress}%"
+
+    @admin.display(description=gettext_lazy("stage"), ordering="stage")
+    def stage_display(self, avatar: Avatar) -> str:
+        return stage_label(avatar)
 
     @admin.display(description=gettext_lazy("build"))
     def build(self, avatar: Avatar | None) -> str:
@@ -268,6 +276,7 @@ def _status_payload(avatar: Avatar) -> dict[str, Any]:
         "status": avatar.status,
         "status_label": str(avatar.get_status_display()),
         "stage": avatar.stage,
+        "stage_label": stage_label(avatar),
         "progress": avatar.progress,
         "error": avatar.error,
         "warnings": [line for line in avatar.warnings.splitlines() if line],

@@ -74,6 +74,7 @@ def test_build_status_json_follows_the_row(owner, ready_avatar):
     state = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/build-status/").json()
     assert state["status"] == "building" and state["running"] is True
     assert (state["stage"], state["progress"], state["preview_url"]) == ("decoding", 42, "")
+    assert state["stage_label"] == "正在解码源文件"  # the owner's language is the default, zh-hans
     Avatar.objects.filter(pk=ready_avatar.pk).update(status="failed", stage="failed", error="No face was found.")
     state = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/build-status/").json()
     assert (state["status"], state["running"], state["error"]) == ("failed", False, "No face was found.")
@@ -214,3 +215,13 @@ def test_build_panel_hides_the_empty_error_box_in_a_browser(owner, ready_avatar)
     panel = _admin_page_in_chromium(owner, f"{ADMIN}/avatar/{ready_avatar.pk}/change/", "avatar-change.png")
     error = next(element for element in panel if "avatar-build__error" in element["cls"])
     assert error["display"] == "none"  # admin's .errornote {display: block} must not beat [hidden]
+
+
+@pytest.mark.parametrize(("language", "status_label"), [("zh-hans", "就绪"), ("en", "ready")])
+def test_ready_panel_shows_the_translated_status_once(owner, ready_avatar, settings, language, status_label):
+    settings.LANGUAGE_CODE = language
+    page = owner.get(f"{ADMIN}/avatar/{ready_avatar.pk}/change/").content.decode()
+    row = page[page.index('<div class="avatar-build__row">') :]
+    row = row[: row.index("</div>")]
+    assert f'avatar-build__status--ready">{status_label}</span>' in row
+    assert '<span class="avatar-build__stage"></span>' in row  # the stage "ready" would only repeat the status

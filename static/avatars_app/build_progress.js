@@ -16,7 +16,7 @@
       percent.textContent = state.progress + "%";
       status.textContent = state.status_label;
       status.className = "avatar-build__status avatar-build__status--" + state.status;
-      stage.textContent = state.stage;
+      stage.textContent = state.stage_label;
       error.textContent = state.error;
       error.hidden = !state.error;
     }
