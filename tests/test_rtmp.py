@@ -32,6 +32,7 @@ LOCAL = OutboundPolicy(allow=("127.0.0.1",))
 FAST_RETRY = RtmpSettings(retry_initial_s=0.2, retry_max_s=1.0)
 SENTENCE = "Welcome to the live stream. Today we look at three new products, one after the other."
 VOICED_RMS = 600  # int16 RMS of 20 ms of speech; AAC-coded silence stays near 0
+MOVED = 8  # mean |difference| from the still face around the mouth above which it has moved
 
 
 @pytest.fixture
@@ -77,34 +78,64 @@ def decode(path: Path) -> tuple[list[tuple[float, np.ndarray]], np.ndarray, floa
                 video.append((float(frame.time), frame.to_ndarray(format="rgb24")))
             else:
                 packets.append((float(frame.time), (frame.to_ndarray()[0] * 32767).astype(np.int16)))
-    audio_start = packets[0][0]
-    end = max(round((at - audio_start) * 48_000) + len(samples) for at, samples in packets)
-    audio = np.zeros(end, np.int16)
-    for at, samples in packets:
-        first = round((at - audio_start) * 48_000)
-        audio[first : first + len(samples)] = samples
+    audio, audio_start = place(packets)
     return video, audio, audio_start, codecs
 
 
-def av_lag_frames(live: LiveSession, video, audio: np.ndarray, audio_start: float, fps: int = 25) -> int:
-    """The shift (in frames) of the audio's loudness that best matches the mouth's opening frame by frame:
-    0 when each picture goes with its own sound."""
+def sentence_lags(live: LiveSession, video, audio: np.ndarray, audio_start: float) -> list[float]:
+    """For each start of speech after at least 0.6 s of silence: how much later (s) the mouth starts to move
+    than the voice starts to sound, both placed by the stream's own timestamps. 0 when in step."""
     still, box = live.lease.avatar.frames[0], live.lease.avatar.mouth_boxes[0]
-    mouth, loudness = [], []
-    for at, picture in video:
-        first = round((at - audio_start) * 48_000)
-        if first < 0 or first + 48_000 // fps > len(audio):
-            continue
-        chunk = audio[first : first + 48_000 // fps].astype(np.float64)
-        mouth.append(mouth_change(picture, still, box))
-        loudness.append(np.sqrt((chunk**2).mean()))
-    mouth, loudness = np.array(mouth), np.array(loudness)
+    moving = [at for at, picture in video if mouth_change(picture, still, box) > MOVED]
+    voiced = windows_rms(audio) > VOICED_RMS
+    lags = []
+    for index in np.flatnonzero(voiced):
+        if index < 30 or voiced[index - 30 : index].any():
+            continue  # not the start of a sentence after a pause
+        voice_at = audio_start + index * 0.02
+        mouth_at = next((at for at in moving if at >= voice_at - 0.3), None)
+        if mouth_at is not None:
+            lags.append(mouth_at - voice_at)
+    return lags
 
-    def match(lag: int) -> float:
-        a, b = (mouth[lag:], loudness[: len(loudness) - lag]) if lag >= 0 else (mouth[:lag], loudness[-lag:])
-        return float(np.corrcoef(a, b)[0, 1])
 
-    return max(range(-5, 6), key=match)
+class SourceTap:
+    """What the session itself sends (the browser's frames), read from the same relay as the publisher: the
+    reference the stream is compared with."""
+
+    def __init__(self, live: LiveSession) -> None:
+        relay = live._relayed()
+        self.video: list[tuple[float, np.ndarray]] = []
+        self.packets: list[tuple[float, np.ndarray]] = []
+        self.tasks = [
+            asyncio.ensure_future(self._read(relay.subscribe(live.audio_track))),
+            asyncio.ensure_future(self._read(relay.subscribe(live.video_track))),
+        ]
+
+    async def _read(self, track) -> None:
+        while True:
+            frame = await track.recv()
+            at = float(frame.pts * frame.time_base)
+            if track.kind == "video":
+                self.video.append((at, frame.to_ndarray(format="rgb24")))
+            else:
+                self.packets.append((at, frame.to_ndarray()[0].copy()))
+
+    async def stop(self) -> tuple[list[tuple[float, np.ndarray]], np.ndarray, float]:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        return self.video, *place(self.packets)
+
+
+def place(packets: list[tuple[float, np.ndarray]]) -> tuple[np.ndarray, float]:
+    """Audio packets laid out by their timestamps (a gap stays a gap); with the time of the first sample."""
+    start = packets[0][0]
+    audio = np.zeros(max(round((at - start) * 48_000) + len(samples) for at, samples in packets), np.int16)
+    for at, samples in packets:
+        first = round((at - start) * 48_000)
+        audio[first : first + len(samples)] = samples
+    return audio, start
 
 
 def windows_rms(audio: np.ndarray, window: int = 960) -> np.ndarray:
@@ -116,11 +147,13 @@ def windows_rms(audio: np.ndarray, window: int = 960) -> np.ndarray:
 async def test_a_speaking_session_streams_h264_and_aac_in_step_to_nginx(live, rtmp_server):
     status = await live.start_rtmp(rtmp_server.url, LOCAL, FAST_RETRY)
     assert status.url == shown_url(rtmp_server.url) and "secret" not in status.url
+    source = SourceTap(live)
     await wait_for_state(live, "live")
     await asyncio.sleep(1.0)  # a second of the idle avatar first
     await speak(live, 1)
     await asyncio.sleep(1.0)
     assert live.snapshot()["rtmp"]["state"] == "live"
+    sent = sentence_lags(live, *await source.stop())
     await live.stop_rtmp()
     [recording] = rtmp_server.wait_for_recording(1)
 
@@ -135,10 +168,12 @@ async def test_a_speaking_session_streams_h264_and_aac_in_step_to_nginx(live, rt
     assert len(voiced) > 50, rms.max()  # over a second of speech
     assert rms[: max(1, voiced[0] - 10)].max() < 100  # silent before the avatar speaks
 
-    # A/V sync: the lag at which the mouth's movement best follows the voice's loudness, in frames.
-    lag = av_lag_frames(live, video, audio, audio_start)
-    print(f"\nRTMP: {len(video)} frames at {fps:.2f} fps; mouth follows voice at a lag of {lag} frames")
-    assert abs(lag) <= 1
+    # A/V sync: the mouth starts with the voice in the stream as it does in what the session sends (the
+    # default engine opens the mouth a frame ahead of the sound), within one frame.
+    lags = sentence_lags(live, video, audio, audio_start)
+    print(f"\nRTMP: {len(video)} frames at {fps:.2f} fps; mouth after voice {lags} s (as sent: {sent} s)")
+    assert len(lags) == len(sent) >= 1, (lags, sent)
+    assert all(abs(streamed - own) <= 1 / 25 for streamed, own in zip(lags, sent, strict=True)), (lags, sent)
 
 
 async def test_a_dropped_server_is_retried_and_the_session_goes_on(live, rtmp_server):
@@ -169,23 +204,25 @@ async def test_an_internal_address_nobody_allowed_is_never_connected(live, rtmp_
 
 
 async def test_a_minute_of_speech_stays_within_one_frame(live, rtmp_server):
-    """A/V stay in step over a minute of streaming: per 5-s window of speech the mouth follows the voice within a
-    frame."""
+    """A/V stay in step over a minute of streaming: every sentence's mouth starts with its voice, within a frame,
+    and neither stream drifts from the other."""
     await live.start_rtmp(rtmp_server.url, LOCAL, FAST_RETRY)
+    source = SourceTap(live)
     await wait_for_state(live, "live")
     loop = asyncio.get_running_loop()
     started, message_id = loop.time(), 0
     while loop.time() - started < 60:
         message_id += 1
         await speak(live, message_id)
+        await asyncio.sleep(1.0)  # a pause between sentences: each one starts from silence
+    sent = sentence_lags(live, *await source.stop())
     await live.stop_rtmp()
     [recording] = rtmp_server.wait_for_recording(1)
     video, audio, audio_start, _ = decode(recording)
     assert video[-1][0] - video[0][0] > 55
-    lags = [
-        av_lag_frames(live, video[start : start + 125], audio, audio_start)
-        for start in range(0, len(video) - 125, 125)
-        if windows_rms(audio[round((video[start][0] - audio_start) * 48_000) :][: 5 * 48_000]).max() > VOICED_RMS
-    ]
-    print(f"\nRTMP over a minute: lag per 5-s window {lags} frames")
-    assert len(lags) >= 8 and all(abs(lag) <= 1 for lag in lags), lags
+    lags = sentence_lags(live, video, audio, audio_start)
+    print(f"\nRTMP over a minute: mouth after voice per sentence {lags} s; as sent: {sent} s")
+    assert len(lags) == len(sent) >= 6, (lags, sent)
+    assert all(abs(streamed - own) <= 1 / 25 for streamed, own in zip(lags, sent, strict=True)), (lags, sent)
+    audio_end = audio_start + len(audio) / 48_000
+    assert abs(audio_end - video[-1][0]) <= 2 / 25, (audio_end, video[-1][0])  # no drift between the two
