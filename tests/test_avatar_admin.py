@@ -225,3 +225,23 @@ def test_ready_panel_shows_the_translated_status_once(owner, ready_avatar, setti
     row = row[: row.index("</div>")]
     assert f'avatar-build__status--ready">{status_label}</span>' in row
     assert '<span class="avatar-build__stage"></span>' in row  # the stage "ready" would only repeat the status
+
+
+def test_photo_avatar_preview_is_one_portrait(
+    owner, tmp_path, settings, eager_builds, django_capture_on_commit_callbacks
+):
+    import skimage
+
+    settings.LANGUAGE_CODE = "en"
+    portrait = tmp_path / "portrait.png"
+    cv2.imwrite(str(portrait), cv2.cvtColor(cv2.resize(skimage.data.astronaut(), (320, 320)), cv2.COLOR_RGB2BGR))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _add_avatar(owner, portrait).status_code == 302
+    avatar = Avatar.objects.get(name="Admin upload")
+    assert avatar.status == "ready", avatar.error
+    page = owner.get(f"{ADMIN}/avatar/{avatar.pk}/change/").content.decode()
+    caption = page[page.index("<figcaption>") : page.index("</figcaption>")]
+    assert "A photo (one portrait)" in caption and "frame" not in caption
+    strip = cv2.imdecode(np.frombuffer(owner.get(f"{ADMIN}/avatar/{avatar.pk}/preview.png").content, np.uint8), 1)
+    assert strip.shape[:2] == (160 + TIMELINE_HEIGHT, 160)  # one square tile, not a row of the same portrait
+    _admin_page_in_chromium(owner, f"{ADMIN}/avatar/{avatar.pk}/change/", "avatar-change-photo.png")  # to look at

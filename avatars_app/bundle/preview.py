@@ -23,7 +23,10 @@ _GAP = 4  # white pixels between tiles
 
 def preview_strip(bundle: AvatarBundle, count: int = 6, height: int = 160) -> np.ndarray:
     """``count`` frames spread over the clip, each scaled to ``height`` pixels, side by side, over the timeline
-    band (RGB uint8)."""
+    band (RGB uint8). A photo is one tile: its bundle repeats the portrait for the idle loop, and a row of the same
+    picture would read as a video."""
+    if bundle.kind == "photo":
+        count = 1
     indices = sorted(set(np.linspace(0, bundle.frame_count - 1, count).round().astype(int).tolist()))
     scale = height / bundle.manifest.height
     width = max(1, round(bundle.manifest.width * scale))
