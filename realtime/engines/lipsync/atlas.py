@@ -192,7 +192,7 @@ class AtlasLipSync(LipSyncEngine):
         return out  # type: ignore[return-value]
 
 
-def jaw_shift(fitted: FittedAvatar, indices: np.ndarray, drop: np.ndarray) -> np.ndarray:
+def jaw_shift(fitted: FittedAvatar, indices: np.ndarray, drop: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """(B, H, W) downward shift in canvas pixels that moves each base frame's jaw by ``drop`` (B,) pixels: nothing
     above the mouth corners, rising to the full drop at the lower lip, held to the chin, settling back to nothing
     below it. Shifts grow no faster than the rows they pass, so the skin stretches without folding."""
@@ -202,7 +202,7 @@ def jaw_shift(fitted: FittedAvatar, indices: np.ndarray, drop: np.ndarray) -> np
     rise = smoothstep((rows - line) / np.maximum(np.maximum(lower - line, 1.5 * size), 2.0))
     settle = 1 - smoothstep((rows - chin) / (0.12 * fitted.atlas.space.scale + 1.5 * size))
     profile = np.where(rows < chin, rise, settle) * drop[:, None]
-    return profile[:, :, None] * fitted.jaw_columns[None, None, :] * inside_faces(fitted, indices)
+    return profile[:, :, None] * fitted.jaw_columns[None, None, :] * inside
 
 
 def inside_faces(fitted: FittedAvatar, indices: np.ndarray) -> np.ndarray:
@@ -264,7 +264,8 @@ def compose(
     gain = np.clip(fitted.ring[indices] / np.maximum(ring, 1.0), *GAIN_LIMITS)
     patches *= gain[:, None, None, :]
     drop = (weights * atlas.chins[entries]).sum(axis=1) - fitted.chin[indices]
-    shift = jaw_shift(fitted, indices, drop.astype(np.float32))
+    inside = inside_faces(fitted, indices)
+    shift = jaw_shift(fitted, indices, drop.astype(np.float32), inside)
     size = (space.width, space.height)
     xs = np.broadcast_to(np.arange(space.width, dtype=np.float32), (space.height, space.width))
     ys = np.arange(space.height, dtype=np.float32)[:, None]
@@ -283,7 +284,7 @@ def compose(
             for i, m, dy in zip(indices, to_canvas, shift, strict=True)
         ]
     ).astype(np.float32)
-    mouth = atlas.mask[None, :, :, None]
+    mouth = (atlas.mask[None] * inside)[..., None]  # never past the base face's outline (a turned face's jaw)
     canvases = bases + mouth * (patches - bases)
     results = []
     for canvas, index in zip(canvases, indices, strict=True):
