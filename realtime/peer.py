@@ -23,6 +23,7 @@ from .media_codecs import install_fast_encoders
 from .net.ice import rtc_configuration
 
 logger = logging.getLogger(__name__)
+_BAD_SDP = (ValueError, AssertionError, IndexError, KeyError, TypeError)
 
 CLOSE_TIMEOUT_S = 3.0  # a peer connection that will not close cleanly is abandoned: the session must end
 
@@ -53,18 +54,22 @@ class Peer:
         """Answer the page's offer: our tracks out; its tracks in, when it sends any. Returns the answer's SDP."""
         if self.connection is not None:
             raise SessionError("already_connected", "This session already has a peer connection.")
+        if "\nm=" not in "\n" + sdp.replace("\r\n", "\n"):
+            raise SessionError("bad_offer", "The offer has no media section.")
         connection = self.connection = RTCPeerConnection(rtc_configuration(self.ice_servers, self.ice_transport_policy))
         connection.on("track", self.on_track)  # fires inside setRemoteDescription
         connection.on("connectionstatechange", self._state_changed)
         try:
             await connection.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except ValueError as exc:
-            self.connection = None  # the page may send a corrected offer
+            for track in self.tracks:
+                connection.addTrack(track)
+            await connection.setLocalDescription(await connection.createAnswer())
+        except _BAD_SDP as exc:
+            # aiortc reports unreadable SDP as ValueError, AssertionError or IndexError, from parsing or from
+            # answering it; either way the page may send a corrected offer.
+            self.connection = None
             await connection.close()
-            raise SessionError("bad_offer", f"The offer could not be read: {exc}") from exc
-        for track in self.tracks:
-            connection.addTrack(track)
-        await connection.setLocalDescription(await connection.createAnswer())
+            raise SessionError("bad_offer", f"The offer could not be read ({type(exc).__name__}).") from exc
         install_fast_encoders(connection)
         return connection.localDescription.sdp
 
@@ -86,11 +91,11 @@ class Peer:
             return
         try:
             ice = candidate_from_sdp(candidate.removeprefix("candidate:"))
-        except (ValueError, IndexError) as exc:
-            raise SessionError("bad_candidate", f"The ICE candidate could not be read: {exc}") from exc
-        ice.sdpMid = sdp_mid
-        ice.sdpMLineIndex = sdp_mline_index
-        await self.connection.addIceCandidate(ice)
+            ice.sdpMid = sdp_mid
+            ice.sdpMLineIndex = sdp_mline_index
+            await self.connection.addIceCandidate(ice)
+        except _BAD_SDP as exc:
+            raise SessionError("bad_candidate", f"The ICE candidate could not be read ({type(exc).__name__}).") from exc
 
     async def close(self) -> None:
         if self.connection is None:
