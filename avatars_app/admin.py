@@ -196,7 +196,7 @@ class AvatarAdmin(TenantScopedAdmin):
         """The live build panel (progress bar, stage, error, warnings, preview); rendered from a template, so
         the row's texts (error, warnings) are escaped there."""
         if avatar is None or avatar.pk is None:
-            return _("Saving with a video queues its build.")
+            return _("Saving with a video or photo queues its build.")
         return render_to_string(
             "admin/avatars_app/avatar/build_panel.html",
             {"avatar": avatar, "kept": _kept_span(avatar), **_status_payload(avatar)},

@@ -144,7 +144,7 @@ class Avatar(TenantOwnedModel):
         FAILED = "failed", _("failed")
 
     name = models.CharField(_("name"), max_length=120)
-    source_video = models.FileField(_("source video"), upload_to=avatar_source_path)
+    source_video = models.FileField(_("source video or photo"), upload_to=avatar_source_path)
     source_checksum = models.CharField(_("source SHA-256"), max_length=64, blank=True, editable=False)
     source_size = models.PositiveBigIntegerField(_("source size (bytes)"), default=0, editable=False)
     status = models.CharField(
@@ -157,7 +157,7 @@ class Avatar(TenantOwnedModel):
     bundle_path = models.CharField(
         _("bundle location"), max_length=255, blank=True, editable=False, help_text=_("Relative to MEDIA_ROOT.")
     )
-    fps = models.PositiveSmallIntegerField(_("fps"), default=_default_fps)
+    fps = models.PositiveSmallIntegerField(_("frames per second"), default=_default_fps)
     frame_count = models.PositiveIntegerField(_("frame count"), default=0, editable=False)
     width = models.PositiveIntegerField(_("width"), default=0, editable=False)
     height = models.PositiveIntegerField(_("height"), default=0, editable=False)

@@ -39,7 +39,7 @@ def test_upload_in_the_admin_queues_and_builds(
 ):
     settings.LANGUAGE_CODE = "en"
     add_page = owner.get(f"{ADMIN}/avatar/add/").content.decode()
-    assert 'name="source_video"' in add_page and "Saving with a video queues its build." in add_page
+    assert 'name="source_video"' in add_page and "Saving with a video or photo queues its build." in add_page
     with django_capture_on_commit_callbacks(execute=True):
         response = _add_avatar(owner, astronaut_video.path)
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -245,3 +245,18 @@ def test_photo_avatar_preview_is_one_portrait(
     strip = cv2.imdecode(np.frombuffer(owner.get(f"{ADMIN}/avatar/{avatar.pk}/preview.png").content, np.uint8), 1)
     assert strip.shape[:2] == (160 + TIMELINE_HEIGHT, 160)  # one square tile, not a row of the same portrait
     _admin_page_in_chromium(owner, f"{ADMIN}/avatar/{avatar.pk}/change/", "avatar-change-photo.png")  # to look at
+
+
+@pytest.mark.parametrize(
+    ("language", "labels"),
+    [
+        ("en", ("Source video or photo:", "Frames per second:", "Saving with a video or photo queues its build.")),
+        ("zh-hans", ("源视频或照片:", "帧率:", "保存带视频或照片的形象后会排队构建。")),
+    ],
+)
+def test_add_page_labels_say_photos_are_accepted(owner, settings, language, labels):
+    settings.LANGUAGE_CODE = language
+    page = owner.get(f"{ADMIN}/avatar/add/").content.decode()
+    for label in labels:
+        assert label in page
+    assert "Fps" not in page
