@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from django.test import Client
+from django.utils.translation import override
 
 from avatars_app.bundle.preview import FACE_COLOUR, LIPS_COLOUR, SPAN_COLOUR, TIMELINE_HEIGHT
 from avatars_app.models import Avatar, Prompt, Role, Voice
@@ -260,3 +261,28 @@ def test_add_page_labels_say_photos_are_accepted(owner, settings, language, labe
     for label in labels:
         assert label in page
     assert "Fps" not in page
+
+
+def test_engine_labels_cover_every_registered_engine():
+    from avatars_app.engine_labels import ENGINE_LABELS
+    from realtime.engines.registry import ENGINES, LABELS
+
+    registered = {name for engines in ENGINES.values() for name in engines}
+    assert set(ENGINE_LABELS) == set(LABELS) and registered <= set(ENGINE_LABELS)
+    with override("en"):
+        assert {name: str(label) for name, label in ENGINE_LABELS.items()} == LABELS  # same English as the registry
+
+
+@pytest.mark.parametrize(
+    ("page", "translated", "english"),
+    [
+        ("role", "回声（原样朗读输入的文字）", "echo (speak the text as given)"),
+        ("role", "FunASR 流式 Paraformer（离线中文）", "FunASR streaming paraformer (offline 中文)"),
+        ("voice", "Piper（离线）", "Piper (offline)"),
+        ("avatar", "默认：使用本人的口型（视频）或移动嘴唇（照片）", "Default: the person's own mouths"),
+    ],
+)
+def test_engine_choices_are_translated_in_the_chinese_admin(owner, settings, page, translated, english):
+    settings.LANGUAGE_CODE = "zh-hans"
+    html = owner.get(f"{ADMIN}/{page}/add/").content.decode()
+    assert translated in html and english not in html
