@@ -19,13 +19,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 
 @pytest.fixture
-def owner(world_a) -> APIClient:
-    client = APIClient()
-    client.force_login(world_a.owner)
-    return client
-
-
-@pytest.fixture
 def voice(world_a) -> Voice:
     return Voice.objects.create(tenant=world_a.tenant, name="Joe", engine="piper", language="en")
 

@@ -23,13 +23,6 @@ from tests.fixtures.live import EventLog, refusal, session_communicator
 PATHS = ["../../../../../etc/passwd", "/etc/passwd", "data/secret_key", "../data/secret_key"]
 
 
-@pytest.fixture
-def owner(world_a) -> APIClient:
-    client = APIClient()
-    client.force_login(world_a.owner)
-    return client
-
-
 def _voice(client: APIClient, **fields):
     return client.post("/api/v1/voices/", {"name": "V", "language": "en", **fields}, format="multipart")
 

@@ -221,13 +221,6 @@ async def test_gpt_sovits_does_not_reach_a_loopback_server_that_is_not_allow_lis
 
 
 @pytest.fixture
-def owner(world_a) -> APIClient:
-    client = APIClient()
-    client.force_login(world_a.owner)
-    return client
-
-
-@pytest.fixture
 def voice(world_a) -> Voice:
     return Voice.objects.create(tenant=world_a.tenant, name="Joe", engine="piper", language="en")
 

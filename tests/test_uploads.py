@@ -35,13 +35,6 @@ def wav(tmp_path) -> bytes:
     return _ffmpeg(tmp_path, "tone.wav", "-f", "lavfi", "-i", "sine=frequency=220:duration=2")
 
 
-@pytest.fixture
-def owner(world_a) -> APIClient:
-    client = APIClient()
-    client.force_login(world_a.owner)
-    return client
-
-
 def _files(root: Path) -> list[Path]:
     return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
 
