@@ -4,11 +4,15 @@ read what arrived (first timestamps, loudness, mouth movement)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
+
+from realtime.face.mesh import FaceLandmarker
+from realtime.face.topology import mouth_opening
 
 
 @dataclass(frozen=True)
@@ -95,3 +99,14 @@ def mouth_change(frame: np.ndarray, reference: np.ndarray, box) -> float:
     x1, y1, x2, y2 = box
     x1, y1, x2, y2 = x1 - 4, y1 - 4, x2 + 4, y2 + 16  # the warp also moves the lower lip and chin
     return float(np.abs(frame[y1:y2, x1:x2].astype(np.int16) - reference[y1:y2, x1:x2].astype(np.int16)).mean())
+
+
+MOUTH_TRAVEL = 0.03  # face heights between the most closed and the most open lips of a spoken phrase
+
+
+def mouth_openings(pictures: Iterable[np.ndarray]) -> list[float]:
+    """The lips' opening (face heights) in each picture where the face mesh finds a face: what a viewer sees move,
+    measured independently of how the engine drew it."""
+    landmarker = FaceLandmarker()
+    found = (landmarker.landmarks(picture) for picture in pictures)
+    return [float(mouth_opening(face.points)) for face in found if face is not None]

@@ -16,14 +16,13 @@ from realtime.face.topology import mouth_opening
 from sessions_app.live_sessions import live_sessions
 from sessions_app.models import ChatSession, Message
 from sessions_app.session_factory import get_pool
-from testkit.peers import Received, ReceivingPeer, mouth_change, rms, spy_first_pts
+from testkit.peers import MOUTH_TRAVEL, Received, ReceivingPeer, mouth_change, rms, spy_first_pts
 from tests.fixtures.live import EventLog, live_session, session_communicator
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loopback_ice")]
 
 FPS = 25
 SILENT_RMS = 30  # int16 RMS under which a received 20 ms packet counts as silence (opus decodes silence near 0)
-MOUTH_TRAVEL = 0.03  # face heights between the most closed and the most open lips while speaking (a word's worth)
 MOVED = 8  # mean |difference| from the still face in the mouth region above which the mouth has moved (VP8 noise: < 6)
 
 
@@ -113,7 +112,7 @@ async def test_the_avatar_speaks_in_sync_over_webrtc(chat_session, world_a):
     # and it is the mouth that moves: the face mesh, run on the received pictures, reads lips that close and part
     landmarker = FaceLandmarker()
     found = {t: landmarker.landmarks(rgb) for t, rgb in received.items()}
-    opening = {t: float(mouth_opening(face.points)) for t, face in found.items() if face is not None}
+    opening = {t: float(mouth_opening(face.points)) for t, face in found.items() if face is not None}  # by tick
     spoken = [opening[t] for t in speech_ticks if t in opening]
     assert len(spoken) > 0.8 * len(speech_ticks) and max(spoken) - min(spoken) > MOUTH_TRAVEL
 
