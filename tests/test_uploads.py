@@ -150,6 +150,7 @@ def test_pages_carry_the_site_csp_and_the_api_docs_come_from_the_platform():
     docs = client.get("/api/v1/docs/").content.decode()
     assert "cdn." not in docs and "/static/drf_spectacular_sidecar/swagger-ui-dist/" in docs
     assert "<script>" not in docs  # its start-up script is a file of its own, allowed by script-src 'self'
+    assert "<style" not in docs and "/static/livehuman/api_docs.css" in docs  # so are its styles (style-src 'self')
     script = Client().get("/api/v1/docs/?script=")
     assert script.status_code == 200 and "SwaggerUIBundle" in script.content.decode()
     assert Client().get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js").status_code == 200
