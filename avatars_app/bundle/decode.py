@@ -110,14 +110,15 @@ def _declared_duration(container: av.container.InputContainer, stream: av.video.
     return None
 
 
-def _check_resolution(width: int, height: int, limits: DecodeLimits) -> None:
+def check_resolution(width: int, height: int, limits: DecodeLimits, source: str = "video") -> None:
+    """Refuse a ``source`` ("video" or "photo") whose size is outside the avatar limits; unknown sizes (0) pass."""
     if not width or not height:
         return
     short, long = sorted((width, height))
     if short < limits.min_source_side or long > limits.max_source_side or long / short > limits.max_aspect:
         raise BadVideo(
             "resolution",
-            f"The video is {width}×{height} pixels; avatars need at least {limits.min_source_side} and at most "
+            f"The {source} is {width}×{height} pixels; avatars need at least {limits.min_source_side} and at most "
             f"{limits.max_source_side} pixels on each side, and an aspect ratio of at most {limits.max_aspect:g}:1.",
         )
 
@@ -154,13 +155,13 @@ class VideoReader:
 
     def _check_declared(self) -> None:
         codec = self._stream.codec_context
-        _check_resolution(codec.width, codec.height, self.limits)
+        check_resolution(codec.width, codec.height, self.limits)
         duration = _declared_duration(self._container, self._stream)
         if duration is not None and duration > self.limits.max_seconds:
             raise _too_long(duration, self.limits)
 
     def _describe(self, first: av.VideoFrame) -> VideoInfo:
-        _check_resolution(first.width, first.height, self.limits)
+        check_resolution(first.width, first.height, self.limits)
         rotation = (round((first.rotation or 0) / 90) * 90) % 360
         width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
         scale = min(1.0, self.limits.max_side / max(width, height))
@@ -192,7 +193,7 @@ class VideoReader:
         """Every decoded frame, not only the declared size and the first: a stream may change size midway."""
         size = (frame.width, frame.height)
         if self._size is None:
-            _check_resolution(*size, self.limits)
+            check_resolution(*size, self.limits)
             self._size = size
         elif size != self._size:
             raise BadVideo(

@@ -12,7 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from avatars_app.media_probe import STILL_IMAGES
 
-from .decode import DecodeLimits
+from .decode import DecodeLimits, check_resolution
 from .errors import BadVideo
 
 
@@ -29,7 +29,7 @@ def read_photo(path: Path, limits: DecodeLimits) -> np.ndarray:
     """The photo as (H, W, 3) uint8 RGB, downscaled to ``limits.max_side`` on its long side."""
     try:
         with Image.open(path, formats=list(STILL_IMAGES)) as image:
-            _check_size(image.width, image.height, limits)
+            check_resolution(image.width, image.height, limits, "photo")
             upright = ImageOps.exif_transpose(image).convert("RGB")
             rgb = np.asarray(upright)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -40,13 +40,3 @@ def read_photo(path: Path, limits: DecodeLimits) -> np.ndarray:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(rgb)
-
-
-def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
-    short, long = sorted((width, height))
-    if short < limits.min_source_side or long > limits.max_source_side or long / short > limits.max_aspect:
-        raise BadVideo(
-            "resolution",
-            f"The photo is {width}×{height} pixels; avatars need at least {limits.min_source_side} and at most "
-            f"{limits.max_source_side} pixels on each side, and an aspect ratio of at most {limits.max_aspect:g}:1.",
-        )
