@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
 
 from avatars_app.bundle.decode import DecodeLimits, VideoReader
 from avatars_app.bundle.errors import BadVideo
+from avatars_app.bundle.photo import read_photo
 from avatars_app.models import Avatar, Voice
 from avatars_app.services import tenant_storage_bytes
 from tests.fixtures.callers import assert_error_body
@@ -146,3 +148,11 @@ def test_files_leave_with_their_rows(world_a, tmp_path, django_capture_on_commit
     with django_capture_on_commit_callbacks(execute=True):
         avatar.source_video.save("b.mp4", ContentFile(b"y"))
     assert not source.exists()
+
+
+def test_a_photo_outside_the_size_limits_is_refused_naming_the_photo(tmp_path):
+    path = tmp_path / "tiny.png"
+    Image.fromarray(np.full((64, 96, 3), 128, np.uint8)).save(path)
+    with pytest.raises(BadVideo) as refused:
+        read_photo(path, LIMITS)
+    assert refused.value.code == "resolution" and refused.value.message.startswith("The photo is 96×64 pixels")

@@ -32,6 +32,8 @@ def read_photo(path: Path, limits: DecodeLimits) -> np.ndarray:
             check_resolution(image.width, image.height, limits, "photo")
             upright = ImageOps.exif_transpose(image).convert("RGB")
             rgb = np.asarray(upright)
+    except BadVideo:
+        raise  # a ValueError too: its own message, not "cannot be decoded"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise BadVideo("damaged", f"The photo cannot be decoded ({exc}). Upload the complete file again.") from None
     height, width = rgb.shape[:2]
