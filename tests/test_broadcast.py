@@ -20,6 +20,7 @@ from django.test import Client
 
 from sessions_app.models import ChatSession
 from tests.fixtures.processes import REDIS_TEST_URL, child_env, serving_daphne
+from tests.fixtures.rtmp_server import RtmpServer
 from tests.fixtures.tenancy import key_client
 from tests.test_rtmp import VOICED_RMS, decode, windows_rms
 
@@ -125,6 +126,7 @@ def test_the_admin_stops_and_starts_a_broadcasts_stream(
     page = f"/admin/sessions_app/chatsession/{created.json()['id']}/rtmp/"
     admin = Client()
     admin.force_login(world_a.owner)
+    streams_live(admin, page, rtmp_server, streams=1)  # nginx has recorded pictures before it is stopped
 
     stopped = admin.post(page, {"stop": "1"}, follow=True)
     assert stopped.status_code == 200 and "stopped" in stopped.content.decode()
@@ -132,9 +134,16 @@ def test_the_admin_stops_and_starts_a_broadcasts_stream(
     assert "10.1.2.3" in refused  # the outbound policy's refusal, naming the host
     started = admin.post(page, {"start": "1", "url": rtmp_server.url}, follow=True).content.decode()
     assert "RTMP" in started and "secret" not in started
-    deadline = time.monotonic() + 30
+    streams_live(admin, page, rtmp_server, streams=2)
+    httpx.post(f"{a}/api/v1/sessions/{created.json()['id']}/end/", headers=headers, timeout=30)
+    assert len(rtmp_server.wait_for_recording(2, min_bytes=2_000)) == 2
+
+
+def streams_live(admin: Client, page: str, rtmp_server: RtmpServer, streams: int, timeout: float = 30) -> None:
+    """Wait until the admin's RTMP page says the stream is live and nginx has recorded pictures of ``streams``
+    streams (a stream stopped at once may leave a recording too short to decode)."""
+    deadline = time.monotonic() + timeout
     while "RTMP: <strong>live</strong>" not in admin.get(page).content.decode() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "RTMP: <strong>live</strong> rtmp://127.0.0.1" in admin.get(page).content.decode()
-    httpx.post(f"{a}/api/v1/sessions/{created.json()['id']}/end/", headers=headers, timeout=30)
-    assert len(rtmp_server.wait_for_recording(2, min_bytes=2_000)) == 2
+    rtmp_server.wait_for_recording(streams, min_bytes=2_000)

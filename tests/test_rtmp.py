@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from realtime.config import SessionConfig
+from realtime.degrade import DegradePolicy
 from realtime.engines.tts.base import VoiceSettings
 from realtime.net.outbound import OutboundPolicy
 from realtime.rtmp import RtmpSettings, shown_url
@@ -46,6 +47,9 @@ async def live(tmp_path) -> LiveSession:
         lipsync_engine="default",
         tts_engine="piper",
         voice=VoiceSettings(),
+        # The stream is checked at the role's own fps: a busy CI machine must not step it down mid-test
+        # (the ladder has its own tests).
+        degrade=DegradePolicy(enabled=False),
     )
     session = await LiveSession.open(config, get_pool(), RecordingEvents())
     yield session
