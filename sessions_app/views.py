@@ -27,9 +27,12 @@ def _page_strings() -> dict[str, str]:
         "mic_denied": _("No microphone: you can still type."),
         "session_ended": _("The session ended: %(reason)s"),
         "error": _("Error: %(message)s"),
-        "timings": _(
-            "ASR %(asr)s ms · LLM %(llm)s ms · TTS %(tts)s ms · first frame %(frame)s ms · total %(total)s ms"
-        ),
+        # one part per stage, shown only for the stages the message went through (typed text has no ASR)
+        "timing_asr": _("ASR %(ms)s ms"),
+        "timing_llm": _("LLM %(ms)s ms"),
+        "timing_tts": _("TTS %(ms)s ms"),
+        "timing_frame": _("first frame %(ms)s ms"),
+        "timing_total": _("total %(ms)s ms"),
         "server_fps": _("sent at %(fps)s fps"),
         "role_switched": _("Now talking to %(name)s (switched in %(ms)s ms)."),
         "role_updated": _("%(name)s was updated: %(changes)s."),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import Page
@@ -171,5 +172,17 @@ def test_the_chinese_demo_role_reads_in_chinese_in_chromium(daphne_server, world
         history = page.inner_text("#history")
         assert ZH_GREETING in history and typed in history and "（已打断）" not in history, history
         assert history.count("数字人 ") == 2  # the speaker label is Chinese too
+        assert "识别" not in history and "–" not in history  # typed and greeted: no ASR stage, no empty stage
         assert "抖动缓冲" in page.inner_text("#readout")
         assert after["audioSamples"] > 0 and not errors, errors
+
+        # an operator saves the role's voice through the API while the session runs: the page says so
+        saved = httpx.patch(
+            f"{daphne_server}/api/v1/voices/{voice.pk}/",
+            json={"rate": 1.2},
+            headers={"Authorization": f"Api-Key {world_a.raw_key}"},
+            timeout=30,
+        )
+        assert saved.status_code == 200, saved.text
+        _wait_for_text(page, "#history", f"{ZH_ROLE_NAME} 已更新：新音色从下一句开始。", 10)
+        page.screenshot(path=str(ARTIFACTS / "chat-page-role-updated.png"), full_page=True)

@@ -188,10 +188,10 @@
           break;
         }
         case "timings":
-          entry(`assistant-${event.message_id}`, "assistant").querySelector(".timings").textContent = format(strings.timings, {
-            asr: event.asr_ms, llm: event.llm_first_token_ms, tts: event.tts_first_audio_ms,
-            frame: event.first_frame_ms, total: event.total_ms,
-          });
+          entry(`assistant-${event.message_id}`, "assistant").querySelector(".timings").textContent = [
+            ["timing_asr", event.asr_ms], ["timing_llm", event.llm_first_token_ms], ["timing_tts", event.tts_first_audio_ms],
+            ["timing_frame", event.first_frame_ms], ["timing_total", event.total_ms],
+          ].filter(([, ms]) => ms != null).map(([name, ms]) => format(strings[name], { ms })).join(" · ");
           if (event.interrupted) {
             entry(`assistant-${event.message_id}`, "assistant").querySelector(".timings").prepend(`${strings.interrupted} `);
           }
