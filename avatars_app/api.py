@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from livehuman_site.tenancy.api import TenantScopedViewSetMixin
+from livehuman_site.tenancy.models import APIKeyScope
 from livehuman_site.tenancy.permissions import CanAdministerTenant
 
 from .models import Avatar, Prompt, Role, Voice
@@ -27,9 +28,10 @@ from .tasks import queue_build
 
 
 class TenantConfigViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
-    """A tenant's configuration: everyone in the tenant reads, owners/admins and API keys write."""
+    """A tenant's configuration: everyone in the tenant reads, owners/admins and configuration API keys write."""
 
     permission_classes = [CanAdministerTenant]
+    api_key_scopes = (APIKeyScope.CONFIGURATION,)
 
 
 MULTIPART_OVERHEAD = 64 * 1024  # the other fields and part headers: a file just under the limit still passes
@@ -106,6 +108,9 @@ class AvatarViewSet(UploadViewSetMixin, TenantConfigViewSet):
 
 
 class RoleViewSet(TenantConfigViewSet):
+    """Roles; a sessions API key reads them too, to choose which to start."""
+
+    api_key_read_scopes = (APIKeyScope.SESSIONS,)
     queryset = Role.objects.select_related("avatar", "voice", "prompt")
     serializer_class = RoleSerializer
     filterset_fields = ["active", "language"]

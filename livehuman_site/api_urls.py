@@ -2,14 +2,23 @@
 
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import APIRootView, DefaultRouter
 
 from avatars_app.api import AvatarViewSet, PromptViewSet, RoleViewSet, VoiceViewSet
 from sessions_app.api import ChatSessionViewSet, MessageViewSet
 
 from .api_errors import UnknownEndpointView
+from .tenancy.models import APIKeyScope
+
+
+class ApiRootView(APIRootView):
+    """The list of endpoints: any API key may read it, whatever its scopes."""
+
+    api_key_scopes = tuple(APIKeyScope)
+
 
 router = DefaultRouter()
+router.APIRootView = ApiRootView
 router.register("voices", VoiceViewSet)
 router.register("prompts", PromptViewSet)
 router.register("avatars", AvatarViewSet)

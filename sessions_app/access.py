@@ -1,5 +1,5 @@
-"""Access withdrawn is access ended: revoking an API key, deactivating a tenant or a user, or removing a member
-closes the live sessions they opened, on whichever process owns them (issue 10, Medium 7).
+"""Access withdrawn is access ended: revoking an API key (or taking its sessions scope), deactivating a tenant or a
+user, or removing a member closes the live sessions they opened, on whichever process owns them (issue 10, Medium 7).
 
 Access is checked when a session is created and when its WebSocket connects; these receivers cover the time
 after, ending the rows and sending ``End`` to each owner through the channel layer (``services.end_sessions``).
@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from livehuman_site.tenancy.models import Membership, Tenant, TenantAPIKey
+from livehuman_site.tenancy.models import APIKeyScope, Membership, Tenant, TenantAPIKey
 
 from . import services
 from .models import ChatSession
@@ -28,7 +28,8 @@ def _end_later(sessions: Any) -> None:
 
 @receiver(post_save, sender=TenantAPIKey)
 def key_revoked(sender: type, instance: TenantAPIKey, **kwargs: Any) -> None:
-    if instance.revoked:
+    """Revoked, or no longer allowed to run sessions."""
+    if instance.revoked or APIKeyScope.SESSIONS not in instance.scopes:
         _end_later(ChatSession.objects.filter(api_key=instance))
 
 

@@ -23,6 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from livehuman_site.tenancy.api import TenantScopedViewSetMixin
+from livehuman_site.tenancy.models import APIKeyScope
 
 from . import commands, control, services
 from .broadcast import start_broadcast
@@ -59,6 +60,7 @@ class ChatSessionViewSet(
 ):
     """Open a session with a role, list and inspect sessions, end one."""
 
+    api_key_scopes = (APIKeyScope.SESSIONS,)
     queryset = ChatSession.objects.select_related("role")
     serializer_class = ChatSessionSerializer
     filterset_fields = ["state", "role"]
@@ -164,6 +166,7 @@ def command_errors() -> Iterator[None]:
 class MessageViewSet(TenantScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     """The messages of one session, oldest first."""
 
+    api_key_scopes = (APIKeyScope.SESSIONS,)
     queryset = Message.objects.all()
     serializer_class = MessageSerializer
     filterset_fields = ["speaker", "interrupted"]

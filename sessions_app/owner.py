@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from avatars_app.models import Role
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.outbound import outbound_policy
+from livehuman_site.tenancy.models import APIKeyScope
 from livehuman_site.tenancy.scoping import scope_for_api_key, scope_for_user
 from realtime.avatar.format import UnsupportedBundle
 from realtime.conversation import TurnRows
@@ -313,6 +314,8 @@ def authorize(session_id: str, scope: dict[str, Any]) -> ChatSession:
         raise Refused("unauthenticated", _("Invalid, revoked or expired API key."), 4401)
     api_key, user = scope.get("api_key"), None
     if api_key is not None:
+        if APIKeyScope.SESSIONS not in api_key.scopes:
+            raise Refused("api_key_scope", _("This API key may not run sessions: it lacks the sessions scope."), 4403)
         tenant_scope = scope_for_api_key(api_key)
     else:
         user = scope.get("user")

@@ -20,11 +20,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 KEY_PATTERN = re.compile(r"[A-Za-z0-9]{8}\.[A-Za-z0-9]{32}")
 
 
-def _create_in_admin(client, name: str) -> tuple[str, object]:
-    """Add a key through the admin form; return the raw key from the one-time message and the response."""
+def _create_in_admin(client, name: str, scopes: tuple[str, ...] = ("sessions",)) -> tuple[str, object]:
+    """Add a key through the admin form (``scopes`` ticked); return the raw key from the one-time message and the
+    response."""
     response = client.post(
         reverse("admin:tenancy_tenantapikey_add"),
-        {"name": name, "expiry_date_0": "", "expiry_date_1": ""},
+        {"name": name, "expiry_date_0": "", "expiry_date_1": "", **{f"scope_{scope}": "on" for scope in scopes}},
         follow=True,
     )
     assert response.status_code == 200
@@ -58,7 +59,7 @@ def test_only_a_hash_of_the_key_is_stored(world_a):
     for column, value in stored.items():
         assert secret not in str(value), f"the secret part of the key is readable in column {column}"
     assert stored["hashed_key"] != secret and len(stored["hashed_key"]) > len(secret)
-    assert key_client(raw_key).get("/api/v1/voices/").status_code == 200
+    assert key_client(raw_key).get("/api/v1/roles/").status_code == 200
 
 
 def test_a_key_revoked_in_the_admin_is_refused_with_the_error_body(world_a, cast):
@@ -80,10 +81,10 @@ def test_an_expired_key_is_refused(world_a):
     api_key, raw_key = TenantAPIKey.objects.create_key(
         name="short-lived", tenant=world_a.tenant, expiry_date=timezone.now() + timedelta(hours=1)
     )
-    assert key_client(raw_key).get("/api/v1/voices/").status_code == 200
+    assert key_client(raw_key).get("/api/v1/roles/").status_code == 200
     api_key.expiry_date = timezone.now() - timedelta(seconds=1)
     api_key.save()
-    response = key_client(raw_key).get("/api/v1/voices/")
+    response = key_client(raw_key).get("/api/v1/roles/")
     assert response.status_code == 401
     assert_error_body(response, "authentication_failed")
 

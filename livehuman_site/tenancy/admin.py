@@ -235,10 +235,19 @@ class TenantAdmin(admin.ModelAdmin):
 
 @admin.register(TenantAPIKey)
 class TenantAPIKeyAdmin(TenantScopedAdmin, APIKeyModelAdmin):
-    """Create (key shown once, stored hashed) and revoke a tenant's integration keys."""
+    """Create (key shown once, stored hashed), scope and revoke a tenant's integration keys."""
 
-    list_display = ["prefix", "name", "created", "expiry_date", "_has_expired", "revoked"]
-    list_filter = ["revoked", "created"]
+    list_display = [
+        "prefix",
+        "name",
+        "scope_sessions",
+        "scope_configuration",
+        "created",
+        "expiry_date",
+        "_has_expired",
+        "revoked",
+    ]
+    list_filter = ["revoked", "scope_sessions", "scope_configuration", "created"]
     actions = ["revoke_keys"]
 
     def save_model(self, request: HttpRequest, obj: TenantAPIKey, form: Any, change: bool) -> None:

@@ -136,11 +136,45 @@ class TenantOwnedModel(models.Model):
                 raise ValidationError({field.name: _("This belongs to another tenant.")})
 
 
+class APIKeyScope(models.TextChoices):
+    """What an API key may do. A view names the scopes that may call it (``api_key_scopes``)."""
+
+    SESSIONS = "sessions", _("sessions")
+    CONFIGURATION = "configuration", _("configuration")
+
+
 class TenantAPIKey(AbstractAPIKey):
-    """An integration's key: shown once at creation, stored hashed, revocable; it acts for one tenant."""
+    """An integration's key: shown once at creation, stored hashed, revocable; it acts for one tenant, within its
+    scopes. A new key runs sessions only: a key that leaks from a client cannot rewrite the tenant's roles."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("tenant"))
+    scope_sessions = models.BooleanField(
+        _("sessions"),
+        default=True,
+        help_text=_("Start, drive and end sessions (REST and WebSocket); read roles."),
+    )
+    scope_configuration = models.BooleanField(
+        _("configuration"),
+        default=False,
+        help_text=_("Create, change and delete voices, prompts, avatars and roles."),
+    )
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = _("API key")
         verbose_name_plural = _("API keys")
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset(
+            scope
+            for scope, granted in (
+                (APIKeyScope.SESSIONS, self.scope_sessions),
+                (APIKeyScope.CONFIGURATION, self.scope_configuration),
+            )
+            if granted
+        )
+
+    def clean(self) -> None:
+        super().clean()
+        if not self.scopes:
+            raise ValidationError(_("Give the key at least one scope."))

@@ -17,8 +17,8 @@ from django.views.static import serve
 from rest_framework_api_key.permissions import KeyParser
 
 from .authentication import authenticate_api_key
-from .models import Tenant
-from .scoping import Scope, scope_for_api_key, scope_for_request, switch_tenant
+from .models import APIKeyScope, Tenant
+from .scoping import EMPTY_SCOPE, Scope, scope_for_api_key, scope_for_request, switch_tenant
 
 # Uploads live under tenants/<tenant id>/ (see avatars_app.models._tenant_upload_path).
 _TENANT_PATH = re.compile(r"^tenants/(?P<tenant_id>\d+)/")
@@ -63,11 +63,14 @@ def switch_tenant_view(request: HttpRequest) -> HttpResponse:
 
 
 def _media_scope(request: HttpRequest) -> Scope:
-    """The caller's scope from a browser login or, for integrations, an ``Authorization: Api-Key`` header."""
+    """The caller's scope from a browser login or, for integrations, an ``Authorization: Api-Key`` header. The
+    files are uploads of voices and avatars: a key reads them only with the configuration scope."""
     key = KeyParser().get(request)
     if key:
         api_key = authenticate_api_key(key)
-        return scope_for_api_key(api_key) if api_key is not None else Scope(tenant=None)
+        if api_key is None or APIKeyScope.CONFIGURATION not in api_key.scopes:
+            return EMPTY_SCOPE
+        return scope_for_api_key(api_key)
     return scope_for_request(request)
 
 
