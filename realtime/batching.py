@@ -172,11 +172,17 @@ class BatchingExecutor(Generic[Item, Result]):
                 await self._arrived.wait()
                 continue
             await self._gather_more()
-            batch = self._take_round_robin()
-            async with self._room:
-                self._room.notify_all()
-            if batch:
-                await self._run_batch(batch)
+            await self._run_next_batch()
+
+    async def _run_next_batch(self) -> None:
+        """Take a batch and run it. Its own frame: nothing of the batch (requests, avatars, frames) is held while
+        the dispatcher waits for the next one, however long that is."""
+        assert self._room is not None
+        batch = self._take_round_robin()
+        async with self._room:
+            self._room.notify_all()
+        if batch:
+            await self._run_batch(batch)
 
     async def _wait_for_room(self, owner: Hashable) -> None:
         queue = self._queues.get(owner)

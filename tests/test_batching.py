@@ -4,6 +4,8 @@ failure isolation and withdrawal on interrupt."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections import Counter
 
 import pytest
@@ -210,4 +212,32 @@ async def test_forget_drops_a_closed_sessions_requests():
         await first
     assert executor.queued() == 0
     assert len(model.batches) == 1  # only the batch already running when the session closed
+    await executor.aclose()
+
+
+class Frame:
+    """A request or a result the test can hold a weak reference to."""
+
+
+async def test_nothing_of_a_served_batch_outlives_its_sessions():
+    """Once every request is answered and its session forgotten, the executor keeps no request and no result
+    alive while it waits for the next batch (a session's last batch once held eight requests, their avatar and
+    frames, for as long as the worker stayed idle)."""
+
+    async def render(items: list[Frame]) -> list[Frame]:
+        await asyncio.sleep(0.001)
+        return [Frame() for _ in items]
+
+    executor = BatchingExecutor(render, batch_size=8, wait_s=0.005, max_queued=16)
+    requests = [Frame() for _ in range(8)]
+    results = await asyncio.gather(*(executor.submit(n, [request]) for n, request in enumerate(requests)))
+    refs = [weakref.ref(frame) for frame in [*requests, *(result for (result,) in results)]]
+    del requests, results
+    for n in range(8):
+        executor.forget(n)
+    deadline = asyncio.get_running_loop().time() + 2
+    while any(ref() is not None for ref in refs) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+        gc.collect()
+    assert [ref() for ref in refs] == [None] * 16
     await executor.aclose()

@@ -157,6 +157,7 @@ async def test_sessions_of_one_role_hold_the_pools_objects_and_let_go_when_close
     import weakref
 
     from realtime.config import SessionConfig
+    from realtime.engines.lipsync.base import LipSyncRequest
     from realtime.session import LiveSession
     from testkit.voice import RecordingEvents
 
@@ -189,6 +190,8 @@ async def test_sessions_of_one_role_hold_the_pools_objects_and_let_go_when_close
     gc.collect()
     assert [ref() for ref in refs] == [None, None, None]  # nothing in the pool keeps a session alive
     assert pool.active_leases == 0 and batcher.queued() == 0 and not batcher._queues
+    # nor any of their frame requests: the batcher's last batch went with the batch
+    assert not [o for o in gc.get_objects() if isinstance(o, LipSyncRequest) and o.avatar is avatar]
     assert len(pool.loaded()) == 3  # the models stay for the next session
     await pool.aclose()
 
