@@ -41,11 +41,11 @@ django.setup()
 
 from bench.talking import loopback_bench_config  # noqa: E402
 from livehuman_site.conf import DEFAULTS  # noqa: E402
-from realtime.conversation import ConversationSettings, TurnRows  # noqa: E402
-from realtime.pool import ModelPool  # noqa: E402
+from realtime.conversation import TurnRows  # noqa: E402
 from realtime.session import LiveSession  # noqa: E402
 from realtime.vad import EndOfTurn, TurnDetector  # noqa: E402
 from testkit.bundles import write_astronaut_bundle  # noqa: E402
+from testkit.defaults import conversation_settings, model_pool  # noqa: E402
 from testkit.peers import Received, spy_first_pts  # noqa: E402
 from testkit.speech import (  # noqa: E402
     SENTENCES,
@@ -121,9 +121,9 @@ def _rms(frame: Received) -> float:
 
 
 async def open_call(bundle: Path) -> tuple[LiveSession, TalkingPeer, TimedRecorder, dict[str, int]]:
-    config = loopback_bench_config(bundle, conversation=ConversationSettings())
+    config = loopback_bench_config(bundle, conversation=conversation_settings())
     events = TimedRecorder()
-    live = await LiveSession.open(config, ModelPool(device="cpu"), events)
+    live = await LiveSession.open(config, model_pool(device="cpu"), events)
     first_pts = spy_first_pts(live)
     client = TalkingPeer()
     await client.accept(await live.accept_offer(await client.offer()))

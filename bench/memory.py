@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil
 
 from bench.stage_costs import client_process
+from testkit.defaults import model_pool
 
 
 def rss_mb() -> float:
@@ -95,7 +96,6 @@ async def main(args: argparse.Namespace) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livehuman_site.settings")
     django.setup()
     from bench.talking import loopback_bench_config
-    from realtime.pool import ModelPool
     from testkit.bundles import write_astronaut_bundle
 
     print(
@@ -106,7 +106,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = write_astronaut_bundle(Path(tmp) / "avatar", frame_count=16)
         config = loopback_bench_config(bundle)
-        pool = ModelPool(device="cpu")
+        pool = model_pool(device="cpu")
         await pool.warm(
             tts_engine=config.tts_engine, voice=config.voice, lipsync_engine=config.lipsync_engine, avatar_path=bundle
         )

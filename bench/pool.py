@@ -51,6 +51,7 @@ from realtime.ledger import MessageTimings
 from realtime.pool import ModelPool
 from realtime.session import LiveSession
 from testkit.bundles import write_astronaut_bundle, write_random_wav2lip_checkpoint
+from testkit.defaults import model_pool, session_config
 
 FPS = 25
 BATCH, WAIT_MS = 8, 8.0  # the LIPSYNC_BATCH_SIZE and LIPSYNC_BATCH_WAIT_MS defaults
@@ -99,8 +100,8 @@ async def throughput(name: str, make_engine: Any, bundle_path: Path, counts: lis
         return make_engine if kind == "lipsync" else (lambda voice: InstantTTS(np.zeros(1, np.int16)))
 
     for sessions in counts:
-        single = ModelPool(device="cpu", resolve=resolve, batch_size=1, batch_wait_ms=0)
-        batched = ModelPool(device="cpu", resolve=resolve, batch_size=BATCH, batch_wait_ms=WAIT_MS)
+        single = model_pool(device="cpu", resolve=resolve, batch_size=1, batch_wait_ms=0)
+        batched = model_pool(device="cpu", resolve=resolve, batch_size=BATCH, batch_wait_ms=WAIT_MS)
         plain, _ = await aggregate_fps(single, bundle_path, sessions, seconds)
         shared, mean_batch = await aggregate_fps(batched, bundle_path, sessions, seconds)
         await single.aclose()
@@ -173,7 +174,7 @@ class CountingPeer:
 
 
 def role_config(name: str, bundle: Path, *, fps: int = FPS, rate: float = 1.0) -> SessionConfig:
-    return SessionConfig(
+    return session_config(
         session_id=name,
         role_id=hash(name) % 1000,
         role_name=name,
@@ -319,7 +320,7 @@ async def main(args: argparse.Namespace) -> None:
             make = functools.partial(Wav2LipLipSync, checkpoint=checkpoint)
             await throughput("Wav2Lip 96x96, random weights, CPU", make, moving, counts, args.wav2lip_seconds)
 
-        pool = ModelPool(device="cpu")
+        pool = model_pool(device="cpu")
         first, second = role_config("host", moving), role_config("guide", other, fps=30, rate=1.25)
         print("\n2. RSS added per extra session of a loaded role (speaking)")
         await memory_per_session(pool, first, 6, with_peers=False)

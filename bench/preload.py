@@ -24,13 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from testkit.defaults import model_pool
+
 VOICED_RMS = 500
 
 
 async def first_session(preload: bool) -> dict[str, float]:
 
     from bench.talking import loopback_bench_config
-    from realtime.pool import ModelPool
     from realtime.session import LiveSession
     from testkit.bundles import write_astronaut_bundle
     from testkit.peers import ReceivingPeer, rms
@@ -38,7 +39,7 @@ async def first_session(preload: bool) -> dict[str, float]:
 
     bundle = write_astronaut_bundle(Path(tempfile.mkdtemp()) / "astronaut", frame_count=1)
     config = loopback_bench_config(bundle)
-    pool = ModelPool(device="cpu")
+    pool = model_pool(device="cpu")
     result: dict[str, float] = {}
     if preload:
         started = time.perf_counter()

@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from testkit.defaults import model_pool
+
 FPS = 25
 AUDIO_PACKETS = 50  # a second of 20 ms opus packets
 
@@ -224,12 +226,11 @@ def cpu_seconds() -> float:
 async def measure(bundle: Path, sessions: int, seconds: float) -> tuple[StageClock, float, float, list[float], int]:
     """Run ``sessions`` speaking sessions; the stage clock, server CPU s, wall s, client fps, lowest server fps."""
     from bench.talking import PARAGRAPH, loopback_bench_config
-    from realtime.pool import ModelPool
     from realtime.session import LiveSession
     from testkit.voice import RecordingEvents
 
     config = loopback_bench_config(bundle)
-    pool = ModelPool(device="cpu")
+    pool = model_pool(device="cpu")
     await pool.warm(
         tts_engine=config.tts_engine, voice=config.voice, lipsync_engine=config.lipsync_engine, avatar_path=bundle
     )

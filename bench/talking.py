@@ -45,12 +45,13 @@ from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
 from realtime.engines.tts.base import PCM, TTSEngine, VoiceSettings
 from realtime.frames import AVSegment, MessageEnd
 from realtime.ledger import MessageTimings
-from realtime.pipeline import PlayoutSettings, SpeechPipeline, TaskOwner
+from realtime.pipeline import SpeechPipeline, TaskOwner
 from realtime.pipeline.stage import Generation, Stage
 from realtime.pool import ModelPool, default_device
 from realtime.session import LiveSession
 from realtime.timeline import FrameRate, PlayoutTimeline
 from testkit.bundles import write_astronaut_bundle
+from testkit.defaults import model_pool, playout_settings, session_config
 from testkit.peers import ReceivingPeer, mouth_change, rms, spy_first_pts
 
 BATCH = 8
@@ -116,7 +117,7 @@ async def pipeline_fps(engine: LipSyncEngine, bundle: AvatarBundle, frames: int)
     """Frames per second from text to finished frames through the production pipeline's speech, features and
     render stages (their queue sizes, the pool's render executor), with the player replaced by a counter; and
     the share of that time the model was busy (1.0: the pipeline never kept the model waiting)."""
-    pool = ModelPool(device=engine.device)
+    pool = model_pool(device=engine.device)
     owner = TaskOwner()
     timed = TimedEngine(engine)
     sentences = max(1, round(frames / FPS / SENTENCE_S))
@@ -129,7 +130,7 @@ async def pipeline_fps(engine: LipSyncEngine, bundle: AvatarBundle, frames: int)
         tts=InstantTTS(to_int16(speech_like_audio(frames / FPS / sentences))),
         render=lambda requests: pool.render(timed, requests),
         listener=NoListener(),
-        settings=PlayoutSettings(batch_size=BATCH),
+        settings=playout_settings(batch_size=BATCH),
         split=lambda text: text.split("|"),
     )
     sink = CountingSink(pipeline.generation)
@@ -219,7 +220,7 @@ def loopback_bench_config(bundle_path: Path, **extra: Any) -> SessionConfig:
     import aioice.ice
 
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]  # loopback only (FACTS.md)
-    return SessionConfig(
+    return session_config(
         session_id="bench",
         role_id=0,
         role_name="bench",
@@ -234,7 +235,7 @@ def loopback_bench_config(bundle_path: Path, **extra: Any) -> SessionConfig:
 
 async def open_call(bundle_path: Path) -> tuple[LiveSession, ReceivingPeer, Events, dict[str, int], ModelPool]:
     config = loopback_bench_config(bundle_path)
-    pool, events = ModelPool(device="cpu"), Events()
+    pool, events = model_pool(device="cpu"), Events()
     live = await LiveSession.open(config, pool, events)
     first_pts = spy_first_pts(live)
     client = ReceivingPeer()

@@ -39,6 +39,7 @@ django.setup()
 from livehuman_site.conf import DEFAULTS  # noqa: E402
 from realtime.engines.asr.pocketsphinx import DecoderPool, PocketsphinxASR, Recogniser  # noqa: E402
 from realtime.vad import EndOfTurn, SileroModel, TurnDetector  # noqa: E402
+from testkit.defaults import cloud_asr_settings  # noqa: E402
 from testkit.speech import (  # noqa: E402
     SENTENCES,
     SpeechSynthesizer,
@@ -226,7 +227,7 @@ async def bench_engines(speech: SpeechSynthesizer) -> None:
         runs.append(await run_engine("FunASR (tiny random model)", funasr, utterances))
 
     def cloud(url: str) -> CloudASRSettings:
-        return CloudASRSettings(base_url=url, api_key="sk-bench", language="en", outbound=policy_allowing(url))
+        return cloud_asr_settings(base_url=url, api_key="sk-bench", language="en", outbound=policy_allowing(url))
 
     async with TranscriptionServer() as server:
         engine = OpenAITranscriptionASR(cloud(server.base_url))

@@ -15,7 +15,8 @@ from realtime.pipeline.pipeline import PlayoutSettings
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """One chat session's role, voice, avatar and media settings; no Django objects, so tests build it by hand."""
+    """One chat session's role, voice, avatar and media settings; no Django objects, so tests build it by hand
+    (``testkit.defaults`` gives the product's default playout and degradation settings)."""
 
     session_id: str
     role_id: int
@@ -25,9 +26,9 @@ class SessionConfig:
     lipsync_engine: str
     tts_engine: str
     voice: VoiceSettings
+    playout: PlayoutSettings
     ice_servers: tuple[Mapping[str, Any], ...] = ()  # the server peer's own (realtime.net.ice.ice_servers)
     ice_transport_policy: str = "all"  # "relay": only TURN relays, as the page is told too
-    playout: PlayoutSettings = field(default_factory=PlayoutSettings)
     conversation: ConversationSettings | None = None  # None: no voice input or LLM (the avatar only says texts)
     degrade: DegradePolicy = field(default_factory=DegradePolicy)  # when to lower and raise the fps under load
     idle_timeout_s: float = 0.0  # end the session after this long without speech or text; 0: never

@@ -32,7 +32,6 @@ import numpy as np
 
 from realtime.audio import MEL_BINS, MEL_SILENCE, MEL_WINDOW
 from realtime.avatar.format import MANIFEST_FILE
-from realtime.avatar.frames import DEFAULT_CACHE_BYTES
 from realtime.avatar.reader import AvatarBundle
 from realtime.batching import BatchingExecutor
 from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
@@ -80,11 +79,13 @@ class ModelPool:
         device: str | None = None,
         render_threads: int = 1,
         resolve: Callable[[str, str], type[Any]] = engine_class,
-        batch_size: int = 8,
-        batch_wait_ms: float = 8.0,
+        batch_size: int,
+        batch_wait_ms: float,
         engine_options: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
-        frame_cache_mb: int = DEFAULT_CACHE_BYTES // (1024 * 1024),
+        frame_cache_mb: int,
     ) -> None:
+        """``batch_size``, ``batch_wait_ms`` and ``frame_cache_mb`` have no defaults: the session factory passes
+        the LIPSYNC_BATCH_* and AVATAR_FRAME_CACHE_MB settings (``livehuman_site.runtime_settings.pool_options``)."""
         self.device = device  # None: CUDA when torch sees a GPU, else CPU, decided at the first lip-sync load
         # One render thread by default: numpy/torch already use the cores, and one queue keeps frame order simple.
         self._executor = ThreadPoolExecutor(render_threads, thread_name_prefix="lipsync")

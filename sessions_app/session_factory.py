@@ -1,7 +1,8 @@
 """The Django edge of a live session: database rows and product settings in, plain ``realtime`` objects out.
 
 This is the one module that reads ``livehuman_settings`` on behalf of the
-realtime library: everything past it (pool, pipeline, engines) sees only
+realtime library (``livehuman_site.runtime_settings`` maps them onto its
+dataclasses): everything past it (pool, pipeline, engines) sees only
 dataclasses and constructor arguments, so it runs and is tested without
 Django. Call ``build_session_config`` from sync code (the consumer wraps it in
 ``database_sync_to_async``).
@@ -19,16 +20,14 @@ from django.utils.translation import gettext as _
 
 from avatars_app.models import Role, Voice
 from avatars_app.voice_checks import tts_engine_options
+from livehuman_site import runtime_settings
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.outbound import outbound_policy
 from realtime.config import SessionConfig
-from realtime.conversation import BargeIn, ConversationSettings
+from realtime.conversation import ConversationSettings
 from realtime.degrade import DegradePolicy
-from realtime.engines.asr.base import CloudASRSettings
-from realtime.engines.llm.base import LLMSettings
 from realtime.engines.tts.base import VoiceSettings
 from realtime.net.ice import IceSettings, ice_servers
-from realtime.pipeline import PlayoutSettings
 from realtime.pool import ModelPool
 
 from .models import ChatSession
@@ -59,11 +58,7 @@ def build_session_config(session: ChatSession, role: Role | None = None) -> Sess
         voice=voice_settings(role.voice),
         ice_servers=tuple(ice_servers(ice, user=f"server-{session.pk}")),
         ice_transport_policy=ice.transport_policy,
-        playout=PlayoutSettings(
-            lead_frames=livehuman_settings.PLAYOUT_LEAD_FRAMES,
-            max_ahead_frames=livehuman_settings.PLAYOUT_MAX_AHEAD_FRAMES,
-            batch_size=livehuman_settings.LIPSYNC_BATCH_SIZE,
-        ),
+        playout=runtime_settings.playout_settings(livehuman_settings),
         conversation=conversation_settings(role, session_id=str(session.pk)),
         degrade=degrade_policy(),
         idle_timeout_s=livehuman_settings.SESSION_IDLE_TIMEOUT_S,
@@ -73,38 +68,24 @@ def build_session_config(session: ChatSession, role: Role | None = None) -> Sess
 
 def conversation_settings(role: Role, *, session_id: str) -> ConversationSettings:
     """The role's ASR and LLM engines and settings, and the product's turn-taking settings."""
-    return ConversationSettings(
+    llm = runtime_settings.llm_settings(
+        livehuman_settings,
+        model=role.llm_model,
+        base_url=role.llm_base_url,
+        api_key=role.llm_api_key or "",
+        temperature=role.temperature,
+        system_prompt=role.prompt.system_text if role.prompt else "",
+        user=session_id,  # Dify wants an end-user id; the session is the closest stable one
+        outbound=outbound_policy(),
+    )
+    return runtime_settings.conversation_settings(
+        livehuman_settings,
         asr_engine=role.asr_engine,
         asr_options=_asr_options(role),
         llm_engine=role.llm_engine,
-        llm=LLMSettings(
-            model=role.llm_model,
-            base_url=role.llm_base_url,
-            api_key=role.llm_api_key or "",
-            temperature=role.temperature,
-            system_prompt=role.prompt.system_text if role.prompt else "",
-            timeout_s=float(livehuman_settings.LLM_TIMEOUT_S),
-            idle_timeout_s=float(livehuman_settings.LLM_IDLE_TIMEOUT_S),
-            answer_deadline_s=float(livehuman_settings.LLM_ANSWER_DEADLINE_S),
-            history_chars=int(livehuman_settings.LLM_HISTORY_CHARS),
-            user=session_id,  # Dify wants an end-user id; the session is the closest stable one
-            outbound=outbound_policy(),
-        ),
+        llm=llm,
         language=role.language,
-        barge_in=barge_in_setting(),
-        vad_silence_ms=livehuman_settings.VAD_SILENCE_MS,
-        vad_sentence_silence_ms=livehuman_settings.VAD_SENTENCE_SILENCE_MS,
-        vad_min_speech_ms=livehuman_settings.VAD_MIN_SPEECH_MS,
     )
-
-
-def barge_in_setting() -> BargeIn:
-    value = livehuman_settings.BARGE_IN
-    try:
-        return BargeIn(value)
-    except ValueError:
-        choices = " or ".join(repr(choice.value) for choice in BargeIn)
-        raise ImproperlyConfigured(f"The LIVEHUMAN setting BARGE_IN must be {choices}, not {value!r}.") from None
 
 
 CLOUD_ASR_ENGINES = frozenset({"openai_transcribe", "dashscope"})
@@ -119,12 +100,12 @@ def _asr_options(role: Role) -> dict[str, Any]:
             "punc_model_dir": livehuman_settings.FUNASR_PUNC_MODEL_DIR,
         }
     if role.asr_engine in CLOUD_ASR_ENGINES:
-        settings = CloudASRSettings(
+        settings = runtime_settings.cloud_asr_settings(
+            livehuman_settings,
             base_url=role.asr_base_url,
             api_key=role.asr_api_key or "",
             model=role.asr_model,
             language=role.language,
-            timeout_s=float(livehuman_settings.ASR_TIMEOUT_S),
             outbound=outbound_policy(),
         )
         return {"settings": settings}
@@ -185,9 +166,4 @@ def engine_options() -> dict[str, dict[str, dict[str, Any]]]:
 @functools.cache
 def get_pool() -> ModelPool:
     """This process's pool, created on first use, batching as the LIPSYNC_BATCH_* settings say."""
-    return ModelPool(
-        batch_size=livehuman_settings.LIPSYNC_BATCH_SIZE,
-        batch_wait_ms=livehuman_settings.LIPSYNC_BATCH_WAIT_MS,
-        engine_options=engine_options(),
-        frame_cache_mb=livehuman_settings.AVATAR_FRAME_CACHE_MB,
-    )
+    return ModelPool(engine_options=engine_options(), **runtime_settings.pool_options(livehuman_settings))

@@ -19,9 +19,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 from avatars_app.models import Role
-from realtime.conversation import BargeIn, ConversationSettings, TalkMode
-from realtime.engines.llm.base import LLMSettings
+from realtime.conversation import BargeIn, TalkMode
 from sessions_app.models import Message
+from testkit.defaults import conversation_settings, llm_settings
 from tests.fixtures.chat_server import ChatServer
 from tests.fixtures.live import rest_client
 from tests.test_conversation_webrtc import Call, start_call
@@ -50,7 +50,7 @@ def final_transcripts(events) -> list[str]:
 
 
 async def test_speech_while_the_avatar_talks_cuts_it_within_the_vads_minimum_speech(talk, speech):
-    session = await talk(ConversationSettings(), speed=1.0)
+    session = await talk(conversation_settings(), speed=1.0)
     clock_origin = asyncio.get_running_loop().time() - session.live.clock.now()  # loop time of session time 0
     said_at = session.live.clock.now()
     await session.live.say(LONG, 50)
@@ -67,7 +67,7 @@ async def test_speech_while_the_avatar_talks_cuts_it_within_the_vads_minimum_spe
 
 
 async def test_under_push_to_talk_barge_in_only_held_speech_cuts_the_avatar(talk, speech):
-    session = await talk(ConversationSettings(barge_in=BargeIn.PUSH_TO_TALK), speed=1.0)
+    session = await talk(conversation_settings(barge_in=BargeIn.PUSH_TO_TALK), speed=1.0)
     await session.live.say(LONG, 51)
     await speaking(session, 51)
     await session.hear(speech(BREAK_IN, lead_s=0.2, tail_s=0.6))  # hands-free: the avatar keeps the floor
@@ -84,7 +84,7 @@ async def test_under_push_to_talk_barge_in_only_held_speech_cuts_the_avatar(talk
 
 
 async def test_push_to_talk_ignores_speech_unless_the_button_is_held(talk, speech):
-    session = await talk(ConversationSettings())
+    session = await talk(conversation_settings())
     session.live.set_talk_mode(TalkMode.PUSH)
     await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))
     await asyncio.sleep(0.3)
@@ -101,8 +101,8 @@ async def test_push_to_talk_ignores_speech_unless_the_button_is_held(talk, speec
 async def test_an_interrupt_cancels_the_llm_stream_and_keeps_what_was_said(talk, speech):
     async with ChatServer() as server:
         server.plan = ["trickle"]
-        llm = LLMSettings(base_url=server.base_url, outbound=server.policy)
-        session = await talk(ConversationSettings(llm_engine="openai", llm=llm))
+        llm = llm_settings(base_url=server.base_url, outbound=server.policy)
+        session = await talk(conversation_settings(llm_engine="openai", llm=llm))
         await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))
         await speaking(session, 2, sentences=2)  # the first clause went on air whole
         await session.live.interrupt()

@@ -14,7 +14,6 @@ import wave
 import numpy as np
 import pytest
 
-from realtime.conversation import ConversationSettings
 from realtime.conversation.apology import unheard_apology
 from realtime.engines.asr.base import ASRError, CloudASRSettings
 from realtime.engines.asr.dashscope import FRAME_SAMPLES, DashScopeRealtimeASR
@@ -23,6 +22,7 @@ from realtime.engines.base import EngineUnavailable
 from realtime.engines.registry import engine_class
 from realtime.net.outbound import OutboundPolicy
 from testkit.asr_servers import SENTENCES, DashScopeServer, TranscriptionServer
+from testkit.defaults import cloud_asr_settings, conversation_settings
 from testkit.outbound import policy_allowing
 
 TIMEOUT_S = 0.5
@@ -40,7 +40,7 @@ def mic_chunks(samples: np.ndarray) -> list[np.ndarray]:
 
 def cloud(url: str, **overrides) -> CloudASRSettings:
     values = {"base_url": url, "api_key": "sk-test", "language": "zh-CN", "timeout_s": TIMEOUT_S}
-    return CloudASRSettings(**{**values, "outbound": policy_allowing(url), **overrides})
+    return cloud_asr_settings(**{**values, "outbound": policy_allowing(url), **overrides})
 
 
 async def recognise(engine, samples: np.ndarray) -> tuple[list[str], str]:
@@ -113,7 +113,7 @@ async def test_transcription_without_the_allow_list_reaches_nothing():
 
 def test_transcription_needs_a_base_url():
     with pytest.raises(EngineUnavailable, match="base URL"):
-        OpenAITranscriptionASR(CloudASRSettings())
+        OpenAITranscriptionASR(cloud_asr_settings())
 
 
 # --- DashScope real-time Paraformer ---------------------------------------------------------------------------
@@ -187,7 +187,7 @@ async def test_dashscope_reset_mid_turn_closes_that_task_and_starts_afresh():
         await engine.aclose()
 
 
-@pytest.mark.parametrize("bad", [CloudASRSettings(), CloudASRSettings(api_key="k", base_url="https://x/")])
+@pytest.mark.parametrize("bad", [cloud_asr_settings(), cloud_asr_settings(api_key="k", base_url="https://x/")])
 def test_dashscope_needs_a_key_and_a_websocket_url(bad):
     with pytest.raises(EngineUnavailable, match="DashScope"):
         DashScopeRealtimeASR(bad)
@@ -211,7 +211,7 @@ async def test_a_cloud_failure_is_apologised_for_aloud_and_the_next_turn_is_hear
         url = server.url if engine == "dashscope" else server.base_url
         server.plan = ["stall_finish" if engine == "dashscope" else "stall"]
         session = await talk(
-            ConversationSettings(asr_engine=engine, asr_options={"settings": cloud(url)}, language="zh")
+            conversation_settings(asr_engine=engine, asr_options={"settings": cloud(url)}, language="zh")
         )
         await session.hear(speech("What is the weather like in Paris today?", lead_s=0.5, tail_s=0.8))
         code, reason = await session.events.wait_for("error")

@@ -16,9 +16,9 @@ from realtime.conversation import ConversationSettings
 from realtime.conversation.apology import apology, unheard_apology
 from realtime.engines.asr.base import ASRError
 from realtime.engines.asr.pocketsphinx import PocketsphinxASR
-from realtime.engines.llm.base import LLMSettings
 from realtime.engines.tts.base import TTSError
 from realtime.engines.tts.piper import PiperTTS
+from testkit.defaults import conversation_settings, llm_settings
 from testkit.outbound import policy_allowing
 from testkit.speech import word_error_rate
 from tests.fixtures.chat_server import ChatServer
@@ -33,9 +33,9 @@ WER_BOUND = 0.4
 
 
 def openai_role(base_url: str) -> ConversationSettings:
-    return ConversationSettings(
+    return conversation_settings(
         llm_engine="openai",
-        llm=LLMSettings(
+        llm=llm_settings(
             model="qwen-plus",
             base_url=base_url,
             api_key="sk-test",
@@ -53,7 +53,7 @@ def answers(talk) -> list[int]:
 
 
 async def test_a_spoken_turn_is_stored_and_answered_with_timings(talk, speech):
-    session = await talk(ConversationSettings())
+    session = await talk(conversation_settings())
     await session.hear(speech(QUESTION, lead_s=0.5, tail_s=1.0))
     user_text, user_final, user_id = await session.events.wait_for("transcript", lambda text, final, mid: final)
     assert user_final and user_id == 1 and word_error_rate(QUESTION, user_text) <= WER_BOUND
@@ -122,7 +122,7 @@ async def test_an_asr_failure_is_reported_apologised_for_and_the_next_turn_is_he
         return await accept(self, pcm16k)
 
     monkeypatch.setattr(PocketsphinxASR, "accept", fails_once)
-    session = await talk(ConversationSettings())
+    session = await talk(conversation_settings())
     await session.hear(speech(QUESTION, lead_s=0.5, tail_s=0.8))
     assert await session.events.wait_for("error") == ("asr_failed", "pocketsphinx failed: decoder crashed")
     await session.events.wait_for("transcript", lambda text, final, mid: final and text == "")
@@ -138,7 +138,9 @@ async def test_an_asr_failure_is_reported_apologised_for_and_the_next_turn_is_he
 
 
 async def test_without_its_asr_model_the_session_says_why_and_still_talks(talk):
-    session = await talk(ConversationSettings(asr_engine="funasr", asr_options={"model_dir": "", "punc_model_dir": ""}))
+    session = await talk(
+        conversation_settings(asr_engine="funasr", asr_options={"model_dir": "", "punc_model_dir": ""})
+    )
     code, reason = await session.events.wait_for("error")
     assert code == "asr_unavailable" and "FUNASR_MODEL_DIR" in reason and "download_funasr_models" in reason
     await session.live.say("Hello there.", 41)
@@ -152,7 +154,7 @@ async def test_a_failing_voice_still_shows_every_subtitle(talk, monkeypatch):
         yield  # an async generator, like the real one
 
     monkeypatch.setattr(PiperTTS, "synthesize", broken)
-    session = await talk(ConversationSettings())
+    session = await talk(conversation_settings())
     # Words no other test speaks: speech the process's pool already made for the voice is replayed from memory.
     await session.live.say("The voice is broken now. Is anyone hearing this?", 42)
     _, timings = await session.events.wait_for("finished")
@@ -164,7 +166,7 @@ async def test_a_failing_voice_still_shows_every_subtitle(talk, monkeypatch):
 
 
 async def test_an_interrupted_message_keeps_only_the_words_that_went_on_air(talk):
-    session = await talk(ConversationSettings())
+    session = await talk(conversation_settings())
     first = "This first sentence is spoken in full. "
     second = "The second one is a good deal longer than the first, and it is cut somewhere in its middle. "
     text = first + second + "The third is never heard."
@@ -182,14 +184,14 @@ async def test_an_interrupted_message_keeps_only_the_words_that_went_on_air(talk
 
 
 async def test_another_roles_settings_answer_the_next_turn_and_a_missing_asr_keeps_the_old_one(talk, speech):
-    session = await talk(ConversationSettings())
+    session = await talk(conversation_settings())
     await session.hear(speech(QUESTION, lead_s=0.5, tail_s=0.6))
     _, echoed = await session.events.wait_for("finished")
     async with ChatServer(answer="Hello from the new role.") as server:
         new_role = openai_role(server.base_url)
         missing_asr = {"model_dir": "/nowhere", "punc_model_dir": ""}
         await session.live.conversation.use_settings(
-            ConversationSettings(llm_engine="openai", llm=new_role.llm, asr_engine="funasr", asr_options=missing_asr)
+            conversation_settings(llm_engine="openai", llm=new_role.llm, asr_engine="funasr", asr_options=missing_asr)
         )
         code, reason = await session.events.wait_for("error")
         assert code == "asr_unavailable" and "FUNASR_MODEL_DIR" in reason

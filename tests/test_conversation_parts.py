@@ -21,12 +21,13 @@ from realtime.conversation.mic import CHUNK_SAMPLES, MicResampler
 from realtime.conversation.settings import BargeIn, TalkMode
 from realtime.conversation.spoken import MeasuredTTS, SentenceDurations, SpokenText, cut_text
 from realtime.engines.asr.base import ASREngine, ASRError
-from realtime.engines.llm.base import LLMEngine, LLMError, LLMErrorCode, LLMSettings
+from realtime.engines.llm.base import LLMEngine, LLMError, LLMErrorCode
 from realtime.engines.llm.echo import EchoLLM
 from realtime.engines.tts.base import PCM, TTSEngine, VoiceSettings
 from realtime.pipeline import TaskOwner
 from realtime.text.splitter import split_text
 from realtime.vad import TurnDetector
+from testkit.defaults import llm_settings
 
 # --- spoken text ---------------------------------------------------------------------------------------------
 
@@ -330,7 +331,7 @@ class ScriptedLLM(LLMEngine):
     """Yields ``pieces`` then raises ``error`` (if any), or hangs after them; records what it was asked."""
 
     def __init__(self, pieces: list[str], error: LLMError | None = None, hang: bool = False) -> None:
-        super().__init__(LLMSettings(system_prompt="Be brief."))
+        super().__init__(llm_settings(system_prompt="Be brief."))
         self.pieces, self.error, self.hang = pieces, error, hang
         self.asked: list[list[dict]] = []
         self.closed = asyncio.Event()
@@ -365,7 +366,7 @@ async def answer_with(llm: LLMEngine, history: History, language: str = "en") ->
 async def test_an_answer_is_the_llms_text_in_the_splitters_chunks():
     history = History()
     history.add_user("Tell me about the weather. It is sunny, isn't it? Thanks a lot.")
-    writer, errors = await answer_with(EchoLLM(LLMSettings()), history)
+    writer, errors = await answer_with(EchoLLM(llm_settings()), history)
     assert writer.chunks == split_text("Tell me about the weather. It is sunny, isn't it? Thanks a lot.")
     assert writer.first_tokens > 0 and not errors
     assert history.messages()[-1] == {"role": "assistant", "content": writer.text.strip()}

@@ -13,16 +13,15 @@ import time
 import numpy as np
 
 from realtime.audio import SAMPLE_RATE, melspectrogram, to_48k
-from realtime.config import SessionConfig
 from realtime.degrade import DegradePolicy, FpsGovernor, rungs_for
 from realtime.engines.tts.base import VoiceSettings
 from realtime.frames import AudioChunk, FrameJob
 from realtime.pipeline.features import FeatureStage
 from realtime.pipeline.stage import Generation, Stage
-from realtime.pool import ModelPool
 from realtime.session import LiveSession
 from realtime.timeline import FrameRate
 from testkit.bundles import write_astronaut_bundle
+from testkit.defaults import model_pool, session_config
 from testkit.voice import RecordingEvents
 from tests.fixtures.fake_engines import BlockTTS, LevelLipSync
 
@@ -213,11 +212,11 @@ class SlowLipSync(LevelLipSync):
 
 async def test_a_live_session_degrades_under_a_slow_renderer_and_recovers(tmp_path, caplog):
     engine = SlowLipSync()
-    pool = ModelPool(
+    pool = model_pool(
         device="cpu",
         resolve=lambda kind, name: (lambda device: engine) if kind == "lipsync" else (lambda v: BlockTTS()),
     )
-    config = SessionConfig(
+    config = session_config(
         session_id="degrading",
         role_id=1,
         role_name="fast talker",

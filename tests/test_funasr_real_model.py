@@ -21,6 +21,7 @@ import pytest
 from realtime.engines.asr import funasr as funasr_engine
 from realtime.engines.asr.funasr import CHUNK_SIZE, STEP_SAMPLES, FunASRStreamingASR
 from realtime.engines.base import EngineUnavailable
+from testkit.defaults import conversation_settings
 from testkit.funasr_models import FEATURES, TOKENS, write_punctuation_model, write_streaming_paraformer
 
 REAL_TIME_STEP_S = STEP_SAMPLES / 16_000  # a step must decode faster than it lasts, or speech outruns the engine
@@ -162,11 +163,10 @@ def test_download_without_a_reachable_hub_fails_with_a_clear_error(tmp_path, clo
 async def test_a_live_conversation_hears_through_funasr_on_its_real_code_path(folders, talk, speech):
     """The session's own mic path (VAD, turns, recogniser task) drives the engine: partials while the user
     speaks, then one final transcript stored as the user's turn; the words are the random model's nonsense."""
-    from realtime.conversation import ConversationSettings
 
     root, _, _, _ = folders
     options = {"model_dir": str(root / "paraformer"), "punc_model_dir": str(root / "punc")}
-    session = await talk(ConversationSettings(asr_engine="funasr", asr_options=options))
+    session = await talk(conversation_settings(asr_engine="funasr", asr_options=options))
     await session.hear(speech("What is the weather like in Paris today?", lead_s=0.5, tail_s=0.8))
     text, _, user_id = await session.events.wait_for("transcript", lambda text, final, mid: final)
     partials = [partial for partial, final, _ in session.events.of("transcript") if not final]

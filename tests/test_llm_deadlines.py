@@ -10,14 +10,15 @@ import pytest
 
 from realtime.conversation.apology import apology
 from realtime.conversation.history import History
-from realtime.engines.llm.base import LLMError, LLMErrorCode, LLMSettings
+from realtime.engines.llm.base import LLMError, LLMErrorCode
 from realtime.engines.llm.openai_compat import OpenAICompatibleLLM
+from testkit.defaults import llm_settings
 from tests.fixtures.chat_server import ChatServer
 from tests.test_conversation_parts import answer_with
 
 
 def _engine(server: ChatServer, **limits: float) -> OpenAICompatibleLLM:
-    return OpenAICompatibleLLM(LLMSettings(base_url=server.base_url, timeout_s=5, outbound=server.policy, **limits))
+    return OpenAICompatibleLLM(llm_settings(base_url=server.base_url, timeout_s=5, outbound=server.policy, **limits))
 
 
 async def _drain(engine: OpenAICompatibleLLM) -> list[str]:

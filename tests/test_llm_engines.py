@@ -12,11 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from realtime.engines.llm.base import LLMError, LLMErrorCode, LLMSettings, history_window
+from realtime.engines.llm.base import LLMError, LLMErrorCode, history_window
 from realtime.engines.llm.dify import DifyLLM
 from realtime.engines.llm.echo import EchoLLM
 from realtime.engines.llm.http import SSEEvent, iter_sse
 from realtime.engines.llm.openai_compat import OpenAICompatibleLLM
+from testkit.defaults import llm_settings
 from testkit.outbound import policy_allowing
 
 ANSWER = ["Hello", " there", "，你好", "! How can I help?"]
@@ -166,7 +167,7 @@ async def llm_server() -> AsyncIterator[FakeLLMServer]:
 def make_engine(protocol: str, base_url: str, **overrides):
     options = {"model": "qwen-turbo", "api_key": "sk-test", "timeout_s": TIMEOUT_S, "system_prompt": "Be brief."}
     options["outbound"] = policy_allowing(base_url)
-    return PROTOCOLS[protocol].engine(LLMSettings(base_url=base_url, **{**options, **overrides}))
+    return PROTOCOLS[protocol].engine(llm_settings(base_url=base_url, **{**options, **overrides}))
 
 
 async def collect(engine, messages=None) -> list[str]:
@@ -291,7 +292,7 @@ async def test_dify_sends_only_the_new_query_and_keeps_the_conversation_id(llm_s
 
 
 async def test_echo_streams_the_last_user_message_in_pieces():
-    engine = EchoLLM(LLMSettings())
+    engine = EchoLLM(llm_settings())
     conversation = [
         {"role": "user", "content": "ignored"},
         {"role": "assistant", "content": "ok"},

@@ -18,9 +18,9 @@ from realtime.avatar.reader import AvatarBundle
 from realtime.config import SessionConfig
 from realtime.engines.tts.base import VoiceSettings
 from realtime.media_codecs import FastH264Encoder, FastVp8Encoder, I420Frames
-from realtime.pool import ModelPool
 from realtime.session import LiveSession
 from testkit.bundles import write_astronaut_bundle
+from testkit.defaults import model_pool, session_config
 from testkit.peers import ReceivingPeer
 from testkit.voice import RecordingEvents
 
@@ -72,7 +72,7 @@ def test_idle_conversions_are_bounded(tmp_path, monkeypatch):
 
 
 def still_config(tmp_path) -> SessionConfig:
-    return SessionConfig(
+    return session_config(
         session_id="codecs",
         role_id=1,
         role_name="still",
@@ -87,7 +87,7 @@ def still_config(tmp_path) -> SessionConfig:
 @pytest.mark.usefixtures("loopback_ice")
 @pytest.mark.parametrize(("mime", "encoder"), [("video/VP8", FastVp8Encoder), ("video/H264", FastH264Encoder)])
 async def test_the_session_sends_with_the_fast_encoder_of_the_codec_the_client_accepts(tmp_path, mime, encoder):
-    pool = ModelPool(device="cpu")
+    pool = model_pool(device="cpu")
     live = await LiveSession.open(still_config(tmp_path), pool, RecordingEvents())
     client = ReceivingPeer()
     video = next(t for t in client.peer.getTransceivers() if t.kind == "video")

@@ -18,13 +18,14 @@ from rest_framework.test import APIClient
 
 from avatars_app.models import Role, Voice
 from livehuman_site.outbound import outbound_policy
-from realtime.engines.llm.base import LLMError, LLMErrorCode, LLMSettings
+from realtime.engines.llm.base import LLMError, LLMErrorCode
 from realtime.engines.llm.openai_compat import OpenAICompatibleLLM
 from realtime.engines.registry import engine_class
 from realtime.engines.tts.base import TTSError, VoiceSettings
 from realtime.engines.tts.gpt_sovits import GPTSoVITSTTS
 from realtime.net.outbound import OutboundPolicy, OutboundRefused, refusal_of
 from sessions_app.session_factory import conversation_settings
+from testkit.defaults import llm_settings
 from testkit.outbound import allow_entry
 from tests.fixtures.chat_server import ChatServer
 
@@ -180,12 +181,12 @@ async def test_a_name_that_rebinds_to_loopback_after_the_save_check_is_refused(m
 
 async def test_the_llm_engine_does_not_reach_a_loopback_server_that_is_not_allow_listed():
     async with ChatServer() as server:
-        engine = OpenAICompatibleLLM(LLMSettings(base_url=server.base_url, api_key="sk-x", timeout_s=5))
+        engine = OpenAICompatibleLLM(llm_settings(base_url=server.base_url, api_key="sk-x", timeout_s=5))
         with pytest.raises(LLMError) as raised:
             [delta async for delta in engine.stream([{"role": "user", "content": "Hi"}])]
         await engine.aclose()
         assert raised.value.code == LLMErrorCode.REFUSED and server.requests == []
-        allowed = OpenAICompatibleLLM(LLMSettings(base_url=server.base_url, timeout_s=5, outbound=server.policy))
+        allowed = OpenAICompatibleLLM(llm_settings(base_url=server.base_url, timeout_s=5, outbound=server.policy))
         assert "".join([delta async for delta in allowed.stream([{"role": "user", "content": "Hi"}])])
         await allowed.aclose()
         assert len(server.requests) == 1

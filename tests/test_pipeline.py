@@ -19,6 +19,7 @@ from realtime.pipeline.features import FeatureStage, _settled
 from realtime.pipeline.render import RenderStage
 from realtime.pipeline.stage import Generation, Stage
 from realtime.timeline import FrameRate, PlayoutTimeline, samples_per_frame
+from testkit.defaults import playout_settings
 from tests.fixtures.fake_engines import TTS_RATE, BlockTTS, LevelLipSync, block_level, level_of, painted_level
 
 FPS = 25
@@ -102,7 +103,7 @@ async def make_pipeline(astronaut_bundle):
             tts=tts,
             render=render,
             listener=listener,
-            settings=settings or PlayoutSettings(),
+            settings=settings or playout_settings(),
         )
         pipeline.start()
         return Harness(pipeline, clock, timeline, listener, engine, owner)
@@ -154,7 +155,7 @@ async def test_events_happen_when_their_frames_are_on_air(make_pipeline):
 
 
 async def test_player_stays_only_a_few_frames_ahead_of_the_clock(make_pipeline):
-    settings = PlayoutSettings(lead_frames=2, max_ahead_frames=4)
+    settings = playout_settings(lead_frames=2, max_ahead_frames=4)
     h = make_pipeline(BlockTTS(), settings)
     h.pipeline.say("A much longer sentence, so that many frames queue up behind the player.", message_id=1)
     await h.listener.wait("played", 1)
@@ -194,7 +195,7 @@ async def test_interrupt_empties_every_queue_behind_the_cut(make_pipeline):
 
 
 async def test_say_is_all_or_nothing_when_the_queue_is_full(make_pipeline):
-    h = make_pipeline(BlockTTS(delay_s=1.0), PlayoutSettings(max_queued_sentences=4))
+    h = make_pipeline(BlockTTS(delay_s=1.0), playout_settings(max_queued_sentences=4))
     h.pipeline.say("One two three.", message_id=1)
     queued = h.pipeline.speech.inbox.qsize()
     with pytest.raises(PipelineFull):

@@ -10,8 +10,8 @@ import pytest
 from realtime.avatar.format import UnsupportedBundle
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.tts.base import VoiceSettings
-from realtime.pool import ModelPool
 from testkit.bundles import write_astronaut_bundle
+from testkit.defaults import model_pool, session_config
 from tests.fixtures.fake_engines import BlockTTS, LevelLipSync
 
 
@@ -42,7 +42,7 @@ def bundle_path(tmp_path):
 
 async def test_sessions_share_one_copy_and_give_their_references_back(bundle_path):
     resolver = CountingResolver(slow_s=0.1)
-    pool = ModelPool(device="cpu", resolve=resolver)
+    pool = model_pool(device="cpu", resolve=resolver)
     spec = dict(tts_engine="piper", voice=VoiceSettings(), lipsync_engine="default", avatar_path=bundle_path)
     first, second = await asyncio.gather(pool.lease(**spec), pool.lease(**spec))
     assert sorted(resolver.built) == [("lipsync", "default"), ("tts", "piper")]
@@ -64,7 +64,7 @@ async def test_sessions_share_one_copy_and_give_their_references_back(bundle_pat
 
 async def test_another_voice_is_another_model(bundle_path):
     resolver = CountingResolver()
-    pool = ModelPool(device="cpu", resolve=resolver)
+    pool = model_pool(device="cpu", resolve=resolver)
     await pool.lease(tts_engine="piper", voice=VoiceSettings(), lipsync_engine="default", avatar_path=bundle_path)
     await pool.lease(
         tts_engine="piper", voice=VoiceSettings(rate=1.5), lipsync_engine="default", avatar_path=bundle_path
@@ -76,7 +76,7 @@ async def test_another_voice_is_another_model(bundle_path):
 
 async def test_a_failed_load_is_reported_and_retried_next_time(bundle_path, tmp_path):
     resolver = CountingResolver()
-    pool = ModelPool(device="cpu", resolve=resolver)
+    pool = model_pool(device="cpu", resolve=resolver)
     with pytest.raises(EngineUnavailable, match="LIVEHUMAN_SOMETHING"):
         await pool.lease(tts_engine="missing", voice=VoiceSettings(), lipsync_engine="default", avatar_path=bundle_path)
     with pytest.raises(EngineUnavailable):
@@ -98,7 +98,7 @@ async def test_render_runs_the_engine_off_the_event_loop(bundle_path):
             self.thread = threading.current_thread().name
             return super().render_batch(requests)
 
-    pool = ModelPool(
+    pool = model_pool(
         device="cpu", resolve=lambda kind, name: ThreadNoting if kind == "lipsync" else (lambda voice: BlockTTS())
     )
     lease = await pool.lease(tts_engine="t", voice=VoiceSettings(), lipsync_engine="l", avatar_path=bundle_path)
@@ -114,7 +114,7 @@ async def test_render_runs_the_engine_off_the_event_loop(bundle_path):
 async def test_a_rebuilt_bundle_is_opened_again(bundle_path):
     import os
 
-    pool = ModelPool(device="cpu", resolve=CountingResolver())
+    pool = model_pool(device="cpu", resolve=CountingResolver())
     spec = dict(tts_engine="piper", voice=VoiceSettings(), lipsync_engine="default", avatar_path=bundle_path)
     before = (await pool.lease(**spec)).avatar
     manifest = bundle_path / "manifest.json"
@@ -135,7 +135,7 @@ async def test_roles_share_whatever_parts_they_have_in_common(tmp_path):
     """Two roles on one avatar with different voices, and a third with the first one's voice on another avatar."""
     first, second = write_astronaut_bundle(tmp_path / "first"), write_astronaut_bundle(tmp_path / "second")
     resolver = CountingResolver()
-    pool = ModelPool(device="cpu", resolve=resolver)
+    pool = model_pool(device="cpu", resolve=resolver)
     host = await pool.lease(tts_engine="piper", voice=voice(), lipsync_engine="default", avatar_path=first)
     guide = await pool.lease(tts_engine="piper", voice=voice(1.3), lipsync_engine="default", avatar_path=first)
     twin = await pool.lease(tts_engine="piper", voice=voice(), lipsync_engine="default", avatar_path=second)
@@ -156,13 +156,12 @@ async def test_sessions_of_one_role_hold_the_pools_objects_and_let_go_when_close
     import gc
     import weakref
 
-    from realtime.config import SessionConfig
     from realtime.engines.lipsync.base import LipSyncRequest
     from realtime.session import LiveSession
     from testkit.voice import RecordingEvents
 
-    pool = ModelPool(device="cpu", resolve=CountingResolver())
-    config = SessionConfig(
+    pool = model_pool(device="cpu", resolve=CountingResolver())
+    config = session_config(
         session_id="s",
         role_id=1,
         role_name="r",
@@ -201,7 +200,7 @@ async def test_concurrent_sessions_share_forward_passes(tmp_path):
 
     paths = [write_astronaut_bundle(tmp_path / f"a{n}") for n in range(4)]
     engine = LevelLipSync()
-    pool = ModelPool(
+    pool = model_pool(
         device="cpu", resolve=lambda kind, name: (lambda d: engine) if kind == "lipsync" else lambda v: BlockTTS()
     )
     leases = [await pool.lease(tts_engine="t", voice=voice(), lipsync_engine="l", avatar_path=path) for path in paths]
@@ -217,7 +216,7 @@ async def test_concurrent_sessions_share_forward_passes(tmp_path):
 
 async def test_warm_loads_a_role_ahead_so_its_first_lease_loads_nothing(bundle_path):
     resolver = CountingResolver()
-    pool = ModelPool(device="cpu", resolve=resolver)
+    pool = model_pool(device="cpu", resolve=resolver)
     spec = dict(tts_engine="piper", voice=voice(), lipsync_engine="default", avatar_path=bundle_path)
     await pool.warm(**spec)
     assert pool.active_leases == 0 and len(resolver.built) == 2 and len(pool.loaded()) == 3

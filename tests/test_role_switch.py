@@ -9,10 +9,10 @@ import pytest
 from channels.db import database_sync_to_async
 
 from avatars_app.models import Role
-from realtime.pool import ModelPool
 from sessions_app.models import ChatSession
 from sessions_app.preload import preload_active_roles
 from sessions_app.session_factory import get_pool
+from testkit.defaults import model_pool
 from tests.fixtures.browser import chat_page_as_member, wait_until
 from tests.fixtures.live import EventLog, live_session, make_other_role, rest_client, session_communicator
 
@@ -160,7 +160,7 @@ async def test_the_preload_setting_loads_every_active_role_when_the_first_sessio
     chat_session, world_a, other_role, _media_root, settings, monkeypatch, preload
 ):
     settings.LIVEHUMAN = {**settings.LIVEHUMAN, "PRELOAD_ROLES": preload}
-    pool = ModelPool(device="cpu")  # this worker's pool, fresh: nothing loaded yet
+    pool = model_pool(device="cpu")  # this worker's pool, fresh: nothing loaded yet
     monkeypatch.setattr("sessions_app.owner.get_pool", lambda: pool)
     other_avatar = str((_media_root / other_role.avatar.bundle_path).resolve())
 

@@ -16,7 +16,6 @@ import av
 import numpy as np
 import pytest
 
-from realtime.config import SessionConfig
 from realtime.degrade import DegradePolicy
 from realtime.engines.tts.base import VoiceSettings
 from realtime.net.outbound import OutboundPolicy
@@ -24,6 +23,7 @@ from realtime.rtmp import RtmpSettings, shown_url
 from realtime.session import LiveSession
 from sessions_app.session_factory import get_pool
 from testkit.bundles import write_astronaut_bundle
+from testkit.defaults import session_config
 from testkit.peers import mouth_change
 from testkit.voice import RecordingEvents
 
@@ -38,7 +38,7 @@ MOVED = 8  # mean |difference| from the still face around the mouth above which 
 
 @pytest.fixture
 async def live(tmp_path) -> LiveSession:
-    config = SessionConfig(
+    config = session_config(
         session_id="rtmp",
         role_id=1,
         role_name="Presenter",

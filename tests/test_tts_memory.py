@@ -12,8 +12,8 @@ import pytest
 from realtime.engines.lipsync.mouth_warp import MouthWarpLipSync
 from realtime.engines.tts.base import PCM, TTSEngine, TTSError, VoiceSettings
 from realtime.engines.tts.memory import RememberingTTS
-from realtime.pool import ModelPool
 from testkit.bundles import write_astronaut_bundle
+from testkit.defaults import model_pool
 
 
 class CountingTTS(TTSEngine):
@@ -74,7 +74,7 @@ async def test_the_least_recently_used_speech_leaves_first_when_over_budget():
 
 async def test_sessions_of_a_voice_share_what_the_pool_synthesised(tmp_path):
     engine = CountingTTS()
-    pool = ModelPool(
+    pool = model_pool(
         device="cpu", resolve=lambda kind, name: (lambda voice: engine) if kind == "tts" else MouthWarpLipSync
     )
     bundle = write_astronaut_bundle(tmp_path / "avatar", frame_count=1)

@@ -7,14 +7,13 @@ import asyncio
 
 import pytest
 
-from realtime.config import SessionConfig
-from realtime.conversation import ConversationSettings
 from realtime.conversation.listening import ends_sentence
 from realtime.engines.tts.base import VoiceSettings
 from realtime.session import LiveSession
 from realtime.vad import EndOfTurn, TurnDetector
 from sessions_app.session_factory import get_pool
 from testkit.bundles import write_astronaut_bundle
+from testkit.defaults import conversation_settings, session_config
 from testkit.voice import Recorder, TalkingPeer
 
 LONG_SILENCE_MS = 2500  # far longer than any pause in the test speech: only the sentence rule can end a turn early
@@ -59,8 +58,8 @@ def test_the_detector_ends_a_finished_sentence_after_the_short_silence(speech, c
 @pytest.mark.slow
 @pytest.mark.usefixtures("loopback_ice")
 async def test_over_webrtc_a_finished_question_is_answered_without_waiting_out_the_silence_window(tmp_path, speech):
-    settings = ConversationSettings(vad_silence_ms=LONG_SILENCE_MS, vad_sentence_silence_ms=SENTENCE_SILENCE_MS)
-    config = SessionConfig(
+    settings = conversation_settings(vad_silence_ms=LONG_SILENCE_MS, vad_sentence_silence_ms=SENTENCE_SILENCE_MS)
+    config = session_config(
         session_id="turn-end",
         role_id=1,
         role_name="Astronaut",

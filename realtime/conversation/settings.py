@@ -24,17 +24,21 @@ class BargeIn(StrEnum):
     PUSH_TO_TALK = "push_to_talk"  # only speech sent with the talk button held; hands-free speech waits its turn
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ConversationSettings:
-    """Engines and turn-taking of one session. No Django objects: tests build it by hand."""
+    """Engines and turn-taking of one session. No Django objects: tests build it with ``testkit.defaults``.
+
+    The LLM and the turn-taking fields have no defaults: the session factory fills them from the product
+    settings (``livehuman_site.runtime_settings``), so their numbers live in ``conf.DEFAULTS`` only.
+    """
 
     asr_engine: str = "pocketsphinx"
     asr_options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the ASR engine's class
     llm_engine: str = "echo"
-    llm: LLMSettings = field(default_factory=LLMSettings)
+    llm: LLMSettings
     language: str = "en"  # the role's language: picks the apology
-    barge_in: BargeIn = BargeIn.ALWAYS
+    barge_in: BargeIn
     talk_mode: TalkMode = TalkMode.HANDS_FREE  # until the page says otherwise: a client that sends a mic wants it heard
-    vad_silence_ms: int = 300
-    vad_sentence_silence_ms: int = 150  # the silence that ends a turn whose partial transcript is a whole sentence
-    vad_min_speech_ms: int = 250
+    vad_silence_ms: int
+    vad_sentence_silence_ms: int  # the silence that ends a turn whose partial transcript is a whole sentence
+    vad_min_speech_ms: int

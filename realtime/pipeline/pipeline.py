@@ -24,13 +24,16 @@ from .tasks import TaskOwner
 RENDER_QUEUE_BATCHES = 4  # jobs made ahead at the current fps: a rate change reaches the air after these
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PlayoutSettings:
-    """How far ahead each part may run. Small numbers keep latency and the cost of an interrupt low."""
+    """How far ahead each part may run. Small numbers keep latency and the cost of an interrupt low.
 
-    lead_frames: int = 1  # a new utterance starts this many frames after now: time for the tracks to pick it up
-    max_ahead_frames: int = 4  # the player schedules at most this far ahead of the clock
-    batch_size: int = 8  # lip-sync frames per render call, at most
+    No defaults: the session factory fills them from the PLAYOUT_* settings (``livehuman_site.runtime_settings``).
+    """
+
+    lead_frames: int  # a new utterance starts this many frames after now: time for the tracks to pick it up
+    max_ahead_frames: int  # the player schedules at most this far ahead of the clock
+    batch_size: int  # lip-sync frames per render call, at most
     max_queued_sentences: int = 256  # a say beyond this is refused rather than queued without bound
 
 

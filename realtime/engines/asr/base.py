@@ -15,20 +15,21 @@ class ASRError(RuntimeError):
     """Recognition failed for this utterance; the session reports it and goes on."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CloudASRSettings:
     """A role's cloud recogniser as plain values (the session factory fills it from the Role).
 
     ``outbound`` is checked on every connection: the default refuses every
     internal address. ``language``: the role's language tag ("zh", "en-US"),
-    sent as a hint where the protocol takes one.
+    sent as a hint where the protocol takes one. ``timeout_s`` has no default:
+    the session factory fills it from the ASR_TIMEOUT_S setting.
     """
 
     base_url: str = ""
     api_key: str = ""
     model: str = ""
     language: str = ""
-    timeout_s: float = 10.0  # connecting, and waiting for each answer the engine cannot go on without
+    timeout_s: float  # connecting, and waiting for each answer the engine cannot go on without
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     @property

@@ -10,7 +10,7 @@ from enum import StrEnum
 from realtime.net.outbound import OutboundPolicy
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LLMSettings:
     """A Role's LLM settings as the engines see them (no Django): filled by the session factory.
 
@@ -18,7 +18,8 @@ class LLMSettings:
     request) and every later gap between reads. ``user`` identifies the
     end user to servers that want one (Dify requires it; a session id fits).
     ``outbound`` is checked on every connection: the default refuses every
-    internal address.
+    internal address. The time and history limits have no defaults: the
+    session factory fills them from the LLM_* settings.
     """
 
     model: str = ""
@@ -26,11 +27,11 @@ class LLMSettings:
     api_key: str = ""
     temperature: float = 0.7
     system_prompt: str = ""
-    timeout_s: float = 30.0
-    history_chars: int = 6000
+    timeout_s: float
+    history_chars: int
     user: str = "livehuman"
-    idle_timeout_s: float = 15.0  # longest gap between two text deltas once the answer has started
-    answer_deadline_s: float = 120.0  # the whole answer, after its first delta
+    idle_timeout_s: float  # longest gap between two text deltas once the answer has started
+    answer_deadline_s: float  # the whole answer, after its first delta
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)  # what base_url may reach (session factory)
 
 

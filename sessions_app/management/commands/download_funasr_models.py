@@ -79,9 +79,7 @@ class Command(BaseCommand):
             self.stdout.write(f"[{number}/{len(wanted)}] Downloading {model_id} into {folder} ...")
             self.stdout.flush()
             try:
-                snapshot_download(
-                    model_id, local_dir=str(folder), progress_callbacks=[progress], endpoint=endpoint
-                )
+                snapshot_download(model_id, local_dir=str(folder), progress_callbacks=[progress], endpoint=endpoint)
             # Network, HTTP and hub errors come in many types (requests, urllib3, modelscope's own).
             except Exception as exc:
                 where = f" (here {endpoint}, from --endpoint or ${ENDPOINT_ENV})" if endpoint else " (HTTPS)"
