@@ -64,7 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "LIPSYNC_BATCH_WAIT_MS": 8,  # how long a partial batch may wait for a session about to send (never when alone)
     "PRELOAD_AT_START": False,  # load and warm up every active role before the daphne process accepts sessions
     "PRELOAD_ROLES": False,  # load every active role's models and avatar when the worker's first session connects
-    # Degradation under load (DESIGN.md §4): a session that falls behind its clock lowers its fps a rung at a time
+    # Degradation under load (DESIGN.md §4): a session that falls behind its clock steps down a level at a time
     "FPS_LADDER": [50, 30, 25, 20],  # rungs below the role's own fps; all must divide 48 000
     "DEGRADE_ENABLED": True,
     "DEGRADE_LATE_FRAMES": 3,  # late frames within DEGRADE_WINDOW_S that make a session step down
@@ -72,6 +72,10 @@ DEFAULTS: dict[str, Any] = {
     "DEGRADE_HOLD_S": 2.0,  # after a change, wait this long before judging again
     "DEGRADE_RECOVER_S": 5.0,  # on time this long, with headroom, before stepping back up (doubles if it was early)
     "DEGRADE_HEADROOM": 0.7,  # step up only if the lip-sync load at the higher fps stays under this share of real time
+    # Below the lowest fps: a level sending half-size frames (the page scales them up), then, for a role whose
+    # lip-sync engine is a key here, a level rendering with the lighter engine it names
+    "DEGRADE_HALF_SIZE": True,
+    "DEGRADE_LIGHTER_ENGINES": {"wav2lip": "default"},
     "WAV2LIP_CHECKPOINT": "",
     # Speech synthesis servers (GPT-SoVITS): longest wait for the answer's next bytes before the sentence fails
     "TTS_TIMEOUT_S": 20.0,
@@ -120,6 +124,10 @@ def _coerce(default: Any, value: Any) -> Any:
         if value.lstrip().startswith("["):
             return json.loads(value)
         return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(default, dict):
+        import json
+
+        return json.loads(value)
     return value
 
 

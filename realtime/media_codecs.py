@@ -42,6 +42,12 @@ def i420_planes(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb[:height, :width]), cv2.COLOR_RGB2YUV_I420)
 
 
+def half_size(rgb: np.ndarray) -> np.ndarray:
+    """An H×W picture at (H/2)×(W/2), each pixel the mean of four (OpenCV's area filter: no aliasing)."""
+    size = (max(2, rgb.shape[1] // 2), max(2, rgb.shape[0] // 2))
+    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)
+
+
 def _as_i420(frame: av.VideoFrame) -> av.VideoFrame:
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         return frame
@@ -139,28 +145,31 @@ class I420Frames:
     """An avatar's frames converted to ``yuv420p`` once, on first use, for every session showing that avatar.
 
     Idle frames are the same pictures for every session of an avatar: each is
-    converted once per process instead of once per session per slot. Bounded:
-    the most recently shown conversions up to ``CACHE_BYTES`` are kept (a 60-s
-    720p avatar converted whole would hold 2 GB in every process).
+    converted once per process instead of once per session per slot, at full
+    size and, for degraded sessions, at half size. Bounded: the most recently
+    shown conversions up to ``CACHE_BYTES`` are kept (a 60-s 720p avatar
+    converted whole would hold 2 GB in every process).
     """
 
     CACHE_BYTES = 128 * 1024 * 1024
 
-    _shared: weakref.WeakKeyDictionary[object, I420Frames] = weakref.WeakKeyDictionary()
+    _shared: weakref.WeakKeyDictionary[object, dict[bool, I420Frames]] = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
-    def __init__(self, frames: Sequence[np.ndarray]) -> None:
+    def __init__(self, frames: Sequence[np.ndarray], *, half: bool = False) -> None:
         self._frames = frames
+        self._half = half
         self._converted: OrderedDict[int, np.ndarray] = OrderedDict()
         self._guard = threading.Lock()
 
     @classmethod
-    def of(cls, avatar: object, frames: Sequence[np.ndarray]) -> I420Frames:
-        """The shared conversions of ``avatar`` (kept while the avatar object lives)."""
+    def of(cls, avatar: object, frames: Sequence[np.ndarray], *, half: bool = False) -> I420Frames:
+        """The shared conversions of ``avatar`` at full or half size (kept while the avatar object lives)."""
         with cls._lock:
-            shared = cls._shared.get(avatar)
+            sizes = cls._shared.setdefault(avatar, {})
+            shared = sizes.get(half)
             if shared is None:
-                shared = cls._shared[avatar] = cls(frames)
+                shared = sizes[half] = cls(frames, half=half)
             return shared
 
     def frame(self, index: int) -> av.VideoFrame:
@@ -170,7 +179,8 @@ class I420Frames:
             if planes is not None:
                 self._converted.move_to_end(index)
         if planes is None:
-            planes = i420_planes(self._frames[index])
+            picture = self._frames[index]
+            planes = i420_planes(half_size(picture) if self._half else picture)
             with self._guard:
                 self._converted[index] = planes
                 while len(self._converted) > max(1, self.CACHE_BYTES // planes.nbytes):

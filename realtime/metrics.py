@@ -2,7 +2,7 @@
 
 Each worker process (daphne, Celery) keeps its own counts; the operator scrapes every process (README
 "Metrics"). Labels stay few and bounded: tenant slugs, states, stage names and error codes, never session ids.
-The live-session gauge is not kept by hand: ``LiveSessionsCollector`` counts the process's sessions at scrape
+The live-session gauges are not kept by hand: a ``SessionCounter`` counts the process's sessions at scrape
 time, so it cannot drift from what runs.
 """
 
@@ -44,8 +44,9 @@ INTERRUPTS = Counter("livehuman_interrupts_total", "Answers cut short: interrupt
 ERRORS = Counter("livehuman_errors_total", "Errors reported to clients, by code.", ["code"])
 DEGRADE_STEPS = Counter(
     "livehuman_degrade_steps_total",
-    "Degradation ladder steps taken, by direction and the rung reached.",
-    ["direction", "rung"],
+    "Degradation ladder steps taken by sessions, by direction (down, up) and what the step changed (fps, "
+    "resolution, engine).",
+    ["direction", "step"],
 )
 AVATAR_BUILDS = Counter("livehuman_avatar_builds_total", "Avatar builds finished, by outcome.", ["outcome"])
 AVATAR_BUILD_SECONDS = Histogram(
@@ -109,25 +110,43 @@ class FpsMeter:
             self._started, self._frames = now, 1
 
 
-class LiveSessionsCollector(Collector):
-    """``livehuman_live_sessions{state, tenant}``: this process's live sessions, counted when scraped.
+class SessionCounter(Collector):
+    """A gauge of this process's live sessions by ``labels``, counted when scraped: ``sessions`` yields one
+    tuple of label values per live session."""
 
-    ``sessions`` yields one (state, tenant) pair per live session ("connecting" for a place reserved before its
-    media starts).
-    """
-
-    def __init__(self, sessions: Callable[[], Iterable[tuple[str, str]]]) -> None:
+    def __init__(
+        self, name: str, documentation: str, labels: list[str], sessions: Callable[[], Iterable[tuple[str, ...]]]
+    ) -> None:
+        self._name, self._documentation, self._labels = name, documentation, labels
         self._sessions = sessions
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "livehuman_live_sessions",
-            "Live sessions in this process, by speaking state and tenant.",
-            labels=["state", "tenant"],
-        )
-        counts: dict[tuple[str, str], int] = {}
+        family = GaugeMetricFamily(self._name, self._documentation, labels=self._labels)
+        counts: dict[tuple[str, ...], int] = {}
         for key in self._sessions():
             counts[key] = counts.get(key, 0) + 1
-        for (state, tenant), count in sorted(counts.items()):
-            family.add_metric([state, tenant], count)
+        for key, count in sorted(counts.items()):
+            family.add_metric(list(key), count)
         yield family
+
+
+def live_sessions_gauge(sessions: Callable[[], Iterable[tuple[str, str]]]) -> SessionCounter:
+    """``livehuman_live_sessions{state, tenant}``; ``sessions`` yields (state, tenant) per live session
+    ("connecting" for a place reserved before its media starts)."""
+    return SessionCounter(
+        "livehuman_live_sessions",
+        "Live sessions in this process, by speaking state and tenant.",
+        ["state", "tenant"],
+        sessions,
+    )
+
+
+def degrade_levels_gauge(sessions: Callable[[], Iterable[tuple[str, str]]]) -> SessionCounter:
+    """``livehuman_session_degrade_level{level, step}``; ``sessions`` yields (level, step) per live session."""
+    return SessionCounter(
+        "livehuman_session_degrade_level",
+        "Live sessions in this process by their level on the degradation ladder (0: the role's full quality) and "
+        "what that level changed (top, fps, resolution, engine).",
+        ["level", "step"],
+        sessions,
+    )

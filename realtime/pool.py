@@ -39,6 +39,7 @@ from realtime.engines.registry import engine_class
 from realtime.engines.tts.base import TTSEngine, VoiceSettings
 from realtime.engines.tts.memory import RememberingTTS
 from realtime.metrics import LIPSYNC_BATCH_SIZE
+from realtime.pipeline.render import Renderer
 
 WARM_UP_TEXT = {"en": "Hello.", "zh": "你好。"}  # one short sentence per language, to warm a voice up
 
@@ -58,10 +59,20 @@ class Lease:
     keys: tuple[Hashable, ...]
     batcher: BatchingExecutor[LipSyncRequest, np.ndarray]
     released: bool = field(default=False)
+    others: dict[str, BatchingExecutor[LipSyncRequest, np.ndarray]] = field(default_factory=dict)
 
     async def render(self, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
         """This session's frames, rendered in forward passes shared with the other sessions of the model."""
         return await self.batcher.submit(self, requests)
+
+    async def renderer(self, lipsync_engine: str) -> Renderer:
+        """This session's way to another lip-sync engine (a lighter one, for the degradation ladder): loaded
+        like any engine, its frames batched with the other sessions of that engine until the lease is released.
+        Raises what ``ModelPool.lease`` raises."""
+        batcher = self.others.get(lipsync_engine)
+        if batcher is None:
+            batcher = self.others[lipsync_engine] = await self.pool.lipsync_batcher(lipsync_engine)
+        return functools.partial(batcher.submit, self)
 
     def release(self) -> None:
         """Give the references back (idempotent); the models stay loaded in the pool."""
@@ -125,9 +136,13 @@ class ModelPool:
         lipsync_key = ("lipsync", lipsync_engine)
         avatar_key = ("avatar", _bundle_identity(avatar_path))
         await self._get(tts_key, lambda: RememberingTTS(self._engine("tts", tts_engine, voice)))
-        await self._get(lipsync_key, lambda: self._engine("lipsync", lipsync_engine, self._device()))
+        await self._lipsync(lipsync_engine)
         await self._get(avatar_key, lambda: AvatarBundle.open(avatar_path, self._frame_cache_bytes))
         return tts_key, lipsync_key, avatar_key
+
+    async def lipsync_batcher(self, lipsync_engine: str) -> BatchingExecutor[LipSyncRequest, np.ndarray]:
+        """The batcher of a lip-sync engine, loading the engine if it is not loaded yet."""
+        return self._batcher(await self._lipsync(lipsync_engine))
 
     async def warm_up(self, keys: tuple[Hashable, Hashable, Hashable]) -> dict[str, float]:
         """One inference of each engine ``warm`` loaded (a short sentence; one silent frame), so the first
@@ -178,6 +193,11 @@ class ModelPool:
         self._loaded.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    async def _lipsync(self, name: str) -> Hashable:
+        key = ("lipsync", name)
+        await self._get(key, lambda: self._engine("lipsync", name, self._device()))
+        return key
+
     async def _get(self, key: Hashable, load: Callable[[], Any]) -> Any:
         if key in self._loaded:  # the common case, and a role switch's: no executor round trip
             return self._loaded[key]
@@ -217,7 +237,8 @@ class ModelPool:
         return self.device
 
     def _return(self, lease: Lease) -> None:
-        lease.batcher.forget(lease)
+        for batcher in (lease.batcher, *lease.others.values()):
+            batcher.forget(lease)
         self._users.subtract(lease.keys)
         self._users += Counter()  # drop keys nobody holds any more
         self._leases -= 1

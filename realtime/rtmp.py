@@ -94,12 +94,14 @@ class RtmpPublisher:
         policy: OutboundPolicy,
         settings: RtmpSettings | None = None,
         on_status: Callable[[RtmpStatus], None] | None = None,
+        size: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.url = url
         self.settings = settings or RtmpSettings()
         self.status = RtmpStatus("connecting", shown_url(url))
         self._audio, self._video = audio, video
         self._fps = fps
+        self._size = size  # the picture's full (width, height): a degraded session's half-size frames are scaled up
         self._policy = policy
         self._on_status = on_status
         self._queues: dict[str, queue.Queue] = {"audio": queue.Queue(AUDIO_QUEUE), "video": queue.Queue(VIDEO_QUEUE)}
@@ -194,7 +196,8 @@ class RtmpPublisher:
     def _stream(self, target: str, on_live: Callable[[], None]) -> None:
         """One connection: encode and send until stopped; raises when the connection fails or drops."""
         first = self._first_video()
-        width, height = first.width // 2 * 2, first.height // 2 * 2
+        width, height = self._size() if self._size is not None else (first.width, first.height)
+        width, height = width // 2 * 2, height // 2 * 2
         timeout = self.settings.connect_timeout_s  # connecting, and each write: a stalled server is a drop
         container = av.open(target, mode="w", format="flv", timeout=(timeout, timeout))
         try:

@@ -24,12 +24,13 @@ from .clock import SessionClock
 from .config import SessionConfig
 from .conversation import Conversation, TalkMode, TurnRows
 from .conversation.spoken import MeasuredTTS
-from .degrade import FpsGovernor
+from .degrade import DegradeGovernor, Level, ladder_for
 from .ledger import MessageLedger, MessageTimings, MessageWriter
-from .metrics import INTERRUPTS, FpsMeter, observe_answer
+from .metrics import DEGRADE_STEPS, INTERRUPTS, FpsMeter, observe_answer
 from .net.outbound import OutboundPolicy
 from .peer import Peer
 from .pipeline import SpeechPipeline, TaskOwner
+from .pipeline.render import Renderer
 from .pool import Lease, ModelPool
 from .rtmp import RtmpPublisher, RtmpSettings, RtmpStatus
 from .speaking import Speaking, SpeakingState
@@ -73,7 +74,10 @@ class LiveSession:
         self.clock = SessionClock()
         self.timeline = PlayoutTimeline()
         self.rate = FrameRate(config.fps)  # lowered and raised again by the governor under load
-        self.governor = FpsGovernor(self.rate, config.degrade, now=self.clock.now, on_change=self._fps_changed)
+        self.governor = DegradeGovernor(
+            config.fps, config.lipsync_engine, config.degrade, now=self.clock.now, on_change=self._level_changed
+        )
+        self._renderers: dict[str, Renderer] = {"": lease.render}  # by engine name; "": the role's own
         self.owner = TaskOwner(on_error=self._task_failed)
         self.ledger = MessageLedger(self.clock)
         self.speaking = Speaking(
@@ -128,6 +132,7 @@ class LiveSession:
         )
         try:
             session = cls(config, lease, events)
+            session._renderers = await _renderers(lease, session.governor.levels)
             session.owner.spawn(session._forward_events(), name="session.events")
             if config.idle_timeout_s > 0:
                 session.owner.spawn(session._end_when_idle(config.idle_timeout_s), name="session.idle")
@@ -197,12 +202,19 @@ class LiveSession:
             lipsync_engine=config.lipsync_engine,
             avatar_path=config.avatar_path,
         )
+        try:
+            renderers = await _renderers(lease, ladder_for(config.fps, config.lipsync_engine, self.governor.policy))
+        except BaseException:
+            lease.release()
+            raise
         old, self.lease, self.config = self.lease, lease, config
         self.video_track.avatar = lease.avatar
         tts = MeasuredTTS(lease.tts, self.ledger.durations)
         await self._cut(avatar=lease.avatar, tts=tts, render=lease.render)
         old.release()
-        self.governor.reset(config.fps)
+        self._renderers = renderers
+        self.governor.reset(config.fps, config.lipsync_engine)
+        self._apply(self.governor.level)  # the new role's own video, whatever the old one was degraded to
         if self.conversation is not None and config.conversation is not None:
             await self.conversation.use_settings(config.conversation)
         self._notify(self.events.state_changed, self.state.value)  # with the new role's fps
@@ -262,13 +274,28 @@ class LiveSession:
             self.conversation.set_talking(on)
 
     def snapshot(self) -> dict[str, Any]:
-        """The wire form of ``GET sessions/<id>/state`` (DESIGN.md §7), with the RTMP stream's status."""
+        """The wire form of ``GET sessions/<id>/state`` (DESIGN.md §7), with the RTMP stream's status and the
+        degradation level."""
         return {
             "state": self.state.value,
             "role": self.config.role_id,
             "fps": self.rate.fps,
             "speaking_text": self.speaking.speaking_text,
             "rtmp": self.rtmp.status.as_dict() if self.rtmp is not None else None,
+            "degrade": self.degrade_state(),
+        }
+
+    def degrade_state(self) -> dict[str, Any]:
+        """Where the session is on its degradation ladder: ``level`` 0 is the role's own video, ``levels`` − 1 the
+        cheapest; ``step`` is what the current level changed (top, fps, resolution, engine)."""
+        level = self.governor.level
+        return {
+            "level": self.governor.index,
+            "levels": len(self.governor.levels),
+            "step": level.step.value,
+            "fps": level.fps,
+            "half_size": level.half_size,
+            "lipsync_engine": level.lipsync_engine or self.config.lipsync_engine,
         }
 
     # --- RTMP push ------------------------------------------------------------------------------------------
@@ -285,6 +312,7 @@ class LiveSession:
             policy=policy,
             settings=settings,
             on_status=self._rtmp_status,
+            size=lambda: (self.lease.avatar.manifest.width, self.lease.avatar.manifest.height),
         )
         await self.rtmp.start()
         return self.rtmp.status
@@ -387,10 +415,30 @@ class LiveSession:
             self.conversation.history.set_assistant(message_id, timings.text)  # only what the user heard
         self._notify(self.events.message_finished, message_id, timings)
 
-    def _fps_changed(self, old: int, new: int, reason: str) -> None:
-        level = logging.WARNING if new < old else logging.INFO
-        logger.log(level, "session %s: video %d → %d fps (%s)", self.config.session_id, old, new, reason)
-        self._notify(self.events.state_changed, self.state.value)  # the page's readout shows the new fps
+    def _level_changed(self, old: Level, new: Level, reason: str) -> None:
+        """The governor moved: make the video what the new level says, and tell the logs, metrics and page."""
+        self._apply(new)
+        down = self.governor.levels.index(new) > self.governor.levels.index(old)
+        step = new.step if down else old.step
+        DEGRADE_STEPS.labels("down" if down else "up", step.value).inc()
+        logger.log(
+            logging.WARNING if down else logging.INFO,
+            "session %s: quality %s (%s): video %s → %s (%s)",
+            self.config.session_id,
+            "down" if down else "up",
+            step.value,
+            _described(old),
+            _described(new),
+            reason,
+        )
+        self._notify(self.events.state_changed, self.state.value)  # the page shows the new fps and level
+
+    def _apply(self, level: Level) -> None:
+        """The fps (the player, features and video track follow the shared rate), the frame size the video track
+        sends, and the lip-sync engine the render stage calls from its next batch."""
+        self.rate.fps = level.fps
+        self.video_track.half_size = level.half_size
+        self.pipeline.render.render = self._renderers[level.lipsync_engine]
 
     async def _end_when_idle(self, timeout_s: float) -> None:
         """A forgotten tab must not keep its place under the worker's session cap: end the session once it has
@@ -429,6 +477,26 @@ class LiveSession:
     def _task_failed(self, name: str, error: BaseException) -> None:
         self._notify(self.events.error, "internal_error", f"{name} stopped: {error}")
         self._notify(self.events.ended, "error")
+
+
+async def _renderers(lease: Lease, levels: tuple[Level, ...]) -> dict[str, Renderer]:
+    """The session's renderers by engine name ("": the role's own), loading the lighter engine its ladder may
+    step down to now, so the step itself is instant."""
+    renderers: dict[str, Renderer] = {"": lease.render}
+    for level in levels:
+        if level.lipsync_engine and level.lipsync_engine not in renderers:
+            renderers[level.lipsync_engine] = await lease.renderer(level.lipsync_engine)
+    return renderers
+
+
+def _described(level: Level) -> str:
+    """``20 fps, half size, default lip-sync``: a level as the log line names it."""
+    parts = [f"{level.fps} fps"]
+    if level.half_size:
+        parts.append("half size")
+    if level.lipsync_engine:
+        parts.append(f"{level.lipsync_engine} lip-sync")
+    return ", ".join(parts)
 
 
 async def _drain(track: MediaStreamTrack) -> None:

@@ -9,7 +9,7 @@ class SessionsAppConfig(AppConfig):
     def ready(self) -> None:
         from prometheus_client import REGISTRY
 
-        from realtime.metrics import LiveSessionsCollector
+        from realtime.metrics import degrade_levels_gauge, live_sessions_gauge
 
         from . import (
             access,  # noqa: F401 - connects the receivers that end sessions when access is withdrawn
@@ -17,5 +17,6 @@ class SessionsAppConfig(AppConfig):
         )
         from .live_sessions import live_sessions
 
-        REGISTRY.register(LiveSessionsCollector(live_sessions.states))
+        REGISTRY.register(live_sessions_gauge(live_sessions.states))
+        REGISTRY.register(degrade_levels_gauge(live_sessions.degrade_levels))
         live_config.connect()

@@ -29,6 +29,19 @@ class RtmpSerializer(serializers.Serializer):
     url = serializers.CharField(required=False, help_text="rtmp:// or rtmps://…/app/stream-key, to start.")
 
 
+class DegradeStateSerializer(serializers.Serializer):
+    """Where the session is on its degradation ladder (README "Degradation under load")."""
+
+    level = serializers.IntegerField(help_text="0: the role's own video; levels − 1: the cheapest.")
+    levels = serializers.IntegerField()
+    step = serializers.ChoiceField(
+        choices=["top", "fps", "resolution", "engine"], help_text="What the current level changed."
+    )
+    fps = serializers.IntegerField()
+    half_size = serializers.BooleanField(help_text="Frames are sent at half width and height.")
+    lipsync_engine = serializers.CharField(help_text="The lip-sync engine rendering now.")
+
+
 class SessionStateSerializer(serializers.Serializer):
     """``state`` is the owner's idle/listening/thinking/speaking, or the stored created/connected/ended
     when no process owns the session's media."""
@@ -38,6 +51,7 @@ class SessionStateSerializer(serializers.Serializer):
     fps = serializers.IntegerField()
     speaking_text = serializers.CharField(allow_blank=True)
     rtmp = RtmpStatusSerializer(required=False, allow_null=True, help_text="The RTMP stream, when one runs.")
+    degrade = DegradeStateSerializer(required=False, help_text="The degradation level, while the media is live.")
 
 
 class RoleSwitchSerializer(serializers.Serializer):

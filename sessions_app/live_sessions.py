@@ -1,4 +1,4 @@
-"""The live sessions of this process: the per-worker cap, and their states for the metrics.
+"""The live sessions of this process: the per-worker cap, and their states and degradation levels (metrics).
 
 A place is reserved before anything expensive happens (engines, peer
 connection), in one synchronous step, so two connections racing for the last
@@ -48,6 +48,14 @@ class LiveSessionRegistry:
         return [
             (session.state.value, session.config.tenant) if session is not None else ("connecting", "")
             for session in list(self._sessions.values())
+        ]
+
+    def degrade_levels(self) -> list[tuple[str, str]]:
+        """(level, step) of each session here with media (see ``LiveSession.degrade_state``)."""
+        return [
+            (str(session.governor.index), session.governor.level.step.value)
+            for session in list(self._sessions.values())
+            if session is not None
         ]
 
     def __len__(self) -> int:

@@ -127,7 +127,7 @@ class SessionOwner:
     async def announce(self) -> None:
         """The first ``state``: sent once the owner can be reached (its consumer has joined the session's group),
         so a client that acts on it over REST at once finds the session live."""
-        await self.socket.send_event({"type": "state", "state": self.live.state.value, "fps": self.live.rate.fps})
+        await self.state_changed(self.live.state.value)
 
     # --- signaling -------------------------------------------------------------------------------------------
 
@@ -251,7 +251,10 @@ class SessionOwner:
     # --- SessionEvents (from the LiveSession) -----------------------------------------------------------------
 
     async def state_changed(self, state: str) -> None:
-        await self.socket.send_event({"type": "state", "state": state, "fps": self.live.rate.fps})
+        live = self.live
+        await self.socket.send_event(
+            {"type": "state", "state": state, "fps": live.rate.fps, "degrade": live.degrade_state()}
+        )
 
     async def subtitle(self, text: str, message_id: int) -> None:
         await self.socket.send_event({"type": "subtitle", "text": text, "message_id": message_id})

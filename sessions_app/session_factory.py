@@ -142,7 +142,8 @@ def ice_settings() -> IceSettings:
 
 
 def degrade_policy() -> DegradePolicy:
-    """When a session lowers and raises its fps under load: the DEGRADE_* and FPS_LADDER settings."""
+    """When a session steps down and up its degradation ladder, and what the ladder holds: the DEGRADE_* and
+    FPS_LADDER settings."""
     s = livehuman_settings
     return DegradePolicy(
         ladder=tuple(s.FPS_LADDER),
@@ -152,6 +153,8 @@ def degrade_policy() -> DegradePolicy:
         hold_s=s.DEGRADE_HOLD_S,
         recover_s=s.DEGRADE_RECOVER_S,
         headroom=s.DEGRADE_HEADROOM,
+        half_size=s.DEGRADE_HALF_SIZE,
+        lighter_engines=tuple(s.DEGRADE_LIGHTER_ENGINES.items()),
     )
 
 

@@ -40,6 +40,10 @@ def _page_strings() -> dict[str, str]:
         "changed_prompt": _("new prompt from the next answer"),
         "changed_avatar": _("new look, switched in place"),
         "jitter_buffer": _("jitter buffer"),
+        "degraded": _("Reduced quality to stay real-time: %(what)s."),
+        "degraded_fps": _("%(fps)s fps"),
+        "degraded_half_size": _("half resolution"),
+        "degraded_engine": _("lighter lip-sync"),
     }
 
 

@@ -57,7 +57,16 @@ async def test_own_tenant_connects_by_login_and_by_header_key(chat_session, worl
         communicator = session_communicator(chat_session.pk, headers=extra)
         log = await open_socket(communicator)
         _, state = await log.wait_for("state")
-        assert state == {"type": "state", "state": "idle", "fps": 25}
+        # at the top of its degradation ladder: 25 fps, then 20, then half size (no lighter engine than "default")
+        full_quality = {
+            "level": 0,
+            "levels": 3,
+            "step": "top",
+            "fps": 25,
+            "half_size": False,
+            "lipsync_engine": "default",
+        }
+        assert state == {"type": "state", "state": "idle", "fps": 25, "degrade": full_quality}
         session = await database_sync_to_async(ChatSession.objects.get)(pk=chat_session.pk)
         assert session.state == "connected" and session.worker and session.started_at
         await log.stop()

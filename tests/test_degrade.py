@@ -1,6 +1,7 @@
-"""Degradation under load: the fps steps down a rung at a time when a session falls behind its clock, and
-climbs back when there is headroom; in a live session the frames follow the new rate and the change is logged
-and sent to the page."""
+"""Degradation under load: a session steps down one ladder — fps rungs, then half-size frames, then the lighter
+lip-sync engine — when it falls behind its clock, and climbs back in reverse order when there is headroom. The
+ladder logic runs on a fake clock; a live session made slow on purpose goes down and up the whole ladder while
+a real aiortc peer receives half-size frames when degraded; the state, the log and the metrics show each step."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import itertools
 import logging
 import re
 import time
+from dataclasses import replace
 
 import numpy as np
+import pytest
+from prometheus_client import generate_latest
 
 from realtime.audio import SAMPLE_RATE, melspectrogram, to_48k
-from realtime.degrade import DegradePolicy, FpsGovernor, rungs_for
+from realtime.degrade import DegradeGovernor, DegradePolicy, Level, Step, ladder_for, rungs_for
 from realtime.engines.tts.base import VoiceSettings
 from realtime.frames import AudioChunk, FrameJob
 from realtime.pipeline.features import FeatureStage
@@ -22,10 +26,13 @@ from realtime.session import LiveSession
 from realtime.timeline import FrameRate
 from testkit.bundles import write_astronaut_bundle
 from testkit.defaults import model_pool, session_config
+from testkit.peers import ReceivingPeer
 from testkit.voice import RecordingEvents
 from tests.fixtures.fake_engines import BlockTTS, LevelLipSync
+from tests.fixtures.prometheus import parse, total
 
 POLICY = DegradePolicy(late_frames=3, window_s=2.0, hold_s=2.0, recover_s=5.0, headroom=0.7)
+FULL_LADDER = [(50, 30), (30, 25), (25, 20), (20, "half"), ("half", "default")]
 
 
 class Clock:
@@ -36,26 +43,33 @@ class Clock:
         return self.now
 
 
-def governor(fps: int = 50, policy: DegradePolicy = POLICY) -> tuple[FpsGovernor, Clock, list[tuple[int, int]]]:
+def named(level: Level) -> int | str:
+    """A level as the tests write it: its fps, "half", or the lighter engine's name."""
+    return level.lipsync_engine or ("half" if level.half_size else level.fps)
+
+
+def governor(
+    fps: int = 50, engine: str = "wav2lip", policy: DegradePolicy = POLICY
+) -> tuple[DegradeGovernor, Clock, list[tuple[int | str, int | str]]]:
     clock, changes = Clock(), []
-    rate = FrameRate(fps)
-    return (
-        FpsGovernor(rate, policy, now=clock, on_change=lambda old, new, why: changes.append((old, new))),
-        clock,
-        changes,
+    gov = DegradeGovernor(
+        fps, engine, policy, now=clock, on_change=lambda old, new, why: changes.append((named(old), named(new)))
     )
+    return gov, clock, changes
 
 
-def run(gov: FpsGovernor, clock: Clock, seconds: float, *, frame_cost_s: float, late_every_s: float | None = None):
-    """Simulate ``seconds`` of speech: a render report every 0.1 s (frames at the current fps), a late frame
-    every ``late_every_s``."""
+def run(gov: DegradeGovernor, clock: Clock, seconds: float, *, frame_cost_s, late_every_s: float | None = None):
+    """Simulate ``seconds`` of speech: a render report every 0.1 s (frames at the current fps, each costing
+    ``frame_cost_s``, or ``frame_cost_s(level)``), a late frame every ``late_every_s``."""
     next_late = late_every_s
     for _ in range(round(seconds / 0.1)):
         clock.now += 0.1
-        frames = max(1, round(gov.rate.fps * 0.1))
-        gov.rendered(frame_cost_s * frames, frames)
+        fps = gov.level.fps
+        frames = max(1, round(fps * 0.1))
+        cost = frame_cost_s(gov.level) if callable(frame_cost_s) else frame_cost_s
+        gov.rendered(cost * frames, frames)
         if next_late is not None and clock.now >= next_late:
-            gov.late(1, gov.rate.fps)
+            gov.late(1, fps)
             next_late += late_every_s
 
 
@@ -65,11 +79,28 @@ def test_rungs_stop_at_the_roles_own_fps():
     assert rungs_for(20, (50, 30, 25, 20)) == (20,)
 
 
-def test_steps_down_one_rung_at_a_time_while_late_and_never_below_the_last():
+def test_the_ladder_is_fps_then_half_size_then_the_lighter_engine_for_wav2lip_only():
+    assert ladder_for(25, "wav2lip", POLICY) == (
+        Level(25),
+        Level(20, step=Step.FPS),
+        Level(20, half_size=True, step=Step.RESOLUTION),
+        Level(20, half_size=True, lipsync_engine="default", step=Step.ENGINE),
+    )
+    assert ladder_for(25, "default", POLICY) == (
+        Level(25),
+        Level(20, step=Step.FPS),
+        Level(20, half_size=True, step=Step.RESOLUTION),
+    )
+    full_size = DegradePolicy(half_size=False)
+    assert ladder_for(20, "wav2lip", full_size) == (Level(20), Level(20, lipsync_engine="default", step=Step.ENGINE))
+    assert ladder_for(20, "wav2lip", DegradePolicy(half_size=False, lighter_engines=())) == (Level(20),)
+
+
+def test_steps_down_one_level_at_a_time_while_late_and_never_below_the_last():
     gov, clock, changes = governor()
-    run(gov, clock, 30, frame_cost_s=0.01, late_every_s=0.3)  # load fine, but frames keep missing their slots
-    assert changes == [(50, 30), (30, 25), (25, 20)]
-    assert gov.rate.fps == 20 and gov.degraded
+    run(gov, clock, 40, frame_cost_s=0.01, late_every_s=0.3)  # load fine, but frames keep missing their slots
+    assert changes == FULL_LADDER
+    assert gov.level == Level(20, half_size=True, lipsync_engine="default", step=Step.ENGINE) and gov.degraded
 
 
 def test_overload_steps_down_before_any_frame_is_late():
@@ -98,30 +129,47 @@ def test_late_frames_made_at_the_old_rate_do_not_count():
     assert changes == [(50, 30)]
 
 
-def test_recovers_a_rung_at_a_time_with_headroom_only():
+def test_recovers_a_level_at_a_time_in_reverse_order_with_headroom_only():
     gov, clock, changes = governor()
-    run(gov, clock, 12, frame_cost_s=0.01, late_every_s=0.3)
-    assert gov.rate.fps == 20
+    run(gov, clock, 40, frame_cost_s=0.01, late_every_s=0.3)
+    assert changes == FULL_LADDER
     changes.clear()
-    run(gov, clock, 8, frame_cost_s=0.03)  # 30 ms a frame: 0.75 of real time at 25 fps, above the 0.7 headroom
+    run(gov, clock, 8, frame_cost_s=0.04)  # 40 ms a frame: 0.8 of real time at 20 fps, above the 0.7 headroom
     assert changes == []
-    run(gov, clock, 30, frame_cost_s=0.005)  # cheap again
-    assert changes == [(20, 25), (25, 30), (30, 50)]
-    assert not gov.degraded
+    run(gov, clock, 60, frame_cost_s=0.005)  # cheap again
+    assert changes == [(new, old) for old, new in reversed(FULL_LADDER)]
+    assert not gov.degraded and gov.level == Level(50)
+
+
+def heavy_and_light(slowness: float):
+    """Costs a frame on a machine ``slowness`` times slower than idle: Wav2Lip 12 ms, the default engine 2 ms."""
+    return lambda level: (0.002 if level.lipsync_engine else 0.012) * slowness
+
+
+def test_climbs_back_to_the_heavy_engine_only_when_its_predicted_load_has_room():
+    gov, clock, changes = governor(20)
+    run(gov, clock, 12, frame_cost_s=heavy_and_light(5))  # Wav2Lip at 60 ms a frame: 1.2 × real time at 20 fps
+    assert changes == [(20, "half"), ("half", "default")]
+    changes.clear()
+    # The light engine costs 0.2 of real time, but Wav2Lip would still cost 1.2: no climb, no flapping.
+    run(gov, clock, 30, frame_cost_s=heavy_and_light(5))
+    assert changes == []
+    run(gov, clock, 30, frame_cost_s=heavy_and_light(1))  # the load fell: both engines got 5 × cheaper
+    assert changes == [("default", "half"), ("half", 20)]
 
 
 def test_a_quiet_session_does_not_climb_without_evidence():
     gov, clock, changes = governor()
-    run(gov, clock, 12, frame_cost_s=0.01, late_every_s=0.3)
+    run(gov, clock, 40, frame_cost_s=0.01, late_every_s=0.3)
     changes.clear()
     for _ in range(100):  # a minute of silence: nothing rendered, nothing late
         clock.now += 0.6
-        gov.late(0, gov.rate.fps)
+        gov.late(0, gov.level.fps)
     assert changes == []
 
 
 def test_a_step_up_that_was_too_early_doubles_the_wait_before_the_next():
-    gov, clock, changes = governor(25)
+    gov, clock, changes = governor(25, engine="default", policy=replace(POLICY, half_size=False))
     run(gov, clock, 3, frame_cost_s=0.01, late_every_s=0.3)
     assert changes == [(25, 20)]
     run(gov, clock, 6, frame_cost_s=0.005)
@@ -139,7 +187,7 @@ def test_a_step_up_that_was_too_early_doubles_the_wait_before_the_next():
 def test_disabled_never_changes():
     gov, clock, changes = governor(policy=DegradePolicy(enabled=False))
     run(gov, clock, 10, frame_cost_s=0.1, late_every_s=0.1)
-    assert changes == [] and gov.rate.fps == 50
+    assert changes == [] and gov.level == Level(50)
 
 
 # --- the features stage follows the rate inside a sentence ----------------------------------------------------
@@ -200,21 +248,47 @@ async def test_a_rate_change_applies_from_the_next_frame_inside_a_sentence(astro
 # --- a live session ------------------------------------------------------------------------------------------
 
 
-class SlowLipSync(LevelLipSync):
-    """LevelLipSync that takes ``cost_s`` per frame (in the render thread), changeable while it runs."""
+class Machine:
+    """How much slower than idle the worker is: the test's stand-in for other sessions' load, felt by both
+    engines (they share the pool's render thread)."""
 
-    cost_s = 0.0
+    slowness = 1.0
+
+
+class SlowLipSync(LevelLipSync):
+    """LevelLipSync taking ``cost_s`` a frame, times the machine's slowness (in the render thread)."""
+
+    def __init__(self, machine: Machine, cost_s: float) -> None:
+        super().__init__()
+        self.machine, self.cost_s = machine, cost_s
 
     def render_batch(self, requests):
-        time.sleep(self.cost_s * len(requests))
+        time.sleep(self.cost_s * self.machine.slowness * len(requests))
         return super().render_batch(requests)
 
 
-async def test_a_live_session_degrades_under_a_slow_renderer_and_recovers(tmp_path, caplog):
-    engine = SlowLipSync()
+def steps_in(log: str) -> list[tuple[str, str]]:
+    return re.findall(r"quality (down|up) \((\w+)\)", log)
+
+
+def degrade_steps() -> dict[tuple[str, str], float]:
+    samples = parse(generate_latest().decode())
+    return {
+        (direction, step): total(samples, "livehuman_degrade_steps_total", direction=direction, step=step)
+        for direction in ("down", "up")
+        for step in ("fps", "resolution", "engine")
+    }
+
+
+@pytest.mark.usefixtures("loopback_ice")
+async def test_a_live_session_goes_down_the_whole_ladder_under_load_and_back_up(tmp_path, caplog):
+    machine = Machine()
+    heavy, light = SlowLipSync(machine, 0.012), SlowLipSync(machine, 0.002)  # "wav2lip" and the lighter one
     pool = model_pool(
         device="cpu",
-        resolve=lambda kind, name: (lambda device: engine) if kind == "lipsync" else (lambda v: BlockTTS()),
+        resolve=lambda kind, name: (
+            (lambda device: heavy if name == "wav2lip" else light) if kind == "lipsync" else (lambda v: BlockTTS())
+        ),
     )
     config = session_config(
         session_id="degrading",
@@ -222,37 +296,60 @@ async def test_a_live_session_degrades_under_a_slow_renderer_and_recovers(tmp_pa
         role_name="fast talker",
         fps=50,
         avatar_path=write_astronaut_bundle(tmp_path / "avatar", frame_count=1),
-        lipsync_engine="slow",
+        lipsync_engine="wav2lip",
         tts_engine="block",
         voice=VoiceSettings(),
         degrade=DegradePolicy(late_frames=2, window_s=0.5, hold_s=0.3, recover_s=0.6, headroom=0.7),
     )
+    counted_before = degrade_steps()
     live = await LiveSession.open(config, pool, RecordingEvents())
+    client = ReceivingPeer()
     placed: list[tuple[int, int]] = []  # (position, samples) of every frame the player schedules
     put = live.timeline.put
     live.timeline.put = lambda at, video, audio: (placed.append((at, len(audio))), put(at, video, audio))
     caplog.set_level(logging.INFO, logger="realtime.session")
     sentence = "Talking on and on so the renderer is kept busy. "
+    last = len(live.governor.levels) - 1
     try:
-        engine.cost_s = 0.06  # 3 × real time at 50 fps, 1.2 × at 20: too slow for every rung
-        await live.say(sentence * 12, 1)
-        async with asyncio.timeout(20):
-            while live.rate.fps != 20:
-                await asyncio.sleep(0.05)
-        assert live.snapshot()["fps"] == 20
-        engine.cost_s = 0.002
-        await live.say(sentence * 20, 2)
+        await client.accept(await live.accept_offer(await client.offer()))
+        machine.slowness = 5  # Wav2Lip at 60 ms a frame: 3 × real time at 50 fps, 1.2 × at 20
+        await live.say(sentence * 20, 1)
         async with asyncio.timeout(30):
-            while live.rate.fps != 50:
+            while live.governor.index != last or not light.batches:
                 await asyncio.sleep(0.05)
+        assert live.snapshot()["degrade"] == {
+            "level": 5,
+            "levels": 6,
+            "step": "engine",
+            "fps": 20,
+            "half_size": True,
+            "lipsync_engine": "default",
+        }
+        async with asyncio.timeout(10):  # the peer decodes half-size frames: 256 × 256 of the 512 × 512 avatar
+            while not client.video or client.video[-1].data.shape[:2] != (256, 256):
+                await asyncio.sleep(0.05)
+        machine.slowness = 1  # the load is gone
+        await live.say(sentence * 40, 2)
+        async with asyncio.timeout(60):
+            while live.governor.index != 0:
+                await asyncio.sleep(0.05)
+        async with asyncio.timeout(10):  # full size again
+            while client.video[-1].data.shape[:2] != (512, 512):
+                await asyncio.sleep(0.05)
+        assert live.snapshot()["degrade"]["level"] == 0 and live.snapshot()["fps"] == 50
     finally:
+        await client.close()
         await live.close()
         await pool.aclose()
 
-    steps = [tuple(map(int, m)) for m in re.findall(r"video (\d+) → (\d+) fps", caplog.text)]
-    assert steps[:3] == [(50, 30), (30, 25), (25, 20)]
-    assert steps[-3:] == [(20, 25), (25, 30), (30, 50)]
+    steps = steps_in(caplog.text)
+    down = [("down", "fps")] * 3 + [("down", "resolution"), ("down", "engine")]
+    assert steps[:5] == down
+    assert steps[-5:] == [("up", step) for _, step in reversed(down)]
+    counted = degrade_steps()
+    for key in {*down, *steps[-5:]}:
+        assert counted[key] - counted_before[key] == steps.count(key)
     # frames were made at the rates the session went through, and never overlap on the time line
     assert {960, 2400} <= {samples for _, samples in placed}
     assert all(a + length <= b for (a, length), (b, _) in itertools.pairwise(placed))
-    assert live.events.states.count("speaking") >= 1 and len(live.events.states) >= 6  # fps changes went out too
+    assert live.events.states.count("speaking") >= 1 and len(live.events.states) >= 10  # every step went out too

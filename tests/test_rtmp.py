@@ -230,3 +230,31 @@ async def test_a_minute_of_speech_stays_within_one_frame(live, rtmp_server):
     assert all(abs(streamed - own) <= 1 / 25 for streamed, own in zip(lags, sent, strict=True)), (lags, sent)
     audio_end = audio_start + len(audio) / 48_000
     assert abs(audio_end - video[-1][0]) <= 2 / 25, (audio_end, video[-1][0])  # no drift between the two
+
+
+async def until(condition, timeout: float = 20) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+async def test_half_size_frames_of_a_degraded_session_are_streamed_at_full_size(live, rtmp_server):
+    """The degradation ladder's half-size frames are scaled back up for the stream, even when it starts while the
+    session is degraded: a player sees one picture size, the whole picture, before and after the session recovers."""
+    sent: list[bool] = []  # per frame the video track sent: was it half size?
+    on_sent = live.video_track.on_sent
+    live.video_track.on_sent = lambda at: (sent.append(live.video_track.half_size), on_sent(at))
+    live.video_track.half_size = True
+    await live.start_rtmp(rtmp_server.url, LOCAL, FAST_RETRY)
+    await wait_for_state(live, "live")
+    await until(lambda: sent.count(True) >= 50)
+    live.video_track.half_size = False  # recovered
+    await until(lambda: sent.count(False) >= 50)
+    await live.stop_rtmp()
+    [recording] = rtmp_server.wait_for_recording(1)
+    video, _, _, _ = decode(recording)
+    assert {picture.shape[:2] for _, picture in video} == {(512, 512)}
+    still = live.lease.avatar.frames[0].astype(int)
+    differences = [float(np.abs(picture.astype(int) - still).mean()) for _, picture in video]
+    print(f"\nRTMP half → full size: mean |difference| from the avatar {differences[5]:.1f} → {differences[-5]:.1f}")
+    assert len(video) > 60 and max(differences[2:-2]) < 12, differences

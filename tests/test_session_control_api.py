@@ -43,6 +43,14 @@ async def test_say_is_spoken_by_the_owner_and_state_reports_it(owned, world_a):
             "fps": 25,
             "speaking_text": state.json()["speaking_text"],
             "rtmp": None,  # no RTMP stream started
+            "degrade": {
+                "level": 0,
+                "levels": 3,
+                "step": "top",
+                "fps": 25,
+                "half_size": False,
+                "lipsync_engine": "default",
+            },
         }
         assert state.json()["speaking_text"] in {"Good morning.", "The weather is fine today."}
 

@@ -13,6 +13,7 @@
     sayForm: $("say-form"), sayText: $("say-text"), sayButton: $("say-button"),
     talk: $("talk-button"), transcript: $("live-transcript"), history: $("history"),
     subtitle: $("subtitle"), badge: $("state-badge"), readout: $("readout"), error: $("error-line"),
+    quality: $("quality-note"),
     video: $("avatar-video"), audio: $("avatar-audio"), canvas: $("avatar-canvas"), stageView: $("stage-view"),
   };
   const format = (template, values) => template.replace(/%\((\w+)\)s/g, (_, key) => values[key] ?? "–");
@@ -42,6 +43,19 @@
     ui.badge.dataset.state = state;
     ui.badge.textContent = strings[state] || state;
     ui.interrupt.disabled = !(state === "speaking" || state === "thinking");
+  }
+
+  /* The server steps the video down (fps, half size, a lighter lip-sync engine) to stay real-time under load,
+   * and back up when it can: say so while it is degraded. */
+  function showDegrade(degrade) {
+    const level = degrade ? degrade.level : 0;
+    ui.quality.hidden = level === 0;
+    ui.quality.dataset.level = String(level);
+    if (level === 0) return;
+    const what = [format(strings.degraded_fps, { fps: degrade.fps })];
+    if (degrade.half_size) what.push(strings.degraded_half_size);
+    if (degrade.step === "engine") what.push(strings.degraded_engine);
+    ui.quality.textContent = format(strings.degraded, { what: what.join(" · ") });
   }
 
   /* Sentences of one message: Chinese ones run on, Latin ones keep a space between them. */
@@ -157,6 +171,7 @@
         case "state":
           setState(event.state);
           this.serverFps = event.fps; // lowered by the server under load, raised again when it has headroom
+          showDegrade(event.degrade);
           if (event.state === "idle") ui.subtitle.textContent = "";
           break;
         case "role": {
@@ -257,6 +272,7 @@
       if (this.mic) this.mic.getTracks().forEach((track) => track.stop());
       this.ws = null; this.pc = null; this.mic = null;
       setState("idle");
+      showDegrade(null);
       ui.start.textContent = strings.start;
       ui.start.disabled = false;
       for (const control of [ui.sayText, ui.sayButton, ui.talk, ui.interrupt]) control.disabled = true;
