@@ -12,6 +12,8 @@ import re
 import time
 from dataclasses import replace
 
+import aiohttp
+import httpx
 import numpy as np
 import pytest
 from prometheus_client import generate_latest
@@ -24,12 +26,14 @@ from realtime.pipeline.features import FeatureStage
 from realtime.pipeline.stage import Generation, Stage
 from realtime.session import LiveSession
 from realtime.timeline import FrameRate
-from testkit.bundles import write_astronaut_bundle
+from testkit.bundles import write_astronaut_bundle, write_random_wav2lip_checkpoint
 from testkit.defaults import model_pool, session_config
 from testkit.peers import ReceivingPeer
 from testkit.voice import RecordingEvents
 from tests.fixtures.fake_engines import BlockTTS, LevelLipSync
+from tests.fixtures.processes import child_env, serving_daphne
 from tests.fixtures.prometheus import parse, total
+from tests.test_scale_out import Socket
 
 POLICY = DegradePolicy(late_frames=3, window_s=2.0, hold_s=2.0, recover_s=5.0, headroom=0.7)
 FULL_LADDER = [(50, 30), (30, 25), (25, 20), (20, "half"), ("half", "default")]
@@ -353,3 +357,84 @@ async def test_a_live_session_goes_down_the_whole_ladder_under_load_and_back_up(
     assert {960, 2400} <= {samples for _, samples in placed}
     assert all(a + length <= b for (a, length), (b, _) in itertools.pairwise(placed))
     assert live.events.states.count("speaking") >= 1 and len(live.events.states) >= 10  # every step went out too
+
+
+# --- a real server ---------------------------------------------------------------------------------------------
+
+TOKEN = "degrade-scrape-token"
+
+
+@pytest.fixture
+def wav2lip_session(chat_session, tmp_path):
+    """The chat session's role lip-synced by a real Wav2Lip (a random 96-px checkpoint): on this CPU far slower than
+    real time, so the session has to step down to the default engine."""
+    avatar = chat_session.role.avatar
+    avatar.lipsync_engine = "wav2lip"
+    avatar.save(update_fields=["lipsync_engine"])
+    return chat_session, write_random_wav2lip_checkpoint(tmp_path / "wav2lip.pth")
+
+
+def state_levels(socket: Socket) -> list[dict]:
+    return [event["degrade"] for event in socket.events if event["type"] == "state"]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("loopback_ice")
+async def test_an_overloaded_wav2lip_session_on_daphne_shows_every_step(wav2lip_session, world_a, tmp_path):
+    """On a real daphne, over a real WebSocket: a Wav2Lip role that cannot keep up steps 25 → 20 fps → half size →
+    the default engine; each step reaches the page in a ``state`` message, REST ``state`` reports the level, the
+    client decodes half-size frames, and ``/metrics`` counts the steps and the session's level."""
+    chat_session, checkpoint = wav2lip_session
+    env = child_env(
+        LIVEHUMAN_METRICS_TOKEN=TOKEN,
+        LIVEHUMAN_WAV2LIP_CHECKPOINT=str(checkpoint),
+        LIVEHUMAN_LIPSYNC_BATCH_SIZE="2",  # frequent render reports: each step is judged sooner
+        LIVEHUMAN_DEGRADE_HOLD_S="0.5",
+        LIVEHUMAN_DEGRADE_WINDOW_S="4",
+        LIVEHUMAN_DEGRADE_LATE_FRAMES="2",
+    )
+    session_id, headers = str(chat_session.pk), {"Authorization": f"Api-Key {world_a.raw_key}"}
+    with serving_daphne(tmp_path / "daphne.log", env) as base:
+        client = ReceivingPeer()
+        async with aiohttp.ClientSession() as http, httpx.AsyncClient(base_url=base, headers=headers) as rest:
+            ws_url = base.replace("http", "ws") + f"/ws/sessions/{session_id}/?api_key={world_a.raw_key}"
+            socket = Socket(await http.ws_connect(ws_url))
+            try:
+                await socket.wait_for("state", timeout=90)  # Wav2Lip (torch) and the default engine load first
+                await socket.ws.send_json({"type": "offer", "sdp": await client.offer()})
+                await client.accept((await socket.wait_for("answer"))["sdp"])
+                await socket.ws.send_json({"type": "say", "text": "Counting slowly to keep the model busy. " * 8})
+                async with asyncio.timeout(90):
+                    while not state_levels(socket) or state_levels(socket)[-1]["level"] != 3:
+                        await asyncio.sleep(0.1)
+                state = (await rest.get(f"/api/v1/sessions/{session_id}/state/")).json()
+                async with asyncio.timeout(20):  # the client decodes half-size frames of the 512 × 512 avatar
+                    while not client.video or client.video[-1].data.shape[:2] != (256, 256):
+                        await asyncio.sleep(0.1)
+                async with httpx.AsyncClient() as scraper:
+                    metrics = await scraper.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+            finally:
+                await client.close()
+                await socket.close()
+
+    levels = [(level["level"], level["step"], level["fps"], level["half_size"]) for level in state_levels(socket)]
+    firsts = [next(seen for seen in levels if seen[0] == n) for n in range(4)]
+    assert firsts == [
+        (0, "top", 25, False),
+        (1, "fps", 20, False),
+        (2, "resolution", 20, True),
+        (3, "engine", 20, True),
+    ]
+    assert state["degrade"] == {
+        "level": 3,
+        "levels": 4,
+        "step": "engine",
+        "fps": 20,
+        "half_size": True,
+        "lipsync_engine": "default",
+    }
+    samples = parse(metrics.text)
+    for step in ("fps", "resolution", "engine"):
+        assert total(samples, "livehuman_degrade_steps_total", direction="down", step=step) >= 1, step
+    assert total(samples, "livehuman_session_degrade_level", level="3", step="engine") == 1
