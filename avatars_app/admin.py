@@ -27,6 +27,7 @@ from realtime.avatar.format import Manifest, UnsupportedBundle
 from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.mouth_atlas import ATLAS
 
+from .build_messages import avatar_error, avatar_warnings
 from .build_stages import stage_label
 from .bundle.preview import atlas_png, preview_png
 from .engine_labels import TranslatedEngineChoicesMixin
@@ -279,8 +280,8 @@ def _status_payload(avatar: Avatar) -> dict[str, Any]:
         "stage": avatar.stage,
         "stage_label": stage_label(avatar),
         "progress": avatar.progress,
-        "error": avatar.error,
-        "warnings": [line for line in avatar.warnings.splitlines() if line],
+        "error": avatar_error(avatar),
+        "warnings": avatar_warnings(avatar),
         "frame_count": avatar.frame_count,
         "running": avatar.status in _BUILDING,
         "status_url": reverse("admin:avatars_app_avatar_status", args=[avatar.pk]),

@@ -152,8 +152,13 @@ class Avatar(TenantOwnedModel):
     )
     progress = models.PositiveSmallIntegerField(_("progress (%)"), default=0, editable=False)
     stage = models.CharField(_("stage"), max_length=64, blank=True, editable=False)
+    # ``error`` and ``warnings`` hold the build's messages in English (logs, rows from before messages were
+    # kept); ``error_message`` and ``warning_messages`` hold them untranslated (realtime/avatar/messages.py), so
+    # each reader sees them in their own language (build_messages.py).
     error = models.TextField(_("error"), blank=True, editable=False)
+    error_message = models.JSONField(default=dict, blank=True, editable=False)
     warnings = models.TextField(_("warnings"), blank=True, editable=False)
+    warning_messages = models.JSONField(default=list, blank=True, editable=False)
     bundle_path = models.CharField(
         _("bundle location"), max_length=255, blank=True, editable=False, help_text=_("Relative to MEDIA_ROOT.")
     )

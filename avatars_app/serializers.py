@@ -9,6 +9,7 @@ from rest_framework import serializers
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.api import TenantScopedSerializer
 
+from .build_messages import avatar_error, avatar_warnings
 from .models import API_KEY_URLS, Avatar, Prompt, PromptVersion, Role, Voice
 from .services import check_avatar_quota, check_upload_quota, file_checksum
 from .uploads import accept_avatar_source, accept_reference_audio
@@ -63,7 +64,13 @@ class PromptSerializer(TenantScopedSerializer):
 
 class AvatarSerializer(TenantScopedSerializer):
     """An avatar and its build: ``source_video`` is the upload (multipart); ``status``, ``stage``, ``progress``
-    (percent) and ``error`` follow the build, ``warnings`` holds one line per thing to check in the preview."""
+    (percent) and ``error`` follow the build, ``warnings`` holds one line per thing to check in the preview;
+    both in the request's language (Accept-Language)."""
+
+    error = serializers.SerializerMethodField(help_text="Why the build failed, in the request's language.")
+    warnings = serializers.SerializerMethodField(
+        help_text="What to check in the preview, one line each, in the request's language."
+    )
 
     class Meta:
         model = Avatar
@@ -92,8 +99,6 @@ class AvatarSerializer(TenantScopedSerializer):
             "status",
             "progress",
             "stage",
-            "error",
-            "warnings",
             "frame_count",
             "width",
             "height",
@@ -103,6 +108,12 @@ class AvatarSerializer(TenantScopedSerializer):
             "build_finished_at",
         ]
         extra_kwargs = {"source_video": {"write_only": True}}
+
+    def get_error(self, avatar: Avatar) -> str:
+        return avatar_error(avatar)
+
+    def get_warnings(self, avatar: Avatar) -> str:
+        return "\n".join(avatar_warnings(avatar))
 
     def validate_source_video(self, upload: Any) -> Any:
         check_upload_quota(self.context["scope"].tenant, upload.size)

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.tenancy.models import Tenant
@@ -25,6 +26,10 @@ from .bundle.storage import bundle_folder_name
 from .models import Avatar
 
 _CHUNK = 1024 * 1024
+# Said at upload (translated at once) and by a build that would not fit (stored untranslated, with its limit).
+STORAGE_QUOTA_MESSAGE = gettext_noop(
+    "This tenant's files would exceed its disk quota of %(limit)d MB. Delete avatars or voices first."
+)
 
 
 def check_upload_quota(tenant: Tenant, size: int) -> None:
@@ -53,9 +58,7 @@ def tenant_storage_bytes(tenant: Tenant | int) -> int:
 
 
 def storage_quota_message(tenant: Tenant) -> str:
-    return _("This tenant's files would exceed its disk quota of %(limit)d MB. Delete avatars or voices first.") % {
-        "limit": tenant.max_storage_mb
-    }
+    return _(STORAGE_QUOTA_MESSAGE) % {"limit": tenant.max_storage_mb}
 
 
 def check_avatar_quota(tenant: Tenant) -> None:
@@ -161,6 +164,7 @@ def prepare_build(avatar: Avatar) -> str:
         progress=0,
         stage="queued",
         error="",
+        error_message={},
         task_id=task_id,
         build_started_at=None,
         build_finished_at=None,

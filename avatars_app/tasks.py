@@ -19,9 +19,11 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from livehuman_site.conf import livehuman_settings
 from realtime.avatar.format import Manifest
+from realtime.avatar.messages import Message
 from realtime.metrics import AVATAR_BUILD_SECONDS, AVATAR_BUILDS
 
 from .bundle.builder import build_bundle, reuse_bundle
@@ -29,12 +31,12 @@ from .bundle.errors import BadVideo
 from .bundle.storage import discard_other_bundles, discard_partials
 from .models import Avatar
 from .services import (
+    STORAGE_QUOTA_MESSAGE,
     avatar_folder,
     build_options,
     file_checksum,
     find_reusable_bundle,
     prepare_build,
-    storage_quota_message,
     tenant_storage_bytes,
 )
 
@@ -44,6 +46,7 @@ _TIME_LIMIT_GRACE_S = 60  # between the soft limit (the task records the failure
 # Worth another attempt: storage hiccups (NFS, a full disk being cleaned) and a locked or restarting database.
 TRANSIENT_ERRORS = (OSError, OperationalError)
 _RETRY_BASE_DELAY_S = 10
+UNEXPECTED_FAILURE = gettext_noop("The build failed unexpectedly; the error has been logged for the operator.")
 
 
 class Superseded(Exception):
@@ -103,6 +106,7 @@ def _build_avatar(self: Task, avatar_id: int, force: bool) -> str:
         stage="starting",
         progress=0,
         error="",
+        error_message={},
         build_started_at=timezone.now(),
         build_finished_at=None,
     )
@@ -118,7 +122,9 @@ def _build_avatar(self: Task, avatar_id: int, force: bool) -> str:
             stage=stage,
             progress=100,
             error="",
-            warnings="\n".join(manifest.warnings),
+            error_message={},
+            warnings="\n".join(map(str, manifest.warnings)),
+            warning_messages=[warning.to_json() for warning in manifest.warnings],
             bundle_path=folder.relative_to(Path(settings.MEDIA_ROOT)).as_posix(),
             frame_count=manifest.frame_count,
             width=manifest.width,
@@ -131,13 +137,13 @@ def _build_avatar(self: Task, avatar_id: int, force: bool) -> str:
     except BadVideo as exc:
         return _fail(avatar_id, task_id, exc.message)
     except SoftTimeLimitExceeded:
-        limit = livehuman_settings.AVATAR_BUILD_TIME_LIMIT_S
-        return _fail(avatar_id, task_id, f"The build took longer than {limit} s (AVATAR_BUILD_TIME_LIMIT_S).")
+        template = gettext_noop("The build took longer than %(limit)d s (AVATAR_BUILD_TIME_LIMIT_S).")
+        return _fail(avatar_id, task_id, Message(template, {"limit": livehuman_settings.AVATAR_BUILD_TIME_LIMIT_S}))
     except TRANSIENT_ERRORS as exc:
         return _retry_or_fail(self, avatar_id, exc)
     except Exception:
         # The exception's text is for the operator's log (below), never for the tenant who reads the row.
-        _fail(avatar_id, task_id, "The build failed unexpectedly; the error has been logged for the operator.")
+        _fail(avatar_id, task_id, Message(UNEXPECTED_FAILURE))
         raise
     return "ready"
 
@@ -146,7 +152,7 @@ def _build_or_reuse(avatar: Avatar, task_id: str, force: bool) -> tuple[Path, Ma
     folder = avatar_folder(avatar)
     discard_partials(folder)  # what a killed earlier attempt left; we hold the build now
     if not avatar.source_video or not Path(avatar.source_video.path).is_file():
-        raise BadVideo("missing_source", "The uploaded video is missing from storage. Upload it again.")
+        raise BadVideo("missing_source", gettext_noop("The uploaded video is missing from storage. Upload it again."))
     source = Path(avatar.source_video.path)
     if not avatar.source_checksum:
         avatar.source_checksum, avatar.source_size = file_checksum(source)
@@ -162,7 +168,7 @@ def _build_or_reuse(avatar: Avatar, task_id: str, force: bool) -> tuple[Path, Ma
         stage = "ready"
         if tenant_storage_bytes(avatar.tenant_id) > avatar.tenant.max_storage_bytes:
             shutil.rmtree(bundle, ignore_errors=True)  # the quota holds: the new bundle does not stay
-            raise BadVideo("storage_quota", storage_quota_message(avatar.tenant))
+            raise _over_quota(avatar)
     discard_other_bundles(folder, keep=bundle.name)
     return bundle, manifest, stage
 
@@ -170,7 +176,11 @@ def _build_or_reuse(avatar: Avatar, task_id: str, force: bool) -> tuple[Path, Ma
 def _check_storage(avatar: Avatar) -> None:
     """A tenant at its disk quota builds nothing: checked before the build writes a byte."""
     if tenant_storage_bytes(avatar.tenant_id) >= avatar.tenant.max_storage_bytes:
-        raise BadVideo("storage_quota", storage_quota_message(avatar.tenant))
+        raise _over_quota(avatar)
+
+
+def _over_quota(avatar: Avatar) -> BadVideo:
+    return BadVideo("storage_quota", STORAGE_QUOTA_MESSAGE, limit=avatar.tenant.max_storage_mb)
 
 
 def _retry_or_fail(task: Task, avatar_id: int, exc: Exception) -> str:
@@ -178,9 +188,15 @@ def _retry_or_fail(task: Task, avatar_id: int, exc: Exception) -> str:
     retries = livehuman_settings.AVATAR_BUILD_MAX_RETRIES
     task_id = task.request.id
     if task.request.retries >= retries:
-        return _fail(avatar_id, task_id, f"The build failed {retries + 1} times; last error: {exc}")
+        logger.warning("Avatar %s: build failed %d times, last: %r", avatar_id, retries + 1, exc)
+        template = gettext_noop(
+            "The build failed %(attempts)d times on a storage or database error; the error has been logged for "
+            "the operator."
+        )
+        return _fail(avatar_id, task_id, Message(template, {"attempts": retries + 1}))
     try:
-        _update(avatar_id, task_id, status=Avatar.Status.PENDING, stage="retrying", error=str(exc))
+        # The error itself (a path, a database message) is for the log below, not for the tenant's row.
+        _update(avatar_id, task_id, status=Avatar.Status.PENDING, stage="retrying", error="", error_message={})
     except Superseded:  # e.g. a newer build removed this one's folder under it
         return "superseded"
     logger.warning("Avatar %s: build failed (%s), retrying", avatar_id, exc)
@@ -188,8 +204,9 @@ def _retry_or_fail(task: Task, avatar_id: int, exc: Exception) -> str:
     raise task.retry(exc=exc, countdown=delay, max_retries=retries) from exc
 
 
-def _fail(avatar_id: int, task_id: str, message: str) -> str:
-    """Record why the build stopped. The upload and any earlier bundle stay: nothing else is lost."""
+def _fail(avatar_id: int, task_id: str, message: Message) -> str:
+    """Record why the build stopped: the message in English (for logs) and untranslated (shown in each reader's
+    language). The upload and any earlier bundle stay: nothing else is lost."""
     logger.info("Avatar %s: build failed: %s", avatar_id, message)
     try:
         _update(
@@ -197,7 +214,8 @@ def _fail(avatar_id: int, task_id: str, message: str) -> str:
             task_id,
             status=Avatar.Status.FAILED,
             stage="failed",
-            error=message,
+            error=str(message),
+            error_message=message.to_json(),
             build_finished_at=timezone.now(),
         )
     except Superseded:

@@ -3,6 +3,7 @@ status, the preview strip with the boxes drawn, quotas, and tenant scoping."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from avatars_app.models import Avatar, Prompt, Role, Voice
 from avatars_app.services import bundle_location
 from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.mouth_atlas import ATLAS, MouthAtlas, atlas_grid
+from tests.fixtures.videos import no_face, two_faces
 
 ADMIN = "/admin/avatars_app"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -286,3 +288,35 @@ def test_engine_choices_are_translated_in_the_chinese_admin(owner, settings, pag
     settings.LANGUAGE_CODE = "zh-hans"
     html = owner.get(f"{ADMIN}/{page}/add/").content.decode()
     assert translated in html and english not in html
+
+
+def test_build_error_and_warnings_are_shown_in_the_admin_users_language(
+    owner, tmp_path, eager_builds, django_capture_on_commit_callbacks
+):
+    """The build stores its messages untranslated; the change page and the live panel's JSON show them in the
+    language the user chose (the language switcher), not in the worker's."""
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _add_avatar(owner, two_faces(tmp_path / "two.mp4").path, name="Two faces").status_code == 302
+        assert _add_avatar(owner, no_face(tmp_path / "wall.mp4"), name="Nobody").status_code == 302
+    warned, failed = Avatar.objects.get(name="Two faces"), Avatar.objects.get(name="Nobody")
+    assert (warned.status, failed.status) == ("ready", "failed"), (warned.error, failed.error)
+    expected = {
+        "zh-hans": (
+            "画面中同时出现了 2 张人脸，形象使用其中最大、最稳定的一张。请检查预览。",
+            "视频中没有找到人脸。请让人物正对镜头、光线充足地拍摄，"
+            "并且在这段 320×240 的视频画面中脸部高度至少 40 像素。",
+        ),
+        "en": (
+            "2 faces are visible at the same time; the avatar uses the largest and steadiest one. Check the preview.",
+            "No face was found in the video. Film the person facing the camera, well lit, with the face at least 40 "
+            "pixels tall in this video's 320×240 frame.",
+        ),
+    }
+    for language, (warning, error) in expected.items():
+        owner.post("/i18n/setlang/", {"language": language, "next": "/admin/"})
+        warned_page = html.unescape(owner.get(f"{ADMIN}/avatar/{warned.pk}/change/").content.decode())
+        failed_page = html.unescape(owner.get(f"{ADMIN}/avatar/{failed.pk}/change/").content.decode())
+        assert f"<li>{warning}</li>" in warned_page
+        assert f'<p class="avatar-build__error errornote">{error}</p>' in failed_page
+        assert owner.get(f"{ADMIN}/avatar/{warned.pk}/build-status/").json()["warnings"][0] == warning
+        assert owner.get(f"{ADMIN}/avatar/{failed.pk}/build-status/").json()["error"] == error

@@ -91,8 +91,9 @@ def test_an_upload_that_is_no_video_is_refused_at_once(case, world_a, tmp_path, 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_upload_fails_with_a_clear_error(
-    case, world_a, ready_avatar, tmp_path, eager_builds, django_capture_on_commit_callbacks
+    case, world_a, ready_avatar, tmp_path, settings, eager_builds, django_capture_on_commit_callbacks
 ):
+    settings.LANGUAGE_CODE = "en"
     make, expected = BAD_INPUTS[case]
     before = _bundle_snapshot(ready_avatar)
     client = key_client(world_a.raw_key)
@@ -113,6 +114,7 @@ def test_bad_upload_fails_with_a_clear_error(
 
 def test_too_long_video_names_the_limit(world_a, tmp_path, settings, eager_builds, django_capture_on_commit_callbacks):
     settings.LIVEHUMAN = {"AVATAR_MAX_SECONDS": 1}
+    settings.LANGUAGE_CODE = "en"
     video = moving_astronaut(tmp_path / "long.mp4", seconds=3)
     body = _upload_and_build(key_client(world_a.raw_key), video.path, django_capture_on_commit_callbacks)
     assert body["status"] == "failed"
@@ -122,18 +124,20 @@ def test_too_long_video_names_the_limit(world_a, tmp_path, settings, eager_build
 def test_several_faces_use_the_largest_and_say_so(
     world_a, tmp_path, settings, eager_builds, django_capture_on_commit_callbacks
 ):
+    settings.LANGUAGE_CODE = "en"
     video = two_faces(tmp_path / "two.mp4")
     body = _upload_and_build(key_client(world_a.raw_key), video.path, django_capture_on_commit_callbacks)
     assert body["status"] == "ready", body
     assert "2 faces are visible at the same time" in body["warnings"]
     bundle = AvatarBundle.open(bundle_location(Avatar.objects.get(pk=body["id"])))
     assert_bundle_matches(bundle, video)  # every box on the large face, none on the small one
-    assert bundle.manifest.warnings == body["warnings"].splitlines()
+    assert [str(warning) for warning in bundle.manifest.warnings] == body["warnings"].splitlines()
 
 
 def test_failed_rebuild_from_a_new_upload_keeps_the_old_bundle(
-    world_a, ready_avatar, tmp_path, eager_builds, django_capture_on_commit_callbacks
+    world_a, ready_avatar, tmp_path, settings, eager_builds, django_capture_on_commit_callbacks
 ):
+    settings.LANGUAGE_CODE = "en"
     old_folder = bundle_location(ready_avatar)
     client = key_client(world_a.raw_key)
     with django_capture_on_commit_callbacks(execute=True), no_face(tmp_path / "wall.mp4").open("rb") as handle:

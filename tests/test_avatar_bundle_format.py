@@ -13,6 +13,7 @@ import skimage.data
 from avatars_app.bundle.builder import build_bundle
 from realtime.avatar.extras import ExtraInputs, ExtraResult
 from realtime.avatar.format import BUNDLE_VERSION, MANIFEST_FILE, UnsupportedBundle
+from realtime.avatar.messages import Message
 from realtime.avatar.reader import AvatarBundle
 from realtime.face import topology
 from testkit.bundles import ASTRONAUT_MOUTH_BOX, prebuilt_options, write_astronaut_bundle
@@ -78,7 +79,7 @@ def record_mouths(inputs: ExtraInputs) -> ExtraResult:
     first = inputs.frames[0]
     return ExtraResult(
         metadata={"frames": len(inputs.frames), "shape": list(first.shape), "kind": inputs.kind},
-        warnings=["test extra ran"],
+        warnings=[Message("test extra ran")],
     )
 
 
@@ -90,7 +91,8 @@ def test_extra_builders_run_after_the_landmarks_and_their_data_is_read_back(tmp_
     folder, manifest = build_bundle(video.path, tmp_path / "avatar", "c0" * 32, prebuilt_options())
     bundle = AvatarBundle.open(folder)
     assert manifest.extras["mouths"] == {"frames": bundle.frame_count, "shape": [240, 320, 3], "kind": "video"}
-    assert "test extra ran" in manifest.warnings
+    assert Message("test extra ran") in manifest.warnings
+    assert Message("test extra ran") in bundle.manifest.warnings  # and read back
     lips = np.load(bundle.extra_folder("mouths") / "lips.npy")
     np.testing.assert_allclose(lips, bundle.landmarks[:, list(topology.OUTER_LIPS)].mean(1), atol=1e-4)
     with pytest.raises(UnsupportedBundle, match="no 'atlas' data"):

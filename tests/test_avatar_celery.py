@@ -126,11 +126,39 @@ def test_worker_builds_a_clip_that_cuts_between_faces_keeping_the_longest_shot(w
     assert (float(kept[1]), float(kept[2])) == (round(start, 1), round(end, 1))
     assert "shot cut" in avatar.warnings
     assert 3.0 <= end - start < float(kept[4]) - 3.0  # one shot of several, at least 3 s
+    # The status API says the same in the reader's language, the reasons listed the Chinese way.
+    url = f"/api/v1/avatars/{avatar.pk}/"
+    english = key_client(world_a.raw_key).get(url, HTTP_ACCEPT_LANGUAGE="en").json()["warnings"]
+    assert kept[0] in english and english == avatar.warnings
+    chinese = key_client(world_a.raw_key).get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").json()["warnings"]
+    assert f"中保留了 {kept[1]}–{kept[2]} 秒（共 {kept[3]} 秒）" in chinese, chinese
+    assert re.search(r"（原因：\d+ 处镜头切换(、[^）]+)*）。请检查预览。", chinese), chinese
+    assert "Kept" not in chinese
     assert bundle.frame_count == round((end - start) * bundle.fps)
     heights = topology.face_height(bundle.landmarks)
     assert heights.max() < 1.35 * heights.min()  # one face throughout: no jump to the other character
     for (fx1, fy1, fx2, fy2), (mx1, my1, mx2, my2) in zip(bundle.face_boxes, bundle.mouth_boxes, strict=True):
         assert fx1 <= mx1 < mx2 <= fx2 and fy1 <= my1 < my2 <= fy2
+
+
+def test_a_bad_upload_fails_in_the_readers_language(worker, world_a, tmp_path):
+    """The worker keeps the refusal untranslated; the status API shows it in each request's Accept-Language."""
+    client = key_client(world_a.raw_key)
+    response = upload(client, no_face(tmp_path / "wall.mp4"))
+    assert response.status_code == 201, response.json()
+    url = f"/api/v1/avatars/{response.json()['id']}/"
+
+    def status(language: str) -> dict:
+        return client.get(url, HTTP_ACCEPT_LANGUAGE=language).json()
+
+    chinese = _wait_for(lambda: status("zh-hans")["status"] == "failed" and status("zh-hans"), 60, "the build")
+    assert chinese["error"] == (
+        "视频中没有找到人脸。请让人物正对镜头、光线充足地拍摄，并且在这段 320×240 的视频画面中脸部高度至少 40 像素。"
+    )
+    assert status("en")["error"] == (
+        "No face was found in the video. Film the person facing the camera, well lit, with the face at least "
+        "40 pixels tall in this video's 320×240 frame."
+    )
 
 
 def test_progress_is_live_in_the_api_and_the_admin(worker, world_a, tmp_path):

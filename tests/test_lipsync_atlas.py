@@ -72,7 +72,7 @@ def test_thin_footage_asks_for_more_speech(avatar):
     closed = np.argsort(topology.mouth_opening(avatar.landmarks))[:12]
     frames = [avatar.frames[i] for i in closed]
     (warning,) = build_mouth_atlas(frames, avatar.landmarks[closed]).coverage.warnings
-    assert "few mouth shapes" in warning and "Record at least 20 seconds" in warning
+    assert "few mouth shapes" in str(warning) and "Record at least 20 seconds" in str(warning)
 
 
 def _loudness_db(requests: list[LipSyncRequest]) -> np.ndarray:

@@ -19,6 +19,7 @@ from realtime.avatar.boxes import boxes_from_landmarks
 from realtime.avatar.extras import run_extra_builders
 from realtime.avatar.format import BUNDLE_VERSION, LANDMARKS_FILE, POSE_FILE, Manifest
 from realtime.avatar.frames import JPEG_QUALITY, FrameStore, FrameWriter, keep_frames
+from realtime.avatar.messages import Message, gettext_noop
 from realtime.avatar.reader import AvatarBundle
 from realtime.face.mesh import FaceLandmarker, head_pose
 from realtime.face.smoothing import LandmarkSmoother
@@ -125,12 +126,18 @@ def _write_photo_bundle(
     if found is None:
         raise BadVideo(
             "no_face",
-            "No face was found in the photo. Use a portrait facing the camera, well lit, with the face at least "
-            f"{_SMALLEST_FACE} pixels tall in this photo's {width}×{height} picture.",
+            gettext_noop(
+                "No face was found in the photo. Use a portrait facing the camera, well lit, with the face at least "
+                "%(smallest)d pixels tall in this photo's %(width)d×%(height)d picture."
+            ),
+            smallest=_SMALLEST_FACE,
+            width=width,
+            height=height,
         )
     warnings = []
     if len(faces) > 1:
-        warnings.append(f"{len(faces)} faces are in the photo; the avatar uses the largest one. Check the preview.")
+        template = gettext_noop("%(count)d faces are in the photo; the avatar uses the largest one. Check the preview.")
+        warnings.append(Message(template, {"count": len(faces)}))
     with FrameWriter(folder, options.jpeg_quality) as writer:
         writer.append(rgb)
     progress("decoding", _SCAN_END)
@@ -157,7 +164,7 @@ def _write_face_data(
     size: tuple[int, int],
     kept_span: tuple[float, float],
     source_seconds: float,
-    warnings: list[str],
+    warnings: list[Message],
     options: BuildOptions,
     progress: Progress,
 ) -> Manifest:
@@ -201,22 +208,31 @@ def _smooth(mesh: np.ndarray, fps: int) -> np.ndarray:
     return np.stack([backwards(p) for p in once[::-1]])[::-1]
 
 
-def _choose_span(scan: Scan, width: int, height: int, options: BuildOptions) -> tuple[Span, list[str]]:
+def _choose_span(scan: Scan, width: int, height: int, options: BuildOptions) -> tuple[Span, list[Message]]:
     """The longest steady stretch of one face, and the warnings that say what was kept and why; or the reason
     there is no usable face."""
     total = len(scan.points)
     if scan.found == 0:
         raise BadVideo(
             "no_face",
-            "No face was found in the video. Film the person facing the camera, well lit, with the face at "
-            f"least {_SMALLEST_FACE} pixels tall in this video's {width}×{height} frame.",
+            gettext_noop(
+                "No face was found in the video. Film the person facing the camera, well lit, with the face at "
+                "least %(smallest)d pixels tall in this video's %(width)d×%(height)d frame."
+            ),
+            smallest=_SMALLEST_FACE,
+            width=width,
+            height=height,
         )
     found = scan.found / max(total, 1)
     if found < options.min_face_ratio:
         raise BadVideo(
             "too_few_faces",
-            f"A face was found in only {found:.0%} of the frames; at least {options.min_face_ratio:.0%} are "
-            "needed (AVATAR_MIN_FACE_RATIO). Keep the face in view, frontal and well lit, for the whole video.",
+            gettext_noop(
+                "A face was found in only %(found)d%% of the frames; at least %(needed)d%% are needed "
+                "(AVATAR_MIN_FACE_RATIO). Keep the face in view, frontal and well lit, for the whole video."
+            ),
+            found=round(found * 100),
+            needed=round(options.min_face_ratio * 100),
         )
     fps = options.fps
     spans = steady_spans(scan.points, scan.cuts, max_gap=round(options.max_gap_seconds * fps))
@@ -224,32 +240,58 @@ def _choose_span(scan: Scan, width: int, height: int, options: BuildOptions) -> 
     if best.length < options.min_span_seconds * fps:
         raise BadVideo(
             "no_steady_face",
-            f"The longest stretch showing one face steadily lasts {best.length / fps:.1f} s "
-            f"({best.start / fps:.1f}–{best.end / fps:.1f} s); at least {options.min_span_seconds:.1f} s are "
-            "needed (AVATAR_MIN_SECONDS). Upload a clip with one uninterrupted shot of the person.",
+            gettext_noop(
+                "The longest stretch showing one face steadily lasts %(length).1f s (%(start).1f–%(end).1f s); "
+                "at least %(needed).1f s are needed (AVATAR_MIN_SECONDS). Upload a clip with one uninterrupted "
+                "shot of the person."
+            ),
+            length=best.length / fps,
+            start=best.start / fps,
+            end=best.end / fps,
+            needed=options.min_span_seconds,
         )
     warnings = []
     if (best.start, best.end) != (0, total):
-        reasons = _why_split(spans, scan, total)
-        warnings.append(
-            f"Kept {best.start / fps:.1f}–{best.end / fps:.1f} s ({best.length / fps:.1f} s) of the "
-            f"{total / fps:.1f}-s video: the longest stretch showing one face steadily ({reasons}). "
+        warnings.append(_kept_warning(best, spans, scan, fps))
+    if scan.faces_at_once >= 2:
+        template = gettext_noop(
+            "%(count)d faces are visible at the same time; the avatar uses the largest and steadiest one. "
             "Check the preview."
         )
-    if scan.faces_at_once >= 2:
-        warnings.append(
-            f"{scan.faces_at_once} faces are visible at the same time; the avatar uses the largest and "
-            "steadiest one. Check the preview."
-        )
+        warnings.append(Message(template, {"count": scan.faces_at_once}))
     return best, warnings
 
 
-def _why_split(spans: list[Span], scan: Scan, total: int) -> str:
+def _kept_warning(best: Span, spans: list[Span], scan: Scan, fps: int) -> Message:
+    """Which part of the video was kept, and why the rest was not."""
+    times = {
+        "start": best.start / fps,
+        "end": best.end / fps,
+        "length": best.length / fps,
+        "total": len(scan.points) / fps,
+    }
+    reasons = _why_split(spans, scan, len(scan.points))
+    if not reasons:
+        template = gettext_noop(
+            "Kept %(start).1f–%(end).1f s (%(length).1f s) of the %(total).1f-s video: the longest stretch "
+            "showing one face steadily (the rest is unsteady). Check the preview."
+        )
+        return Message(template, times)
+    template = gettext_noop(
+        "Kept %(start).1f–%(end).1f s (%(length).1f s) of the %(total).1f-s video: the longest stretch showing "
+        "one face steadily (the video has %(reasons)s). Check the preview."
+    )
+    return Message(template, {**times, "reasons": reasons})
+
+
+def _why_split(spans: list[Span], scan: Scan, total: int) -> list[Message]:
     reasons = []
-    if scan.cuts:
-        reasons.append(f"{len(scan.cuts)} shot cut{'s' if len(scan.cuts) != 1 else ''}")
+    if len(scan.cuts) == 1:
+        reasons.append(Message(gettext_noop("1 shot cut")))
+    elif scan.cuts:
+        reasons.append(Message(gettext_noop("%(count)d shot cuts"), {"count": len(scan.cuts)}))
     if any(span.ended_by == "jump" for span in spans):
-        reasons.append("the face changes")
+        reasons.append(Message(gettext_noop("the face changes")))
     if any(span.ended_by == "no face" for span in spans) or spans[0].start > 0 or spans[-1].end < total:
-        reasons.append("stretches without a face")
-    return "the video has " + ", ".join(reasons) if reasons else "the rest is unsteady"
+        reasons.append(Message(gettext_noop("stretches without a face")))
+    return reasons

@@ -6,6 +6,7 @@ before any bundle file is written.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -14,6 +15,8 @@ from types import TracebackType
 
 import av
 import numpy as np
+
+from realtime.avatar.messages import gettext_noop
 
 from ..media_probe import VIDEO_CONTAINERS, demuxer_options
 from .errors import BadVideo
@@ -32,6 +35,19 @@ _STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pip
 # hls, concat, image2 (file patterns) or anything else that opens further files or URLs (issue 10, Medium 4).
 _DEMUXERS = (*VIDEO_CONTAINERS, "png_pipe", "jpeg_pipe", "webp_pipe")
 TRUNCATION_TOLERANCE = 0.9  # decoded span below this share of the declared duration means the file was cut short
+# The size refusal names what was uploaded: one whole sentence for each, so each translates as a sentence.
+_RESOLUTION_MESSAGES = {
+    "video": gettext_noop(
+        "The video is %(width)d×%(height)d pixels; avatars need at least %(min_side)d and at most %(max_side)d "
+        "pixels on each side, and an aspect ratio of at most %(max_aspect)g:1."
+    ),
+    "photo": gettext_noop(
+        "The photo is %(width)d×%(height)d pixels; avatars need at least %(min_side)d and at most %(max_side)d "
+        "pixels on each side, and an aspect ratio of at most %(max_aspect)g:1."
+    ),
+}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,36 +86,39 @@ def _sniff_container(path: Path) -> str | None:
 
 def _open_container(path: Path) -> av.container.InputContainer:
     if path.stat().st_size == 0:
-        raise BadVideo("not_video", "The file is empty.")
+        raise BadVideo("not_video", gettext_noop("The file is empty."))
     try:
         return av.open(str(path), mode="r", options=demuxer_options(_DEMUXERS))
     except av.error.FFmpegError as exc:
+        logger.info("%s cannot be opened: %s", path.name, exc)  # FFmpeg's words are for the log, not tenants
         kind = _sniff_container(path)
         if kind:
             raise BadVideo(
                 "damaged",
-                f"The file looks like a {kind} video but cannot be opened: it is damaged or truncated "
-                f"({_ffmpeg_reason(exc)}). Upload the complete file again.",
+                gettext_noop(
+                    "The file looks like a %(kind)s video but cannot be opened: it is damaged or truncated. "
+                    "Upload the complete file again."
+                ),
+                kind=kind,
             ) from None
         raise BadVideo(
-            "not_video", "This file is not a video that can be read. Upload an MP4, MOV, WebM or MKV file."
+            "not_video",
+            gettext_noop("This file is not a video that can be read. Upload an MP4, MOV, WebM or MKV file."),
         ) from None
-
-
-def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
-    return f"FFmpeg: {exc.strerror or exc}"
 
 
 def _pick_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
     if container.format.name in _STILL_IMAGE_FORMATS:
-        raise BadVideo("not_video", "This is a still image, not a video. Upload a video of the person.")
+        raise BadVideo("not_video", gettext_noop("This is a still image, not a video. Upload a video of the person."))
     # Cover art in music files is a one-picture "video" stream; it is not footage of a person.
     streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if streams:
         return streams[0]
     if container.streams.audio:
-        raise BadVideo("audio_only", "The file contains only audio, no video. Upload a video of the person.")
-    raise BadVideo("no_video", "The file contains no video stream. Upload a video of the person.")
+        raise BadVideo(
+            "audio_only", gettext_noop("The file contains only audio, no video. Upload a video of the person.")
+        )
+    raise BadVideo("no_video", gettext_noop("The file contains no video stream. Upload a video of the person."))
 
 
 def _declared_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
@@ -118,15 +137,21 @@ def check_resolution(width: int, height: int, limits: DecodeLimits, source: str 
     if short < limits.min_source_side or long > limits.max_source_side or long / short > limits.max_aspect:
         raise BadVideo(
             "resolution",
-            f"The {source} is {width}×{height} pixels; avatars need at least {limits.min_source_side} and at most "
-            f"{limits.max_source_side} pixels on each side, and an aspect ratio of at most {limits.max_aspect:g}:1.",
+            _RESOLUTION_MESSAGES[source],
+            width=width,
+            height=height,
+            min_side=limits.min_source_side,
+            max_side=limits.max_source_side,
+            max_aspect=limits.max_aspect,
         )
 
 
 def _too_long(seconds: float, limits: DecodeLimits) -> BadVideo:
     return BadVideo(
         "too_long",
-        f"The video is {seconds:.1f} s long; the limit is {limits.max_seconds:g} s (AVATAR_MAX_SECONDS). Trim it.",
+        gettext_noop("The video is %(seconds).1f s long; the limit is %(limit)g s (AVATAR_MAX_SECONDS). Trim it."),
+        seconds=seconds,
+        limit=limits.max_seconds,
     )
 
 
@@ -147,7 +172,7 @@ class VideoReader:
             self._decoded = self._container.decode(self._stream)
             self._first = self._next_frame()
             if self._first is None:
-                raise BadVideo("no_frames", "The video stream contains no frames.")
+                raise BadVideo("no_frames", gettext_noop("The video stream contains no frames."))
             self.info = self._describe(self._first)
         except BaseException:
             self._container.close()
@@ -181,10 +206,14 @@ class VideoReader:
         except StopIteration:
             return None
         except av.error.FFmpegError as exc:
+            logger.info("%s: decoding failed after %.1f s: %s", self.path.name, self.position, exc)
             raise BadVideo(
                 "damaged",
-                f"Decoding failed after {self.position:.1f} s of video: the file is damaged or truncated "
-                f"({_ffmpeg_reason(exc)}). Upload the complete file again.",
+                gettext_noop(
+                    "Decoding failed after %(seconds).1f s of video: the file is damaged or truncated. "
+                    "Upload the complete file again."
+                ),
+                seconds=self.position,
             ) from None
         self._check_frame(frame)
         return frame
@@ -198,12 +227,21 @@ class VideoReader:
         elif size != self._size:
             raise BadVideo(
                 "frame_size_changed",
-                f"The frames change size after {self.position:.1f} s ({self._size[0]}×{self._size[1]} to "
-                f"{size[0]}×{size[1]}); avatars need one size throughout. Export the video again.",
+                gettext_noop(
+                    "The frames change size after %(seconds).1f s (%(width)d×%(height)d to "
+                    "%(new_width)d×%(new_height)d); avatars need one size throughout. Export the video again."
+                ),
+                seconds=self.position,
+                width=self._size[0],
+                height=self._size[1],
+                new_width=size[0],
+                new_height=size[1],
             )
         self._pixels += frame.width * frame.height
         if self._pixels > self.limits.max_total_pixels:
-            raise BadVideo("too_much_video", "The video holds more picture data than an avatar may. Shorten it.")
+            raise BadVideo(
+                "too_much_video", gettext_noop("The video holds more picture data than an avatar may. Shorten it.")
+            )
 
     def to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """One decoded frame as upright RGB uint8 at the output size."""
@@ -264,8 +302,12 @@ class VideoReader:
         if declared and decoded < declared * TRUNCATION_TOLERANCE:
             raise BadVideo(
                 "truncated",
-                f"The video stops after {decoded:.1f} s but its container says {declared:.1f} s: the file is "
-                "truncated. Upload the complete file again.",
+                gettext_noop(
+                    "The video stops after %(seconds).1f s but its container says %(declared).1f s: the file is "
+                    "truncated. Upload the complete file again."
+                ),
+                seconds=decoded,
+                declared=declared,
             )
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ act on."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -11,9 +12,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from avatars_app.media_probe import STILL_IMAGES
+from realtime.avatar.messages import gettext_noop
 
 from .decode import DecodeLimits, check_resolution
 from .errors import BadVideo
+
+logger = logging.getLogger(__name__)
 
 
 def is_photo(path: Path) -> bool:
@@ -35,7 +39,10 @@ def read_photo(path: Path, limits: DecodeLimits) -> np.ndarray:
     except BadVideo:
         raise  # a ValueError too: its own message, not "cannot be decoded"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise BadVideo("damaged", f"The photo cannot be decoded ({exc}). Upload the complete file again.") from None
+        logger.info("%s cannot be decoded: %s", path.name, exc)  # Pillow's words are for the log, not tenants
+        raise BadVideo(
+            "damaged", gettext_noop("The photo cannot be decoded. Upload the complete file again.")
+        ) from None
     height, width = rgb.shape[:2]
     scale = min(1.0, limits.max_side / max(width, height))
     if scale < 1.0:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .format import EXTRAS_DIR
+from .messages import Message
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class ExtraInputs:
 @dataclass(frozen=True)
 class ExtraResult:
     metadata: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Message] = field(default_factory=list)
 
 
 ExtraBuilder = Callable[[ExtraInputs], ExtraResult]
@@ -62,11 +63,11 @@ def run_extra_builders(
     fps: int,
     kind: str,
     builders: Mapping[str, str] | None = None,
-) -> tuple[dict[str, dict[str, Any]], list[str]]:
+) -> tuple[dict[str, dict[str, Any]], list[Message]]:
     """Run each registered builder into ``bundle_folder/extras/<name>/``; return the manifest's ``extras``
     and the builders' warnings."""
     extras: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = []
+    warnings: list[Message] = []
     for name, dotted in (EXTRA_BUILDERS if builders is None else builders).items():
         folder = bundle_folder / EXTRAS_DIR / name
         folder.mkdir(parents=True)

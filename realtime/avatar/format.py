@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .messages import Message
+
 BUNDLE_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 FRAMES_FILE = "frames.jpg"
@@ -44,8 +46,8 @@ class Manifest:
     """What a bundle holds. ``kind`` says what it was built from ("video" or "photo"). ``face_boxes`` are the
     padded face boxes (brows to below the chin); ``mouth_boxes`` the mouth region around the lips; both derived
     from the landmarks. ``kept_span`` is the [start, end) of the source, in seconds, that the frames come from,
-    of the ``source_seconds`` decoded (both 0 for a photo). ``extras`` maps an extra builder's name to what it
-    recorded."""
+    of the ``source_seconds`` decoded (both 0 for a photo). ``warnings`` are what the operator should check,
+    kept untranslated (messages.py). ``extras`` maps an extra builder's name to what it recorded."""
 
     version: int
     kind: str
@@ -59,7 +61,7 @@ class Manifest:
     kept_span: tuple[float, float]
     source_seconds: float
     jpeg_quality: int
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Message] = field(default_factory=list)
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def write(self, folder: Path) -> None:
@@ -89,6 +91,7 @@ class Manifest:
                     "face_boxes": [tuple(b) for b in data["face_boxes"]],
                     "mouth_boxes": [tuple(b) for b in data["mouth_boxes"]],
                     "kept_span": tuple(data["kept_span"]),
+                    "warnings": [Message.from_json(w) for w in data.get("warnings", [])],
                 }
             )
         except (TypeError, KeyError) as exc:

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from realtime.avatar.extras import ExtraInputs, ExtraResult
+from realtime.avatar.messages import Message, gettext_noop
 from realtime.face import topology
 
 from .easing import smoothstep
@@ -55,14 +56,15 @@ class Coverage:
     width_max: float
 
     @property
-    def warnings(self) -> list[str]:
+    def warnings(self) -> list[Message]:
         if self.opening_max - self.opening_min >= THIN_RANGE and self.shapes >= FEW_SHAPES:
             return []
-        return [
-            f"The footage shows few mouth shapes ({self.shapes}, opening {self.opening_min:.3f}–"
-            f"{self.opening_max:.3f} of the face height): the mouth will move less than in real speech. "
-            "Record at least 20 seconds of the person speaking, with open vowels, for a livelier mouth."
-        ]
+        template = gettext_noop(
+            "The footage shows few mouth shapes (%(shapes)d, opening %(low).3f–%(high).3f of the face height): "
+            "the mouth will move less than in real speech. Record at least 20 seconds of the person speaking, "
+            "with open vowels, for a livelier mouth."
+        )
+        return [Message(template, {"shapes": self.shapes, "low": self.opening_min, "high": self.opening_max})]
 
 
 @dataclass(frozen=True)
