@@ -242,7 +242,7 @@ class Client:
                 raise RuntimeError(f"session refused: {response.status} {body}")
         self.session_id = body["id"]
         ws_base = self.base.replace("http://", "ws://")
-        self._ws = await self.http.ws_connect(f"{ws_base}{body['ws_url']}?api_key={self.server.key}")
+        self._ws = await self.http.ws_connect(f"{ws_base}{body['ws_url']}")  # its single-use ticket included
         self._tasks.append(asyncio.ensure_future(self._read_socket()))
         await self.peer.setLocalDescription(await self.peer.createOffer())
         loop = asyncio.get_running_loop()

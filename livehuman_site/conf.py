@@ -105,6 +105,8 @@ DEFAULTS: dict[str, Any] = {
     "TENANT_DEFAULT_MAX_AVATARS": 20,
     "TENANT_DEFAULT_MAX_UPLOAD_MB": 200,
     "TENANT_DEFAULT_MAX_STORAGE_MB": 5000,  # everything a tenant stores: uploads and built avatar bundles
+    # The ticket in a new session's ws_url opens its WebSocket once, within this many seconds (SECURITY.md)
+    "WS_TICKET_TTL_S": 60,
 }
 
 

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 
 from livehuman_site.tenancy.api import TenantScopedViewSetMixin
 from livehuman_site.tenancy.models import APIKeyScope
+from livehuman_site.tenancy.tickets import issue_ticket
 
 from . import commands, control, services
 from .broadcast import start_broadcast
@@ -86,7 +87,22 @@ class ChatSessionViewSet(
             except Refused as exc:
                 services.end_session(session)
                 raise ConflictError(str(exc), code=exc.code) from exc
+        session.ws_ticket = self._ticket(session)
         serializer.instance = session
+
+    @extend_schema(request=None, responses=ChatSessionSerializer)
+    @action(detail=True, methods=["post"])
+    def ticket(self, request: Request, pk: Any = None) -> Response:
+        """A new ``ws_url`` with a fresh ticket: to connect again after the first ticket was used or expired."""
+        session = self.get_object()
+        session.ws_ticket = self._ticket(session)
+        return Response(self.get_serializer(session).data, status=status.HTTP_200_OK)
+
+    def _ticket(self, session: ChatSession) -> str:
+        """A single-use ticket for the session's WebSocket, acting for this caller (``tenancy.tickets``)."""
+        return issue_ticket(
+            tenant=session.tenant, session_id=session.pk, api_key=self.scope.api_key, user=self.request.user
+        )
 
     @extend_schema(request=None, responses=ChatSessionSerializer)
     @action(detail=True, methods=["post"])

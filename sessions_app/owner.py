@@ -312,9 +312,13 @@ class SessionOwner:
 
 
 def authorize(session_id: str, scope: dict[str, Any]) -> ChatSession:
-    """The session ``scope``'s caller may open (its API key's or its login's tenant); raises ``Refused``."""
+    """The session ``scope``'s caller may open (its ticket's, API key's or login's tenant); raises ``Refused``."""
     if scope.get("api_key_invalid"):
         raise Refused("unauthenticated", _("Invalid, revoked or expired API key."), 4401)
+    if (refused_ticket := scope.get("ticket_refused")) is not None:
+        raise Refused(refused_ticket.code, str(refused_ticket), 4401)
+    if (ticket := scope.get("ticket")) is not None and str(ticket.session_id) != str(session_id):
+        raise Refused("ticket_other_session", _("This ticket opens another session."), 4403)
     api_key, user = scope.get("api_key"), None
     if api_key is not None:
         if APIKeyScope.SESSIONS not in api_key.scopes:

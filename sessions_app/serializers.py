@@ -44,7 +44,10 @@ class ChatSessionSerializer(TenantScopedSerializer):
         read_only_fields = ["state", "created_at", "started_at", "ended_at", "end_reason"]
 
     def get_ws_url(self, session: ChatSession) -> str:
-        return f"/ws/sessions/{session.id}/"
+        """Where to connect; when the session was just started (or a ticket asked for), with its single-use
+        ticket, so the client needs no API key in the URL."""
+        ticket = getattr(session, "ws_ticket", None)
+        return f"/ws/sessions/{session.id}/" + (f"?ticket={ticket}" if ticket else "")
 
     def get_ice_servers(self, session: ChatSession) -> list[dict]:
         """The page's own STUN/TURN servers; TURN REST credentials are made for this session and expire."""

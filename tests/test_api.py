@@ -87,7 +87,8 @@ def test_session_create_list_detail_end_and_messages(world_a, role):
     body = created.json()
     session_id = body["id"]
     assert body["state"] == "created" and body["role"] == role.pk and body["role_name"] == "Guide"
-    assert body["ws_url"] == f"/ws/sessions/{session_id}/" and body["ice_servers"] == []
+    assert body["ws_url"].startswith(f"/ws/sessions/{session_id}/?ticket=") and body["ice_servers"] == []
+    assert world_a.raw_key not in body["ws_url"]
     assert body["ice_transport_policy"] == "all"
     session = ChatSession.objects.get(pk=session_id)
     assert session.api_key == world_a.api_key and session.user is None

@@ -365,6 +365,7 @@ API_ROWS: list[ApiRow] = [
         model=ChatSession,
     ),
     ApiRow("session end", "post", lambda o: f"/api/v1/sessions/{o.session.pk}/end/", SESSION_ACTION),
+    ApiRow("session ticket", "post", lambda o: f"/api/v1/sessions/{o.session.pk}/ticket/", SESSION_ACTION),
     ApiRow("session messages", "get", lambda o: f"/api/v1/sessions/{o.session.pk}/messages/", READ, "detail"),
 ]
 

@@ -38,10 +38,14 @@ class TenantAPIKeyAuthentication(authentication.BaseAuthentication):
 def authenticate_api_key(key: str) -> TenantAPIKey | None:
     """The usable key matching ``key``, or None (also used by the WebSocket consumer)."""
     try:
-        api_key = TenantAPIKey.objects.get_from_key(key)
+        return usable_api_key(TenantAPIKey.objects.get_from_key(key))
     except TenantAPIKey.DoesNotExist:
         return None
-    if api_key.has_expired or not api_key.tenant.is_active:
+
+
+def usable_api_key(api_key: TenantAPIKey) -> TenantAPIKey | None:
+    """``api_key`` if it may act now: not revoked, not expired, its tenant active."""
+    if api_key.revoked or api_key.has_expired or not api_key.tenant.is_active:
         return None
     return api_key
 

@@ -178,3 +178,16 @@ class TenantAPIKey(AbstractAPIKey):
         super().clean()
         if not self.scopes:
             raise ValidationError(_("Give the key at least one scope."))
+
+
+class WebSocketTicket(models.Model):
+    """A single-use, short-lived pass that opens one session's WebSocket (``tickets.py``). Only its hash is stored;
+    it acts for the API key or the user that started the session, in that session's tenant."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    session_id = models.UUIDField()  # the ChatSession it opens (sessions_app is a floor above: no foreign key)
+    api_key = models.ForeignKey(TenantAPIKey, on_delete=models.CASCADE, null=True, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, related_name="+")
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True)
