@@ -349,9 +349,15 @@ async def test_a_live_session_goes_down_the_whole_ladder_under_load_and_back_up(
     steps = steps_in(caplog.text)
     down = [("down", "fps")] * 3 + [("down", "resolution"), ("down", "engine")]
     assert steps[:5] == down
-    assert steps[-5:] == [("up", step) for _, step in reversed(down)]
+    # Then back up in reverse order. On a busy machine a late frame may send it down a level on the way (and up
+    # again): every step is still the next level down or the last one undone, ending at the top.
+    index = 5
+    for direction, step in steps[5:]:
+        index += 1 if direction == "down" else -1
+        assert step == down[index if direction == "up" else index - 1][1], steps
+    assert index == 0 and steps[-1] == ("up", "fps"), steps
     counted = degrade_steps()
-    for key in {*down, *steps[-5:]}:
+    for key in set(steps):
         assert counted[key] - counted_before[key] == steps.count(key)
     # frames were made at the rates the session went through, and never overlap on the time line
     assert {960, 2400} <= {samples for _, samples in placed}
