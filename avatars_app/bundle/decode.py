@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import av
 import numpy as np
@@ -129,7 +130,9 @@ def _declared_duration(container: av.container.InputContainer, stream: av.video.
     return None
 
 
-def check_resolution(width: int, height: int, limits: DecodeLimits, source: str = "video") -> None:
+def check_resolution(
+    width: int, height: int, limits: DecodeLimits, source: Literal["video", "photo"] = "video"
+) -> None:
     """Refuse a ``source`` ("video" or "photo") whose size is outside the avatar limits; unknown sizes (0) pass."""
     if not width or not height:
         return
