@@ -22,6 +22,8 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+from sessions_app import daphne_process  # noqa: E402
 from sessions_app.preload import preload_at_start  # noqa: E402
 
 preload_at_start()  # before daphne listens (PRELOAD_AT_START): no first session waits for a load
+daphne_process.install()  # under daphne: sweep dead sessions now, heartbeat once serving, end sessions at SIGTERM

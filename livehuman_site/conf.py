@@ -33,6 +33,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_SESSIONS_PER_WORKER": 8,
     "SESSION_IDLE_TIMEOUT_S": 600,
     "SESSION_CLAIM_TIMEOUT_S": 60,  # a created session no WebSocket claims within this ends as "abandoned"
+    # Each process stamps the sessions it runs this often, and sweeps the dead ones (sessions_app/heartbeat.py)
+    "SESSION_HEARTBEAT_S": 10.0,
+    # a connected session whose owner has not stamped it for this long ends as "lost" (its process died)
+    "SESSION_LOST_AFTER_S": 60.0,
     # WebRTC paths (README "WebRTC"): none by default, so nothing waits on an unreachable STUN server.
     "ICE_SERVERS": [],  # as given to both peers: [{"urls": ["stun:…"]}, {"urls": ["turn:…"], "username", "credential"}]
     "TURN_URLS": [],  # TURN URLs that get per-call credentials from TURN_SECRET, e.g. ["turn:turn.example.com:3478"]

@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import redis.exceptions
 import structlog
 from csp.constants import NONE, SELF
 from django.utils.translation import gettext_lazy as _
@@ -219,6 +220,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
+# After a Redis restart the pooled connections are dead: a command that meets one retries once on a new one,
+# instead of failing (and ending the session it served). A Redis that stays down still fails at once.
+REDIS_RECONNECT = {"retry_on_error": [redis.exceptions.ConnectionError]}
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -227,11 +232,17 @@ if REDIS_URL:
             # idle consumer's receive raced its own timeout and crashed the consumer. Read longer than the block.
             # redis-py 8 reads with a 5-s socket timeout by default, exactly channels-redis's 5-s blocking receive:
             # a consumer whose channel stayed quiet that long died of a read timeout. Reads may wait longer.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, **REDIS_RECONNECT}]},
         }
     }
     # Shared by every daphne worker: API throttle counts must add up across processes.
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": REDIS_RECONNECT,
+        }
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 
 from livehuman_site.outbound import outbound_policy
 
-from .control import COMMAND, REPLY, STATE, session_group
+from .control import COMMAND, REPLY, STATE, leave, session_group
 from .live_config import ROLE_CHANGED, tenant_roles_group
 from .models import ChatSession
 from .owner import SessionOwner
@@ -77,6 +77,7 @@ async def _serve(owner: SessionOwner, socket: _Unwatched, channel: str) -> None:
     """The consumer's job for a session without one: answer commands and state queries from the group."""
     layer = get_channel_layer()
     closed = asyncio.ensure_future(socket.closed.wait())
+    reason = ChatSession.EndReason.CLIENT
     try:
         while not socket.closed.is_set():
             receive = asyncio.ensure_future(layer.receive(channel))
@@ -97,8 +98,13 @@ async def _serve(owner: SessionOwner, socket: _Unwatched, channel: str) -> None:
                 continue
             if reply is not None and event.get("reply_channel"):
                 await layer.send(event["reply_channel"], {"type": REPLY, **reply})
+    except asyncio.CancelledError:
+        reason = ChatSession.EndReason.SHUTDOWN
+        raise
+    except Exception:  # the channel layer failed under it (Redis restarted, unreachable)
+        logger.exception("broadcast %s failed", owner.session_id)
+        reason = ChatSession.EndReason.ERROR
     finally:
         closed.cancel()
-        await layer.group_discard(session_group(owner.session_id), channel)
-        await layer.group_discard(tenant_roles_group(owner.chat_session.tenant_id), channel)
-        await owner.teardown(ChatSession.EndReason.CLIENT)
+        await owner.teardown(reason)
+        await leave(channel, [session_group(owner.session_id), tenant_roles_group(owner.chat_session.tenant_id)])

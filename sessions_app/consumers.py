@@ -9,6 +9,7 @@ decided by ``SessionOwner.open`` from what the auth middlewares put in the scope
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -19,10 +20,10 @@ from django.utils.translation import gettext as _
 from realtime.errors import SessionError
 
 from .commands import Code, CommandError, parse_command
-from .control import REPLY, session_group
+from .control import REPLY, leave, session_group
 from .live_config import tenant_roles_group
 from .models import ChatSession
-from .owner import Refused, SessionOwner
+from .owner import GOING_AWAY, SERVER_ERROR, Refused, SessionOwner
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +46,40 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         except Exception:
             # Refuse rather than crash: a crashed connect would keep its place under the worker cap.
             logger.exception("session %s could not start", self.owner.session_id)
-            await self.owner.refuse(Refused(Code.INTERNAL_ERROR, _("The session could not start."), 1011))
+            await self.owner.refuse(Refused(Code.INTERNAL_ERROR, _("The session could not start."), SERVER_ERROR))
             return
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.roles_group = tenant_roles_group(self.owner.chat_session.tenant_id)
         await self.channel_layer.group_add(self.roles_group, self.channel_name)
         await self.owner.announce()
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Serve the socket until it closes; however the consumer's life ends, its session ends with it.
+
+        The usual ends run through ``disconnect`` or the owner. What is left ends here: the server cancelling
+        the consumer (daphne stopping: ``shutdown``), and an exception no handler caught — the channel layer
+        failing under the consumer (Redis restarted or unreachable), a crash in ``disconnect`` — as ``error``.
+        Either way the page is told, the peer connection closed, the row ended and the worker's place freed.
+        """
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            if getattr(self, "owner", None) is not None:
+                await self.owner.ended(ChatSession.EndReason.SHUTDOWN, close_code=GOING_AWAY)
+            raise
+        except Exception:
+            logger.exception("session %s: the consumer failed", scope["url_route"]["kwargs"].get("session_id"))
+            if getattr(self, "owner", None) is not None:
+                await self.owner.failed()
+
     async def disconnect(self, code: int) -> None:
         self._socket_open = False
-        await self.channel_layer.group_discard(self.group, self.channel_name)
-        if getattr(self, "roles_group", None):
-            await self.channel_layer.group_discard(self.roles_group, self.channel_name)
         reason = ChatSession.EndReason.CLIENT if code in NORMAL_CLOSE_CODES else ChatSession.EndReason.DISCONNECTED
         await self.owner.teardown(reason)
+        await leave(self.channel_name, self._groups())
+
+    def _groups(self) -> list[str]:
+        return [self.group, *([self.roles_group] if getattr(self, "roles_group", None) else [])]
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         try:
@@ -116,7 +137,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(content)
 
     async def close_socket(self, code: int = 1000) -> None:
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await leave(self.channel_name, self._groups())
         if self._socket_open:
             self._socket_open = False
             await self.close(code=code)

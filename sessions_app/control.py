@@ -13,6 +13,8 @@ module only carries messages; what a command means for the rows is
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -24,13 +26,28 @@ from livehuman_site.conf import livehuman_settings
 from .commands import Code, Command, CommandError, SwitchRole
 from .models import ChatSession
 
+logger = logging.getLogger(__name__)
+
 COMMAND = "session.command"
 STATE = "session.state"
 REPLY = "session.reply"
+LEAVE_TIMEOUT_S = 2.0
 
 
 def session_group(session_id: Any) -> str:
     return f"session.{session_id}"
+
+
+async def leave(channel: str, groups: Iterable[str]) -> None:
+    """Take ``channel`` out of ``groups``. A channel layer that fails or hangs (Redis restarted, unreachable) is
+    logged, not raised: whoever leaves is ending a session and must get to the end of it."""
+    layer = get_channel_layer()
+    for group in groups:
+        try:
+            async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                await layer.group_discard(group, channel)
+        except Exception:
+            logger.warning("could not leave the channel-layer group %s", group, exc_info=True)
 
 
 def run(session: ChatSession, command: Command) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class ChatSession(TenantOwnedModel):
         ERROR = "error", _("error")
         ABANDONED = "abandoned", _("never connected")
         REVOKED = "revoked", _("access revoked")
+        LOST = "lost", _("server lost")  # its owner stopped heartbeating: killed, or cut off from the database
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
@@ -64,6 +65,9 @@ class ChatSession(TenantOwnedModel):
     ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
     end_reason = models.CharField(_("end reason"), max_length=16, choices=EndReason.choices, blank=True)
     worker = models.CharField(_("owning worker"), max_length=200, blank=True, help_text=_("Channel name of the owner."))
+    heartbeat_at = models.DateTimeField(
+        _("owner's last heartbeat"), null=True, blank=True, help_text=_("When the owning worker last stamped it.")
+    )
 
     objects = ChatSessionQuerySet.as_manager()
 

@@ -35,7 +35,7 @@ from realtime.metrics import ERRORS
 from realtime.pipeline import PipelineFull
 from realtime.session import LiveSession
 
-from . import services
+from . import heartbeat, services
 from .client_errors import language_from_scope, report
 from .commands import (
     Code,
@@ -59,6 +59,9 @@ from .session_factory import SessionUnavailable, build_session_config, get_pool
 logger = logging.getLogger(__name__)
 
 LOAD_ERRORS = (SessionUnavailable, EngineUnavailable, UnknownEngine, UnsupportedBundle)
+# WebSocket close codes of a server-side end (daphne accepts only 1000 and 3000-4999 from an application)
+SERVER_ERROR = 4500
+GOING_AWAY = 4503  # the server is stopping: start a new session, which another server may run
 
 
 class Refused(Exception):
@@ -103,12 +106,13 @@ class SessionOwner:
         """Take a place, load the engines and start the media of an authorized session. Raises ``Refused``."""
         self.chat_session = chat_session
         try:
-            live_sessions.reserve(self.session_id, livehuman_settings.MAX_SESSIONS_PER_WORKER)
+            live_sessions.reserve(self, livehuman_settings.MAX_SESSIONS_PER_WORKER)
         except AlreadyLive as exc:
             raise Refused(exc.code, _("This session is already connected."), 4409) from exc
         except WorkerFull as exc:
             raise Refused(exc.code, _("This server is at its session limit; try again shortly."), 4429) from exc
         self._reserved = True
+        heartbeat.ensure_running()  # this process now owns a session: it stamps its row from here on
         try:
             config = await database_sync_to_async(build_session_config)(self.chat_session)
             # Every log line of this session from here on (its tasks inherit this context) names it and its tenant.
@@ -120,7 +124,6 @@ class SessionOwner:
             await database_sync_to_async(self.chat_session.end)(ChatSession.EndReason.ERROR)
             message = self._report(Code.ENGINE_UNAVAILABLE, str(exc))
             raise Refused(Code.ENGINE_UNAVAILABLE, message, 4503) from exc
-        live_sessions.attach(self.session_id, self.live)  # its state counts in the metrics from now on
         logger.info("session started: role %s at %d fps", config.role_name, config.fps)
         await database_sync_to_async(services.mark_connected)(self.chat_session, worker)
 
@@ -282,12 +285,23 @@ class SessionOwner:
         ERRORS.labels(code).inc()
         await self.socket.send_event({"type": "error", "code": code, "message": message})
 
-    async def ended(self, reason: str) -> None:
+    async def ended(self, reason: str, close_code: int = 1000) -> None:
+        """End the session for ``reason``: tell the page, free everything, record it, close the socket. Once."""
+        if self._torn_down:
+            return
         await self.socket.send_event({"type": "closed", "reason": reason})
         await self.teardown(reason)
-        await self.socket.close_socket()
+        await self.socket.close_socket(close_code)
 
     # --- the end ---------------------------------------------------------------------------------------------
+
+    async def failed(self) -> None:
+        """Something under the session broke (its consumer crashed, the channel layer failed under it): the page
+        is told and the session ends as ``error``, its place freed."""
+        if self._torn_down:
+            return
+        await self.notify_error(Code.INTERNAL_ERROR, _("The server failed and ended this session; start a new one."))
+        await self.ended(ChatSession.EndReason.ERROR, close_code=SERVER_ERROR)
 
     async def refuse(self, refusal: Refused) -> None:
         await self.notify_error(refusal.code, str(refusal))
@@ -306,9 +320,9 @@ class SessionOwner:
         finally:
             if self._reserved:
                 live_sessions.release(self.session_id)
-        if reason is not None and self.live is not None:
-            logger.info("session ended: %s", reason)
-            await database_sync_to_async(self.chat_session.end)(reason)
+            if reason is not None and self.live is not None:
+                logger.info("session ended: %s", reason)
+                await database_sync_to_async(self.chat_session.end)(reason)
 
 
 def authorize(session_id: str, scope: dict[str, Any]) -> ChatSession:

@@ -66,7 +66,7 @@ def open_session(scope: Scope, role: Role, user: Any = None) -> ChatSession:
     tenant = role.tenant
     with transaction.atomic():
         Tenant.objects.select_for_update().get(pk=tenant.pk)
-        end_unclaimed(ChatSession.objects.for_tenant(tenant))
+        end_dead(ChatSession.objects.for_tenant(tenant))
         open_count = ChatSession.objects.for_tenant(tenant).open().count()
         if open_count >= tenant.max_concurrent_sessions:
             raise SessionLimitReached(
@@ -90,6 +90,36 @@ def end_unclaimed(sessions: QuerySet[ChatSession]) -> int:
     )
 
 
+def end_lost(sessions: QuerySet[ChatSession]) -> int:
+    """End, as ``lost``, the connected sessions among ``sessions`` whose owner has not stamped them (``heartbeat``)
+    for SESSION_LOST_AFTER_S: their process died without a chance to end them (SIGKILL, a crash, a lost host)."""
+    cutoff = timezone.now() - timedelta(seconds=livehuman_settings.SESSION_LOST_AFTER_S)
+    last_sign_of_life = Coalesce("heartbeat_at", "started_at", "created_at")
+    return (
+        sessions.filter(state=ChatSession.State.CONNECTED)
+        .alias(last_sign_of_life=last_sign_of_life)
+        .filter(last_sign_of_life__lt=cutoff)
+        .update(state=ChatSession.State.ENDED, ended_at=timezone.now(), end_reason=ChatSession.EndReason.LOST)
+    )
+
+
+def end_dead(sessions: QuerySet[ChatSession]) -> int:
+    """End the sessions among ``sessions`` that hold a place with nothing running: never claimed, or owner lost.
+    Run before every count of a tenant's sessions, so limits count only live ones, and by each process's sweep."""
+    return end_unclaimed(sessions) + end_lost(sessions)
+
+
+def heartbeat(session_ids: list[str]) -> dict[str, str]:
+    """One beat of a process that owns sessions: stamp the rows of ``session_ids`` (the sessions it runs), end
+    the dead sessions of every process (``end_dead``), and return ``{session id: end reason}`` of its own
+    sessions whose rows were ended elsewhere (an ``End`` the channel layer lost, a sweep that found them late),
+    for it to close."""
+    own = ChatSession.objects.filter(pk__in=session_ids)
+    own.filter(state=ChatSession.State.CONNECTED).update(heartbeat_at=timezone.now())
+    end_dead(ChatSession.objects.all())
+    return {str(pk): reason for pk, reason in own.filter(state=ChatSession.State.ENDED).values_list("pk", "end_reason")}
+
+
 def end_sessions(sessions: QuerySet[ChatSession], reason: str) -> int:
     """End every open session among ``sessions``, closing each live one on whichever process owns it."""
     ended = 0
@@ -99,8 +129,9 @@ def end_sessions(sessions: QuerySet[ChatSession], reason: str) -> int:
 
 
 def tenant_has_room(session: ChatSession) -> bool:
-    """May ``session`` go live? Its tenant's other connected sessions must be under the tenant's limit (checked
+    """May ``session`` go live? Its tenant's other live sessions must be under the tenant's limit (checked
     again at connect time: the limit may have been lowered since the session was created)."""
+    end_dead(ChatSession.objects.filter(tenant_id=session.tenant_id).exclude(pk=session.pk))
     live = ChatSession.objects.filter(tenant_id=session.tenant_id, state=ChatSession.State.CONNECTED)
     return live.exclude(pk=session.pk).count() < session.tenant.max_concurrent_sessions
 
@@ -158,7 +189,10 @@ def end_session(session: ChatSession, reason: str = ChatSession.EndReason.CLIENT
 def mark_connected(session: ChatSession, worker: str) -> None:
     """The session's media now lives on this process (``worker``: its consumer's channel name)."""
     ChatSession.objects.filter(pk=session.pk).exclude(state=ChatSession.State.ENDED).update(
-        state=ChatSession.State.CONNECTED, started_at=Coalesce(F("started_at"), Now()), worker=worker
+        state=ChatSession.State.CONNECTED,
+        started_at=Coalesce(F("started_at"), Now()),
+        worker=worker,
+        heartbeat_at=timezone.now(),
     )
 
 

@@ -74,6 +74,11 @@ class Socket:
                         return event
                 await asyncio.sleep(0.02)
 
+    async def closed_by_server(self, timeout: float = 20) -> int | None:
+        """Wait until the server closes the socket; returns its close code."""
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.ws.close_code
+
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()
