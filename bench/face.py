@@ -31,7 +31,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import cv2
@@ -51,7 +50,7 @@ from realtime.engines.tts.base import VoiceSettings
 from realtime.engines.tts.piper import PiperTTS
 from realtime.face import topology
 from realtime.face.mesh import FaceLandmarker
-from testkit.bundles import frame_requests
+from testkit.bundles import MemoryAvatar, frame_requests
 
 FPS = 25
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,16 +74,6 @@ def piper_speech(seconds: float) -> np.ndarray:
     pause = np.zeros(int(0.4 * SAMPLE_RATE), np.float32)
     reads = int(np.ceil(seconds * SAMPLE_RATE / (len(once) + len(pause))))
     return np.concatenate([pause, *([once, pause] * reads)])[: int(seconds * SAMPLE_RATE)]
-
-
-class MemoryAvatar(SimpleNamespace):
-    """A photo avatar held in memory (its idle loop and landmarks), with what the engines read."""
-
-    def pingpong_index(self, tick: int) -> int:
-        count = len(self.frames)
-        period = 2 * count - 2
-        position = tick % period
-        return position if position < count else period - position
 
 
 def mouth_boxes(landmarks: np.ndarray) -> np.ndarray:

@@ -4,8 +4,11 @@
    frames one at a time, as they fall due (a real-time session has about one
    frame ready when the system keeps up), through the pool's batching executor.
    Aggregate frames/s with cross-session batching (batch 8, wait 8 ms) against
-   without (batch 1: one model call per frame), for the weights-free default
-   engine and Wav2Lip (random weights; same speed as real ones). Goal: ≥ 2× at 8.
+   without (batch 1: one model call per frame), for the default engine (the
+   photo mouth: the astronaut bundle has no atlas), the earlier mouth warp and
+   Wav2Lip (random weights; same speed as real ones). Goal: ≥ 2× at 8. Frames
+   per CPU second (this process, all threads) are printed beside frames per
+   second: on a shared machine the wall clock swings with the other load.
 2. Memory: process RSS added by each extra session of a role already loaded
    (Piper voice, default engine, 16-frame 512×512 avatar), speaking. Once with
    no peer connection, once with a loopback WebRTC client per session; the
@@ -20,7 +23,7 @@
    the same cores, so it is a lower bound for the server alone).
 
     python -m bench.pool [--seconds 3] [--wav2lip-seconds 4] [--sessions 1,2,4,8] [--max-sessions 12]
-                         [--skip-wav2lip] [--skip-capacity]
+                         [--skip-wav2lip] [--skip-capacity] [--throughput-only]
 """
 
 from __future__ import annotations
@@ -60,8 +63,17 @@ BATCH, WAIT_MS = 8, 8.0  # the LIPSYNC_BATCH_SIZE and LIPSYNC_BATCH_WAIT_MS defa
 # --- 1. throughput with and without cross-session batching --------------------------------------------------
 
 
-async def aggregate_fps(pool: ModelPool, bundle_path: Path, sessions: int, seconds: float) -> tuple[float, float]:
-    """Frames/s all ``sessions`` together got from ``pool``, each rendering one frame per call; and the mean batch."""
+@dataclass
+class Throughput:
+    """What ``sessions`` got together from a pool: frames per wall second and per CPU second, the mean batch."""
+
+    fps: float
+    cpu_fps: float
+    mean_batch: float
+
+
+async def aggregate_fps(pool: ModelPool, bundle_path: Path, sessions: int, seconds: float) -> Throughput:
+    """What all ``sessions`` together got from ``pool``, each rendering one frame per call."""
     leases = [
         await pool.lease(tts_engine="none", voice=VoiceSettings(), lipsync_engine="bench", avatar_path=bundle_path)
         for _ in range(sessions)
@@ -80,21 +92,24 @@ async def aggregate_fps(pool: ModelPool, bundle_path: Path, sessions: int, secon
             n += 1
 
     batches_before, items_before = leases[0].batcher.stats.batches, leases[0].batcher.stats.items
-    started = loop.time()
+    started, cpu_started = loop.time(), time.process_time()
     await asyncio.gather(*(session(i) for i in range(sessions)))
-    elapsed = loop.time() - started
+    elapsed, cpu = loop.time() - started, time.process_time() - cpu_started
     stats = leases[0].batcher.stats
     mean_batch = (stats.items - items_before) / max(1, stats.batches - batches_before)
     for lease in leases:
         lease.release()
-    return sum(counts) / elapsed, mean_batch
+    return Throughput(sum(counts) / elapsed, sum(counts) / cpu, mean_batch)
 
 
 async def throughput(name: str, make_engine: Any, bundle_path: Path, counts: list[int], seconds: float) -> None:
     print(
         f"\n1. {name}: aggregate lip-sync frames/s, each session rendering one frame per call ({seconds:g} s a point)"
     )
-    print(f"{'sessions':>8} {'no batching':>12} {'batched':>9} {'ratio':>6} {'mean batch':>11} {'25 fps sessions':>16}")
+    print(
+        f"{'sessions':>8} {'no batching':>12} {'batched':>9} {'ratio':>6} {'mean batch':>11} {'25 fps sessions':>16}"
+        f"   per CPU second: {'no batching':>12} {'batched':>9} {'ratio':>6}"
+    )
 
     def resolve(kind: str, engine: str) -> Any:
         return make_engine if kind == "lipsync" else (lambda voice: InstantTTS(np.zeros(1, np.int16)))
@@ -102,13 +117,14 @@ async def throughput(name: str, make_engine: Any, bundle_path: Path, counts: lis
     for sessions in counts:
         single = model_pool(device="cpu", resolve=resolve, batch_size=1, batch_wait_ms=0)
         batched = model_pool(device="cpu", resolve=resolve, batch_size=BATCH, batch_wait_ms=WAIT_MS)
-        plain, _ = await aggregate_fps(single, bundle_path, sessions, seconds)
-        shared, mean_batch = await aggregate_fps(batched, bundle_path, sessions, seconds)
+        plain = await aggregate_fps(single, bundle_path, sessions, seconds)
+        shared = await aggregate_fps(batched, bundle_path, sessions, seconds)
         await single.aclose()
         await batched.aclose()
         print(
-            f"{sessions:>8} {plain:>12.1f} {shared:>9.1f} {shared / plain:>6.2f} {mean_batch:>11.1f} "
-            f"{shared / FPS:>16.1f}"
+            f"{sessions:>8} {plain.fps:>12.1f} {shared.fps:>9.1f} {shared.fps / plain.fps:>6.2f} "
+            f"{shared.mean_batch:>11.1f} {shared.fps / FPS:>16.1f}"
+            f"                   {plain.cpu_fps:>12.1f} {shared.cpu_fps:>9.1f} {shared.cpu_fps / plain.cpu_fps:>6.2f}"
         )
 
 
@@ -310,15 +326,19 @@ async def main(args: argparse.Namespace) -> None:
         moving = write_astronaut_bundle(folder / "moving", frame_count=16)
         other = write_astronaut_bundle(folder / "other", frame_count=8)
 
+        from realtime.engines.lipsync.default import DefaultLipSync
         from realtime.engines.lipsync.mouth_warp import MouthWarpLipSync
 
-        await throughput("default engine (mouth warp)", MouthWarpLipSync, moving, counts, args.seconds)
+        await throughput("default engine (photo mouth)", DefaultLipSync, moving, counts, args.seconds)
+        await throughput("mouth warp (the earlier default)", MouthWarpLipSync, moving, counts, args.seconds)
         if not args.skip_wav2lip:
             from realtime.engines.lipsync.wav2lip import Wav2LipLipSync
 
             checkpoint = write_random_wav2lip_checkpoint(folder / "random.pth")
             make = functools.partial(Wav2LipLipSync, checkpoint=checkpoint)
             await throughput("Wav2Lip 96x96, random weights, CPU", make, moving, counts, args.wav2lip_seconds)
+        if args.throughput_only:
+            return
 
         pool = model_pool(device="cpu")
         first, second = role_config("host", moving), role_config("guide", other, fps=30, rate=1.25)
@@ -346,5 +366,6 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=float, default=6.0, help="seconds each capacity point is measured")
     parser.add_argument("--skip-wav2lip", action="store_true")
     parser.add_argument("--skip-capacity", action="store_true")
+    parser.add_argument("--throughput-only", action="store_true", help="only part 1, the batching table")
     logging.basicConfig(level=logging.ERROR)
     asyncio.run(main(parser.parse_args()))

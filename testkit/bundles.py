@@ -12,6 +12,7 @@ import functools
 import hashlib
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import cv2
@@ -44,6 +45,17 @@ def astronaut_mesh() -> np.ndarray:
     found = FaceLandmarker().landmarks(skimage.data.astronaut())
     assert found is not None
     return found.points
+
+
+class MemoryAvatar(SimpleNamespace):
+    """An avatar held in memory (``frames``, ``landmarks``, whatever else an engine reads), shown as its ping-pong
+    loop like a bundle; an object of its own (engines keep per-avatar work by it)."""
+
+    def pingpong_index(self, tick: int) -> int:
+        count = len(self.frames)
+        period = 2 * count - 2
+        position = tick % period
+        return position if position < count else period - position
 
 
 def write_astronaut_bundle(folder: Path, frame_count: int = 8, fps: int = 25) -> Path:

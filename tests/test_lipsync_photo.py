@@ -8,7 +8,7 @@ the idle loop blinks and moves a little, never freezing, and carries its landmar
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import gc
 
 import cv2
 import numpy as np
@@ -19,11 +19,12 @@ from avatars_app.bundle.builder import build_bundle
 from realtime.avatar.idle_loop import idle_loop
 from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.default import DefaultLipSync
-from realtime.engines.lipsync.photo_mouth import MouthGeometry, PhotoMouthLipSync, render_mouth
+from realtime.engines.lipsync.photo_mouth import MouthGeometry, PhotoMouthLipSync, render_mouth, target_openings
+from realtime.engines.lipsync.visemes import mouth_shapes
 from realtime.engines.registry import engine_class
 from realtime.face import topology
 from realtime.face.mesh import FaceLandmarker
-from testkit.bundles import astronaut_mesh, frame_requests, prebuilt_options
+from testkit.bundles import MemoryAvatar, astronaut_mesh, frame_requests, prebuilt_options, write_astronaut_bundle
 from tests.test_lipsync_mouth_warp import piper_speech
 
 
@@ -35,15 +36,7 @@ def portrait():
 @pytest.fixture(scope="module")
 def avatar(portrait):
     frames, landmarks = idle_loop(*portrait, seconds=4.0, fps=25)
-    avatar = SimpleNamespace(frames=frames, landmarks=landmarks)
-    avatar.pingpong_index = lambda tick: _pingpong(tick, len(frames))
-    return avatar
-
-
-def _pingpong(tick: int, count: int) -> int:
-    period = 2 * count - 2
-    position = tick % period
-    return position if position < count else period - position
+    return MemoryAvatar(frames=frames, landmarks=landmarks)
 
 
 def _inside(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -113,6 +106,37 @@ def test_mouth_follows_real_speech_and_only_the_mouth_changes(avatar):
     correlation = float(np.corrcoef(loudness, change)[0, 1])
     print(f"photo: r(audio RMS, difference from lips together) = {correlation:.3f} over {len(frames)} frames")
     assert correlation >= 0.6
+
+
+def test_a_batch_renders_the_same_pixels_as_each_frame_alone(avatar, tmp_path):
+    """Requests of two avatars, loud, quiet and silent, rendered as one batch come out exactly as rendered one by
+    one, whatever window the batch shares."""
+    bundle = AvatarBundle.open(write_astronaut_bundle(tmp_path / "moving", frame_count=16))
+    speech = piper_speech("Hello! Mm, maybe.")
+    mixed = [
+        r for pair in zip(frame_requests(avatar, speech), frame_requests(bundle, speech), strict=True) for r in pair
+    ]
+    engine = PhotoMouthLipSync()
+    shut = target_openings(mouth_shapes([r.audio for r in mixed], np.stack([r.mel for r in mixed]))) == 0
+    assert shut.any() and not shut.all()  # silent and speaking frames share batches
+    for start in range(0, len(mixed), 8):
+        batch = mixed[start : start + 8]
+        together = engine.render_batch(batch)
+        for request, frame in zip(batch, together, strict=True):
+            np.testing.assert_array_equal(frame, engine.render_batch([request])[0])
+    assert len(engine.geometries) == 2
+
+
+def test_the_engine_lets_an_avatar_go(portrait):
+    """What the engine measured on an avatar's frames goes when the avatar does (roles come and go)."""
+    frames, landmarks = idle_loop(*portrait, seconds=0.4, fps=25)
+    passing = MemoryAvatar(frames=frames, landmarks=landmarks)
+    engine = PhotoMouthLipSync()
+    engine.render_batch(frame_requests(passing, piper_speech("Hello."))[:4])
+    assert len(engine.geometries) == 1
+    del passing
+    gc.collect()
+    assert len(engine.geometries) == 0
 
 
 def test_idle_loop_blinks_and_moves_without_freezing(portrait, avatar):

@@ -16,12 +16,14 @@ The field is smooth and zero at the edge of the region it touches, so there is n
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from realtime.avatar.reader import AvatarBundle
 from realtime.face import topology
 
 from .base import LipSyncEngine, LipSyncRequest
@@ -66,15 +68,19 @@ class MouthGeometry:
 
 
 def lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Mean RGB of the lips: between the outer and inner contours."""
+    """Mean RGB of the lips: between the outer and inner contours (rasterised in the lips' own box, not the frame)."""
     outer = np.round(points[list(topology.OUTER_LIPS)]).astype(np.int32)
     inner = np.round(points[list(topology.INNER_LIPS)]).astype(np.int32)
-    mask = np.zeros(frame.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [outer], 1)
-    cv2.fillPoly(mask, [inner], 0)
+    height, width = frame.shape[:2]
+    x0, y0 = np.clip(outer.min(axis=0), 0, [width, height])
+    x1, y1 = np.clip(outer.max(axis=0) + 1, 0, [width, height])
+    mask = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), np.uint8)
+    origin = np.array([x0, y0], np.int32)
+    cv2.fillPoly(mask, [outer - origin], 1)
+    cv2.fillPoly(mask, [inner - origin], 0)
     if not mask.any():
         return np.array([150, 70, 70], np.float32)
-    return frame[mask.astype(bool)].reshape(-1, 3).mean(axis=0).astype(np.float32)
+    return np.array(cv2.mean(np.ascontiguousarray(frame[y0:y1, x0:x1]), mask)[:3], np.float32)
 
 
 def target_openings(shapes: np.ndarray) -> np.ndarray:
@@ -84,93 +90,212 @@ def target_openings(shapes: np.ndarray) -> np.ndarray:
     return np.clip(openness * (0.7 + 0.3 * vowel), 0, 1) * OPEN_MAX
 
 
+@dataclass(frozen=True)
+class _Reach:
+    """Where one frame's warp reaches (frame pixels, ``[y0, y1) × [x0, x1)``) and what each column across the
+    mouth does: the new gap between the lips and how far the lower lip moves."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    gap: np.ndarray
+    shift: np.ndarray
+    relax: float
+
+    @classmethod
+    def of(cls, frame_shape: tuple[int, ...], g: MouthGeometry, opening: float) -> _Reach:
+        height, width = frame_shape[:2]
+        mouth_width = float(g.columns[-1] - g.columns[0])
+        own = g.lower - g.upper
+        if own.max() > 0.015 * g.face_height:  # an open portrait: the mouth keeps its own outline as it opens
+            profile = own / own.max()
+        else:  # a closed one: a lens from corner to corner
+            profile = np.sqrt(np.clip(1 - ((g.columns - g.columns.mean()) / (mouth_width / 2)) ** 2, 0, 1))
+        gap = opening * g.face_height * profile
+        shift = g.upper + gap - g.lower  # per column: how far the lower lip moves (negative closes)
+        travel = float(np.abs(shift).max())
+        relax = 0.1 * g.face_height + 1.5 * travel
+        return cls(
+            x0=max(int(g.columns[0] - 0.5 * mouth_width), 0),
+            y0=max(int(g.upper.min() - 0.1 * g.face_height), 0),
+            x1=min(int(g.columns[-1] + 0.5 * mouth_width) + 1, width),
+            y1=min(int(g.chin + relax + travel) + 2, height),
+            gap=gap,
+            shift=shift,
+            relax=relax,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return self.x1 <= self.x0 or self.y1 <= self.y0
+
+
 def render_mouth(frame: np.ndarray, geometry: MouthGeometry, opening: float) -> np.ndarray:
     """A copy of ``frame`` with the gap between the lips made ``opening`` face heights (0: lips together)."""
-    out = np.array(frame)
-    g = geometry
-    height, width = frame.shape[:2]
-    mouth_width = float(g.columns[-1] - g.columns[0])
-    own = g.lower - g.upper
-    if own.max() > 0.015 * g.face_height:  # an open portrait: the mouth keeps its own outline as it opens
-        profile = own / own.max()
-    else:  # a closed one: a lens from corner to corner
-        profile = np.sqrt(np.clip(1 - ((g.columns - g.columns.mean()) / (mouth_width / 2)) ** 2, 0, 1))
-    gap = opening * g.face_height * profile
-    shift = g.upper + gap - g.lower  # per column: how far the lower lip moves (negative closes)
-    travel = float(np.abs(shift).max())
-    relax = 0.1 * g.face_height + 1.5 * travel
-    x0 = max(int(g.columns[0] - 0.5 * mouth_width), 0)
-    x1 = min(int(g.columns[-1] + 0.5 * mouth_width) + 1, width)
-    y0 = max(int(g.upper.min() - 0.1 * g.face_height), 0)
-    y1 = min(int(g.chin + relax + travel) + 2, height)
-    if x1 <= x0 or y1 <= y0:
-        return out
-    xs = np.arange(x0, x1, dtype=np.float32)
-    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
-    # Beyond the corners the shift fades to nothing over half a mouth width.
-    outside = np.clip(np.maximum(g.columns[0] - xs, xs - g.columns[-1]) / (0.45 * mouth_width), 0, 1)
-    column_shift = (np.interp(xs, g.columns, shift) * (1 - smoothstep(outside)))[None, :]
-    line = np.interp(xs, g.columns, g.upper)[None, :]
-    old_gap = np.interp(xs, g.columns, g.lower - g.upper, left=0, right=0)[None, :]
-    new_gap = np.interp(xs, g.columns, gap, left=0, right=0)[None, :]
+    return render_mouths([frame], [geometry], [opening])[0]
+
+
+def render_mouths(
+    frames: Sequence[np.ndarray], geometries: Sequence[MouthGeometry], openings: Sequence[float]
+) -> list[np.ndarray]:
+    """``render_mouth`` for many frames in one vectorised pass: each frame's region is laid on a window as large
+    as the largest, anchored at its own corner. The field is exactly zero outside a frame's own region, so the
+    extra rows and columns are plain copies and every frame comes out as it would alone."""
+    outs = [np.array(frame) for frame in frames]
+    reaches = [_Reach.of(f.shape, g, float(o)) for f, g, o in zip(frames, geometries, openings, strict=True)]
+    live = [k for k, reach in enumerate(reaches) if not reach.empty]
+    if not live:
+        return outs
+    frames = [frames[k] for k in live]
+    geometries = [geometries[k] for k in live]
+    reaches = [reaches[k] for k in live]
+    height = max(r.y1 - r.y0 for r in reaches)
+    width = max(r.x1 - r.x0 for r in reaches)
+    xs = np.stack([r.x0 + np.arange(width, dtype=np.float32) for r in reaches])  # (B, W)
+    ys = np.stack([r.y0 + np.arange(height, dtype=np.float32) for r in reaches])[:, :, None]  # (B, H, 1)
+    column_shift, line, old_gap, new_gap = (
+        np.stack(rows) for rows in zip(*map(_columns, xs, geometries, reaches), strict=True)
+    )  # each (B, W)
     # Rows down to the smaller of the two gaps keep their own pixels (the upper teeth stay as the photo has them);
     # below, the lower lip slides up over the inside (closing) or down (opening), taking the jaw half as far and
-    # settling back below the chin.
-    seam = line + np.minimum(old_gap, new_gap) - 1.0  # the mesh puts the inner edge a pixel into the teeth
+    # settling back below the chin. (The mesh puts the inner edge a pixel into the teeth.)
+    seam = (line + np.minimum(old_gap, new_gap) - 1.0)[:, None, :]
     below = smoothstep((ys - seam + 0.5) / 1.5)
-    lower_edge = float(g.lower.max())
+    chin = np.array([g.chin for g in geometries])[:, None, None]
+    lower_edge = np.array([float(g.lower.max()) for g in geometries])[:, None, None]
+    relax = np.array([r.relax for r in reaches])[:, None, None]
     jaw = np.where(
-        ys < g.chin,
-        1 - 0.5 * smoothstep((ys - lower_edge) / max(g.chin - lower_edge, 1.0)),
-        0.5 * (1 - smoothstep((ys - g.chin) / relax)),
+        ys < chin,
+        1 - 0.5 * smoothstep((ys - lower_edge) / np.maximum(chin - lower_edge, 1.0)),
+        0.5 * (1 - smoothstep((ys - chin) / relax)),
     )
-    field = column_shift * below * jaw
-    map_x = np.broadcast_to(xs[None, :], field.shape).astype(np.float32)
-    region = cv2.remap(frame, map_x, (ys - field).astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    region = region.astype(np.float32)
-    if new_gap.max() > old_gap.max() + 0.5 or new_gap.max() >= 0.5 > old_gap.max():
-        region = _paint_inner_mouth(region, ys - line, new_gap, old_gap, xs, g)
-    out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
-    return out
+    map_y = (ys - column_shift[:, None, :] * below * jaw).astype(np.float32)
+    map_x = np.broadcast_to(xs[:, None, :], map_y.shape)
+    pixels = np.stack(
+        [
+            cv2.remap(frame, np.ascontiguousarray(mx), my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for frame, mx, my in zip(frames, map_x, map_y, strict=True)
+        ]
+    ).astype(np.float32)
+    wider, was = new_gap.max(axis=1), old_gap.max(axis=1)
+    painted = np.flatnonzero((wider > was + 0.5) | ((wider >= 0.5) & (was < 0.5)))
+    if len(painted):
+        # Paint changes only rows between the upper lip's edge and the bottom of the new gap: a band of each window.
+        top = np.floor(line[painted].min(axis=1)) - ys[painted, 0, 0]
+        bottom = np.ceil((line + new_gap)[painted].max(axis=1)) - ys[painted, 0, 0] + 1
+        band = int(min(max(bottom - top), height))
+        rows = np.clip(top, 0, height - band).astype(np.intp)[:, None] + np.arange(band)  # (P, band)
+        chosen = painted[:, None]
+        pixels[chosen, rows] = _paint_inner_mouths(
+            pixels[chosen, rows],
+            ys[chosen, rows] - line[painted, None, :],
+            new_gap[painted, None, :],
+            old_gap[painted, None, :],
+            xs[painted],
+            [geometries[k] for k in painted],
+        )
+    pixels = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
+    for k, reach, region in zip(live, reaches, pixels, strict=True):
+        outs[k][reach.y0 : reach.y1, reach.x0 : reach.x1] = region[: reach.y1 - reach.y0, : reach.x1 - reach.x0]
+    return outs
 
 
-def _paint_inner_mouth(
-    region: np.ndarray, depth: np.ndarray, gap: np.ndarray, own: np.ndarray, xs: np.ndarray, g: MouthGeometry
+def _columns(xs: np.ndarray, g: MouthGeometry, reach: _Reach) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per column ``xs`` of one frame: the lower lip's shift (fading to nothing over half a mouth width beyond the
+    corners), the upper lip's inner edge, and the gap between the lips before and after."""
+    mouth_width = float(g.columns[-1] - g.columns[0])
+    outside = np.clip(np.maximum(g.columns[0] - xs, xs - g.columns[-1]) / (0.45 * mouth_width), 0, 1)
+    return (
+        np.interp(xs, g.columns, reach.shift) * (1 - smoothstep(outside)),
+        np.interp(xs, g.columns, g.upper),
+        np.interp(xs, g.columns, g.lower - g.upper, left=0, right=0),
+        np.interp(xs, g.columns, reach.gap, left=0, right=0),
+    )
+
+
+def _paint_inner_mouths(
+    region: np.ndarray,
+    depth: np.ndarray,
+    gap: np.ndarray,
+    own: np.ndarray,
+    xs: np.ndarray,
+    geometries: Sequence[MouthGeometry],
 ) -> np.ndarray:
-    """Cavity, teeth and tongue in the gap: ``depth`` rows below the upper lip's inner edge, ``gap`` per column;
-    the top ``own`` rows of each column are the photo's own inside and stay."""
+    """Cavity, teeth and tongue in the gap of (B, H, W, 3) ``region``: ``depth`` (B, H, W) rows below the upper
+    lip's inner edge, ``gap`` (B, 1, W) per column; the top ``own`` (B, 1, W) rows of each column are the photo's
+    own inside and stay. ``xs`` (B, W) are the columns' frame positions."""
+    centre = np.array([g.columns.mean() for g in geometries])[:, None]
+    mouth_width = np.array([float(g.columns[-1] - g.columns[0]) for g in geometries])[:, None]
+    face_height = np.array([g.face_height for g in geometries])[:, None, None]
+    lip_rgb = np.stack([g.lip_rgb for g in geometries])[:, None, None, :]
     inside = smoothstep(depth / 1.2) * smoothstep((gap - depth) / 1.5) * smoothstep((depth - own + 1.5) / 2.0)
-    across = (xs - g.columns.mean()) / max((g.columns[-1] - g.columns[0]) / 2, 1.0)
+    across = ((xs - centre) / np.maximum(mouth_width / 2, 1.0))[:, None, :]
     rows = np.clip(depth / np.maximum(gap, 1.0), 0, 1)
-    shade = 1 - 0.3 * np.exp(-((rows - 0.55) ** 2) / 0.08) * np.exp(-(across[None, :] ** 2) / 0.5)
-    colour = (g.lip_rgb * CAVITY)[None, None, :] * shade[..., None]
+    shade = 1 - 0.3 * np.exp(-((rows - 0.55) ** 2) / 0.08) * np.exp(-(across**2) / 0.5)
+    colour = (lip_rgb * CAVITY) * shade[..., None]
     # Upper teeth: a band under the lip, lit like the face, darker towards the corners, with faint gaps.
-    skin_light = float(np.clip(g.lip_rgb.mean() / 150, 0.6, 1.1))
-    teeth_height = np.minimum(0.55 * gap, TEETH_MAX * g.face_height)
-    teeth = smoothstep((teeth_height - depth) / 1.2) * (1 - smoothstep((np.abs(across)[None, :] - 0.55) / 0.35))
-    tooth_width = 0.09 * (g.columns[-1] - g.columns[0])
-    gaps = 1 - 0.07 * np.cos(2 * np.pi * (xs - g.columns.mean()) / max(tooth_width, 2.0) + np.pi)[None, :] ** 8
-    teeth_colour = TEETH_RGB * skin_light * (0.8 + 0.2 * (1 - np.abs(across)))[None, :, None] * gaps[..., None]
+    skin_light = np.clip(lip_rgb.mean(axis=3, keepdims=True) / 150, 0.6, 1.1)
+    teeth_height = np.minimum(0.55 * gap, TEETH_MAX * face_height)
+    teeth = smoothstep((teeth_height - depth) / 1.2) * (1 - smoothstep((np.abs(across) - 0.55) / 0.35))
+    tooth_width = np.maximum(0.09 * mouth_width, 2.0)
+    gaps = 1 - 0.07 * np.cos(2 * np.pi * (xs - centre) / tooth_width + np.pi)[:, None, :] ** 8
+    teeth_colour = TEETH_RGB * skin_light * (0.8 + 0.2 * (1 - np.abs(across)))[..., None] * gaps[..., None]
     colour = colour + teeth[..., None] * (teeth_colour - colour)
     # Tongue: low in a wide-open mouth.
-    open_enough = smoothstep((gap / g.face_height - 0.03) / 0.03)
-    tongue = open_enough * smoothstep((rows - 0.6) / 0.2) * (1 - smoothstep((np.abs(across)[None, :] - 0.45) / 0.3))
-    colour = colour + (0.85 * tongue)[..., None] * (g.lip_rgb * TONGUE - colour)
+    open_enough = smoothstep((gap / face_height - 0.03) / 0.03)
+    tongue = open_enough * smoothstep((rows - 0.6) / 0.2) * (1 - smoothstep((np.abs(across) - 0.45) / 0.3))
+    colour = colour + (0.85 * tongue)[..., None] * (lip_rgb * TONGUE - colour)
     return region + inside[..., None] * (colour - region)
 
 
 class PhotoMouthLipSync(LipSyncEngine):
-    """The engine for photo avatars: no weights, no atlas; the portrait's own lips, moved, with a drawn inside."""
+    """The engine for photo avatars: no weights, no atlas; the portrait's own lips, moved, with a drawn inside.
+    A batch is rendered in one vectorised pass per avatar (``render_mouths``)."""
 
     name = "photo"
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__(device)
+        self.geometries = AvatarGeometries()
 
     def render_batch(self, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
         if not requests:
             return []
         openings = target_openings(mouth_shapes([r.audio for r in requests], np.stack([r.mel for r in requests])))
-        frames = []
-        for request, opening in zip(requests, openings, strict=True):
-            frame = request.avatar.frames[request.frame_index]
-            geometry = MouthGeometry.of(frame, request.avatar.landmarks[request.frame_index])
-            frames.append(render_mouth(frame, geometry, float(opening)))
-        return frames
+        out: list[np.ndarray | None] = [None] * len(requests)
+        by_avatar: dict[int, list[int]] = {}
+        for position, request in enumerate(requests):
+            by_avatar.setdefault(id(request.avatar), []).append(position)
+        for positions in by_avatar.values():  # one window per avatar: frames of one size share it
+            avatar = requests[positions[0]].avatar
+            indices = [requests[p].frame_index for p in positions]
+            frames = [avatar.frames[i] for i in indices]
+            geometries = [self.geometries.of(avatar, i, frame) for i, frame in zip(indices, frames, strict=True)]
+            for position, frame in zip(positions, render_mouths(frames, geometries, openings[positions]), strict=True):
+                out[position] = frame
+        return out  # type: ignore[return-value]
+
+
+class AvatarGeometries:
+    """Each avatar frame's MouthGeometry, measured once and kept as long as the avatar is (a photo's idle loop is
+    shared by every session of it, so its frames come back again and again)."""
+
+    def __init__(self) -> None:
+        self._by_avatar: dict[int, dict[int, MouthGeometry]] = {}
+
+    def of(self, avatar: AvatarBundle, index: int, frame: np.ndarray) -> MouthGeometry:
+        """Frame ``index`` of ``avatar`` (``frame``, its pixels)."""
+        key = id(avatar)
+        known = self._by_avatar.get(key)
+        if known is None:
+            known = self._by_avatar[key] = {}
+            weakref.finalize(avatar, self._by_avatar.pop, key, None)  # the entry goes with the avatar
+        geometry = known.get(index)
+        if geometry is None:
+            geometry = known[index] = MouthGeometry.of(frame, avatar.landmarks[index])
+        return geometry
+
+    def __len__(self) -> int:
+        """Avatars with measured frames."""
+        return len(self._by_avatar)
