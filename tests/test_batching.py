@@ -74,8 +74,11 @@ async def test_round_robin_no_session_starves_behind_a_flood():
     executor = make(model, batch_size=4, max_queued=400)
     flood = asyncio.create_task(executor.submit("flood", [("flood", n) for n in range(200)]))
     await asyncio.sleep(0.02)  # the flood is being worked through
-    asked_at = asyncio.get_running_loop().time()
-    small = await asyncio.wait_for(executor.submit("small", [("small", n) for n in range(6)]), 1)
+    asking = asyncio.create_task(executor.submit("small", [("small", n) for n in range(6)]))
+    while not executor.queued("small"):
+        await asyncio.sleep(0)
+    formed_before = len(model.batches)  # a batch is recorded the moment it is formed
+    small = await asyncio.wait_for(asking, 1)
     assert small == [("small", n, "frame") for n in range(6)]
     assert not flood.done()  # the small session finished long before the flood
     # every batch formed while both had requests queued was shared between them, within one item of even
@@ -83,9 +86,9 @@ async def test_round_robin_no_session_starves_behind_a_flood():
         counts = Counter(owner for owner, _ in batch)
         if "small" in counts:
             assert abs(counts["small"] - counts["flood"]) <= 1
-    # and the small session got into the very first batch formed after it asked
+    # and the small session got into the very first batch formed after its requests were queued
     first_small = next(i for i, b in enumerate(model.batches) if any(o == "small" for o, _ in b))
-    assert first_small == next(i for i, at in enumerate(model.started_at) if at > asked_at)
+    assert first_small == formed_before
     await flood
     await executor.aclose()
 
