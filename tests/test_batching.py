@@ -12,6 +12,10 @@ import pytest
 
 from realtime.batching import BatchingExecutor
 
+# On looptime's fast-forwarded loop a model "runs" for exactly its run_s and a wait lasts exactly its wait_s, however
+# loaded the machine is: the batching decisions these tests check depend on time, never on the CPU's speed.
+pytestmark = pytest.mark.looptime
+
 
 class Model:
     """Stands in for a lip-sync model: records each batch (with the queue state when it started) and turns
@@ -150,6 +154,7 @@ async def test_a_partial_batch_waits_at_most_the_wait_time_for_an_expected_sessi
     await executor.aclose()
 
 
+@pytest.mark.looptime(False)  # the watcher looks after every step of the loop, so the loop is never idle
 async def test_queues_are_bounded_and_a_full_queue_makes_the_submitter_wait():
     model = Model(run_s=0.01)
     executor = make(model, batch_size=2, max_queued=3)

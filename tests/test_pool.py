@@ -12,6 +12,7 @@ from realtime.engines.base import EngineUnavailable
 from realtime.engines.tts.base import VoiceSettings
 from testkit.bundles import write_astronaut_bundle
 from testkit.defaults import model_pool, session_config
+from testkit.waits import until
 from tests.fixtures.fake_engines import BlockTTS, LevelLipSync
 
 
@@ -180,7 +181,8 @@ async def test_sessions_of_one_role_hold_the_pools_objects_and_let_go_when_close
     assert all(pool.users(key) == 3 for key in sessions[0].lease.keys)
 
     await sessions[0].say("Somebody is talking.", 1)
-    await asyncio.sleep(0.2)
+    lipsync = sessions[0].lease.lipsync
+    await until(lambda: lipsync.batches, what="the first frames rendered")
     refs = [weakref.ref(live) for live in sessions]
     batcher = sessions[0].lease.batcher
     for live in sessions:
@@ -189,8 +191,12 @@ async def test_sessions_of_one_role_hold_the_pools_objects_and_let_go_when_close
     gc.collect()
     assert [ref() for ref in refs] == [None, None, None]  # nothing in the pool keeps a session alive
     assert pool.active_leases == 0 and batcher.queued() == 0 and not batcher._queues
-    # nor any of their frame requests: the batcher's last batch went with the batch
-    assert not [o for o in gc.get_objects() if isinstance(o, LipSyncRequest) and o.avatar is avatar]
+    # nor any of their frame requests once the batch in flight when they closed is done (the batcher keeps none)
+    def no_requests_left() -> bool:
+        gc.collect()
+        return not [o for o in gc.get_objects() if isinstance(o, LipSyncRequest) and o.avatar is avatar]
+
+    await until(no_requests_left, what="the closed sessions' frame requests to be gone")
     assert len(pool.loaded()) == 3  # the models stay for the next session
     await pool.aclose()
 
