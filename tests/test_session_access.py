@@ -2,7 +2,8 @@
 
 A ``created`` session that no WebSocket claims ends as ``abandoned`` and leaves its place; revoking the API
 key, deactivating the tenant or the user, or removing the member closes the live WebSocket within 5 s, through
-the real ASGI application, consumer and channel layer.
+the real ASGI application, consumer and channel layer; and so does the owner's heartbeat when the row was ended
+but the ``End`` never arrived.
 """
 
 from __future__ import annotations
@@ -99,4 +100,24 @@ async def test_a_removed_or_deactivated_member_is_cut_off(world_a, talking_role,
     await log.wait_for("socket.close", timeout=CLOSE_WITHIN_S)
     await log.stop()
     row = await database_sync_to_async(ChatSession.objects.get)(pk=session.pk)
+    assert (row.state, row.end_reason) == ("ended", "revoked")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_session_whose_row_was_ended_elsewhere_is_closed_by_its_owners_heartbeat(chat_session, world_a):
+    from sessions_app import heartbeat
+
+    log = await _live(chat_session, api_key=world_a.raw_key)
+    # The row ends, but the End never reaches the owner (the channel layer lost it): the next beat closes it.
+    await database_sync_to_async(ChatSession.objects.filter(pk=chat_session.pk).update)(
+        state=ChatSession.State.ENDED, end_reason=ChatSession.EndReason.REVOKED
+    )
+    assert len(live_sessions) == 1
+    await heartbeat.beat()
+    _, closed = await log.wait_for("closed", timeout=CLOSE_WITHIN_S)
+    assert closed["reason"] == "revoked"
+    await log.wait_for("socket.close", timeout=CLOSE_WITHIN_S)
+    await log.stop()
+    assert len(live_sessions) == 0
+    row = await database_sync_to_async(ChatSession.objects.get)(pk=chat_session.pk)
     assert (row.state, row.end_reason) == ("ended", "revoked")
