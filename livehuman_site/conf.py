@@ -35,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_CLAIM_TIMEOUT_S": 60,  # a created session no WebSocket claims within this ends as "abandoned"
     # Each process stamps the sessions it runs this often, and sweeps the dead ones (sessions_app/heartbeat.py)
     "SESSION_HEARTBEAT_S": 10.0,
-    # a connected session whose owner has not stamped it for this long ends as "lost" (its process died)
+    # a connected session whose owner has not stamped it for this long ends as "lost" (its process died); keep it
+    # several times SESSION_HEARTBEAT_S, or a busy process loses live sessions
     "SESSION_LOST_AFTER_S": 60.0,
     # WebRTC paths (README "WebRTC"): none by default, so nothing waits on an unreachable STUN server.
     "ICE_SERVERS": [],  # as given to both peers: [{"urls": ["stun:…"]}, {"urls": ["turn:…"], "username", "credential"}]

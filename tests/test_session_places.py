@@ -30,8 +30,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 QUOTA = 2  # the tenant's limit and each daphne's worker cap
 PLACES = {"LIVEHUMAN_MAX_SESSIONS_PER_WORKER": str(QUOTA)}
-HEARTBEAT = {"LIVEHUMAN_SESSION_HEARTBEAT_S": "0.5", "LIVEHUMAN_SESSION_LOST_AFTER_S": "5"}
-LOST_AFTER = timedelta(seconds=5)
+HEARTBEAT = {"LIVEHUMAN_SESSION_HEARTBEAT_S": "0.5", "LIVEHUMAN_SESSION_LOST_AFTER_S": "8"}
+LOST_AFTER = timedelta(seconds=8)  # generous: a loaded machine may delay a beat by seconds
 
 
 @pytest.fixture
