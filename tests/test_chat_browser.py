@@ -16,9 +16,10 @@ import pytest
 from playwright.sync_api import Page
 
 from sessions_app.models import ChatSession
-from testkit.bundles import repaint_frames
+from testkit.bundles import repaint_frames, write_random_wav2lip_checkpoint
 from tests.fixtures.browser import chat_page_as_member, wait_until
 from tests.fixtures.live import make_talking_role
+from tests.fixtures.processes import child_env, serving_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -186,3 +187,52 @@ def test_the_chinese_demo_role_reads_in_chinese_in_chromium(daphne_server, world
         assert saved.status_code == 200, saved.text
         _wait_for_text(page, "#history", f"{ZH_ROLE_NAME} 已更新：新音色从下一句开始。", 10)
         page.screenshot(path=str(ARTIFACTS / "chat-page-role-updated.png"), full_page=True)
+
+
+VIDEO_SIZES = """() => {
+  const video = document.getElementById("avatar-video");
+  const box = video.getBoundingClientRect();
+  return {frame: [video.videoWidth, video.videoHeight], shown: [Math.round(box.width), Math.round(box.height)]};
+}"""
+
+
+def test_a_degraded_session_is_noted_and_its_half_size_frames_fill_the_video_in_chromium(
+    transactional_db, world_a, _media_root, settings, tmp_path
+):
+    """A Wav2Lip role far slower than real time on this CPU steps down its ladder: the page says so, in Chinese,
+    and the half-size frames it then receives are shown at the same size on the page as the full-size ones were.
+    Screenshot: test-artifacts/chat-page-degraded.png."""
+    role = make_talking_role(world_a, _media_root, frame_count=1)
+    role.avatar.lipsync_engine = "wav2lip"
+    role.avatar.save(update_fields=["lipsync_engine"])
+    env = child_env(
+        LIVEHUMAN_WAV2LIP_CHECKPOINT=str(write_random_wav2lip_checkpoint(tmp_path / "wav2lip.pth")),
+        LIVEHUMAN_LIPSYNC_BATCH_SIZE="2",
+        LIVEHUMAN_DEGRADE_HOLD_S="0.5",
+        LIVEHUMAN_DEGRADE_WINDOW_S="4",
+        LIVEHUMAN_DEGRADE_LATE_FRAMES="2",
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (
+        serving_daphne(tmp_path / "daphne.log", env) as base_url,
+        chat_page_as_member(base_url, world_a.member, settings, context_options={"locale": "zh-CN"}) as chat,
+    ):
+        page, errors = chat.page, chat.errors
+        assert not page.locator("#quality-note").is_visible()
+        page.select_option("#role", str(role.pk))
+        page.click("#start-button")
+        _wait_for(page, lambda s: s["state"] == "connected" and s["video"] > 0, 90, "the first decoded frames")
+        wait_until(page, "document.getElementById('avatar-video').videoWidth === 512", 10_000)
+        full = page.evaluate(VIDEO_SIZES)
+        page.wait_for_selector("#say-text:not([disabled])")
+        page.fill("#say-text", "Counting slowly to keep the model busy. " * 6)
+        page.press("#say-text", "Enter")
+        _wait_for_text(page, "#quality-note", "轻量口型引擎", 90)  # the last level: the lighter engine
+        note = page.inner_text("#quality-note")
+        assert note.startswith("画质已降低以保持流畅：") and "20 帧/秒" in note and "半分辨率" in note, note
+        wait_until(page, "document.getElementById('avatar-video').videoWidth === 256", 20_000)
+        half = page.evaluate(VIDEO_SIZES)
+        page.screenshot(path=str(ARTIFACTS / "chat-page-degraded.png"))
+        assert half["frame"] == [256, 256] and full["frame"] == [512, 512]
+        assert half["shown"] == full["shown"] and half["shown"][0] > 256, (full, half)  # scaled back up
+        assert not errors, errors
