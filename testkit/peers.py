@@ -90,6 +90,31 @@ def spy_first_pts(live) -> dict[str, int]:
     return first
 
 
+def spy_wire(live) -> dict[str, dict[int, float]]:
+    """When each of the session's senders put each frame on the wire, encoded (session-clock seconds), by kind and
+    by the pts its track gave the frame (video 90 kHz, audio 48 kHz). Call it once media flows (the senders exist
+    from the answer on)."""
+    sent: dict[str, dict[int, float]] = {"audio": {}, "video": {}}
+    for sender in live.peer.connection.getSenders():
+        track, taken = sender.track, [0]
+        original_recv, original_encode = track.recv, sender._next_encoded_frame
+
+        async def recv(original=original_recv, taken=taken):
+            frame = await original()
+            taken[0] = frame.pts
+            return frame
+
+        async def next_encoded(codec, original=original_encode, taken=taken, kind=track.kind):
+            encoded = await original(codec)  # takes one frame from the track and encodes it
+            if encoded is not None:
+                sent[kind].setdefault(taken[0], live.clock.now())
+            return encoded
+
+        track.recv = recv
+        sender._next_encoded_frame = next_encoded  # RTCRtpSender looks both up for every frame
+    return sent
+
+
 def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
 
