@@ -7,6 +7,7 @@ from django.utils.translation import gettext as _
 
 from avatars_app.models import Role
 
+from .models import ChatSession
 from .voice_input import voice_input_note
 
 
@@ -44,6 +45,8 @@ def _page_strings() -> dict[str, str]:
         "degraded_fps": _("%(fps)s fps"),
         "degraded_half_size": _("half resolution"),
         "degraded_engine": _("lighter lip-sync"),
+        # why a session ended, as the admin names it (the page gets the reason's code)
+        **{f"ended_{reason.value}": str(reason.label) for reason in ChatSession.EndReason},
     }
 
 

@@ -178,15 +178,21 @@ def test_the_chinese_demo_role_reads_in_chinese_in_chromium(daphne_server, world
         assert after["audioSamples"] > 0 and not errors, errors
 
         # an operator saves the role's voice through the API while the session runs: the page says so
+        api_key = {"Authorization": f"Api-Key {world_a.raw_key}"}
         saved = httpx.patch(
             f"{daphne_server}/api/v1/voices/{voice.pk}/",
             json={"rate": 1.2},
-            headers={"Authorization": f"Api-Key {world_a.raw_key}"},
+            headers=api_key,
             timeout=30,
         )
         assert saved.status_code == 200, saved.text
         _wait_for_text(page, "#history", f"{ZH_ROLE_NAME} 已更新：新音色从下一句开始。", 10)
         page.screenshot(path=str(ARTIFACTS / "chat-page-role-updated.png"), full_page=True)
+
+        # the session is ended from elsewhere (REST): the page says why, in Chinese, not the reason's code
+        session_id = page.evaluate("window.liveHuman.session.id")
+        httpx.post(f"{daphne_server}/api/v1/sessions/{session_id}/end/", headers=api_key, timeout=30)
+        _wait_for_text(page, "#error-line", "会话已结束：由客户端结束", 10)
 
 
 VIDEO_SIZES = """() => {

@@ -218,7 +218,7 @@
           this.rttMs = Math.round(performance.now() - this.pingSentAt);
           break;
         case "closed":
-          this.stop(false, format(strings.session_ended, { reason: event.reason }));
+          this.stop(false, format(strings.session_ended, { reason: strings[`ended_${event.reason}`] || event.reason }));
           break;
         default:
           break;
