@@ -19,6 +19,8 @@ import structlog
 from csp.constants import NONE, SELF
 from django.utils.translation import gettext_lazy as _
 
+from livehuman_site.log_redaction import redact_secrets
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -257,6 +259,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING below too: the same format and redaction
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -331,6 +334,7 @@ LOGGING = {
             "processors": [
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                redact_secrets,  # after the traceback is text: no secret in a URL reaches any log line
                 structlog.processors.JSONRenderer(ensure_ascii=False)
                 if LOG_FORMAT == "json"
                 else structlog.dev.ConsoleRenderer(colors=False),

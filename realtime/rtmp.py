@@ -29,10 +29,10 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .net.outbound import OutboundPolicy, OutboundRefused
+from .net.redact import RTMP_SCHEMES, redact_url
 
 logger = logging.getLogger(__name__)
 
-RTMP_SCHEMES = ("rtmp", "rtmps")
 MS = fractions.Fraction(1, 1000)  # FLV's time base
 # Between the loop and the encoder thread. Audio is never dropped while the stream keeps up at all (the AAC
 # encoder stamps its packets by sample count, so a lost packet would pull all later sound ahead of the picture);
@@ -66,13 +66,6 @@ class RtmpStatus:
         return {"state": self.state, "url": self.url, "attempts": self.attempts, "last_error": self.last_error}
 
 
-def shown_url(url: str) -> str:
-    """The URL with its stream key (the last path segment, a secret on most platforms) hidden."""
-    parts = urlsplit(url)
-    head, _, key = parts.path.rpartition("/")
-    return urlunsplit(parts._replace(path=f"{head}/{'…' if key else ''}", query=""))
-
-
 def check_rtmp_url(url: str, policy: OutboundPolicy) -> None:
     """Save-time check of a tenant's RTMP URL: scheme rtmp/rtmps, no user info, no internal address unless
     allow-listed. Raises ``OutboundRefused``."""
@@ -98,7 +91,7 @@ class RtmpPublisher:
     ) -> None:
         self.url = url
         self.settings = settings or RtmpSettings()
-        self.status = RtmpStatus("connecting", shown_url(url))
+        self.status = RtmpStatus("connecting", redact_url(url))
         self._audio, self._video = audio, video
         self._fps = fps
         self._size = size  # the picture's full (width, height): a degraded session's half-size frames are scaled up

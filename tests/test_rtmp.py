@@ -19,7 +19,8 @@ import pytest
 from realtime.degrade import DegradePolicy
 from realtime.engines.tts.base import VoiceSettings
 from realtime.net.outbound import OutboundPolicy
-from realtime.rtmp import RtmpSettings, shown_url
+from realtime.net.redact import redact_url
+from realtime.rtmp import RtmpSettings
 from realtime.session import LiveSession
 from sessions_app.session_factory import get_pool
 from testkit.bundles import write_astronaut_bundle
@@ -150,7 +151,7 @@ def windows_rms(audio: np.ndarray, window: int = 960) -> np.ndarray:
 
 async def test_a_speaking_session_streams_h264_and_aac_in_step_to_nginx(live, rtmp_server):
     status = await live.start_rtmp(rtmp_server.url, LOCAL, FAST_RETRY)
-    assert status.url == shown_url(rtmp_server.url) and "secret" not in status.url
+    assert status.url == redact_url(rtmp_server.url) and "secret" not in status.url
     source = SourceTap(live)
     await wait_for_state(live, "live")
     await asyncio.sleep(1.0)  # a second of the idle avatar first

@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from realtime.engines.asr.base import ASREngine, ASRError, CloudASRSettings
 from realtime.engines.base import EngineUnavailable
 from realtime.net.outbound import OutboundRefused
+from realtime.net.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +79,10 @@ class DashScopeRealtimeASR(ASREngine):
             raise EngineUnavailable("The DashScope real-time engine needs the role's ASR API key (a DashScope key).")
         self.settings = settings
         self.url = settings.base_url or DEFAULT_URL
+        self.shown_url = redact_url(self.url)  # as messages name it: no key from its query
         parts = urlsplit(self.url)
         if parts.scheme not in ("wss", "ws") or not parts.hostname:
-            raise EngineUnavailable(f"The DashScope real-time engine needs a wss:// URL, not {self.url!r}.")
+            raise EngineUnavailable(f"The DashScope real-time engine needs a wss:// URL, not {self.shown_url!r}.")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "wss" else 80)
         self.secure = parts.scheme == "wss"
@@ -186,7 +188,7 @@ class DashScopeRealtimeASR(ASREngine):
         except ConnectionClosed as exc:
             raise ASRError(f"{self.host} closed the connection before task-started ({_close_code(exc)})") from None
         except (OSError, WebSocketException) as exc:
-            raise ASRError(f"cannot connect to {self.url}: {exc or type(exc).__name__}") from None
+            raise ASRError(f"cannot connect to {self.shown_url}: {exc or type(exc).__name__}") from None
 
     async def _poll(self, task: _Task) -> None:
         """Handle every event that has already arrived, without waiting for more."""

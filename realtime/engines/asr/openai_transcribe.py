@@ -21,6 +21,7 @@ from realtime.engines.asr.base import ASREngine, ASRError, CloudASRSettings
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.server_errors import error_reason
 from realtime.net.outbound import refusal_of
+from realtime.net.redact import redact_url
 
 DEFAULT_MODEL = "whisper-1"
 
@@ -47,6 +48,7 @@ class OpenAITranscriptionASR(ASREngine):
             )
         self.settings = settings
         self.url = settings.base_url.rstrip("/") + "/audio/transcriptions"
+        self.shown_url = redact_url(self.url)  # as messages name it: no key from its query
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self._client = settings.outbound.http_client(timeout=httpx.Timeout(settings.timeout_s), headers=headers)
         self._chunks: list[np.ndarray] = []
@@ -71,20 +73,20 @@ class OpenAITranscriptionASR(ASREngine):
             async with asyncio.timeout(timeout_s):  # the whole request: a server that accepts and then stalls too
                 response = await self._client.post(self.url, data=fields, files=files)
         except TimeoutError:
-            raise ASRError(f"no transcript from {self.url} within {timeout_s:g} s") from None
+            raise ASRError(f"no transcript from {self.shown_url} within {timeout_s:g} s") from None
         except httpx.RequestError as exc:
             refused = refusal_of(exc)
             if refused is not None:
                 raise ASRError(f"outbound policy: {refused}") from None
-            raise ASRError(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
+            raise ASRError(f"cannot reach {self.shown_url}: {exc or type(exc).__name__}") from None
         if response.status_code >= 400:
-            raise ASRError(f"{self.url} answered HTTP {response.status_code}: {error_reason(response.content)}")
+            raise ASRError(f"{self.shown_url} answered HTTP {response.status_code}: {error_reason(response.content)}")
         try:
             text = response.json()["text"]
         except (ValueError, KeyError, TypeError):
-            raise ASRError(f"{self.url} sent no transcription JSON: {response.text[:120]!r}") from None
+            raise ASRError(f"{self.shown_url} sent no transcription JSON: {response.text[:120]!r}") from None
         if not isinstance(text, str):
-            raise ASRError(f"{self.url} sent a non-text transcript: {text!r:.120}")
+            raise ASRError(f"{self.shown_url} sent a non-text transcript: {text!r:.120}")
         return text.strip()
 
     def reset(self) -> None:

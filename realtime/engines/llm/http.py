@@ -14,6 +14,7 @@ import httpx
 from realtime.engines.llm.base import LLMEngine, LLMError, LLMErrorCode, LLMSettings
 from realtime.engines.server_errors import error_reason
 from realtime.net.outbound import refusal_of
+from realtime.net.redact import redact_url
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class HTTPStreamingLLM(LLMEngine):
     async def stream(self, messages: list[dict]) -> AsyncIterator[str]:
         path, body = self.build_request(messages)
         url = self.settings.base_url.rstrip("/") + path
+        shown = redact_url(url)  # as errors name it: a key in the URL's query reaches no log or message
         timeout_s = self.settings.timeout_s
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -119,25 +121,27 @@ class HTTPStreamingLLM(LLMEngine):
                 if first is None:
                     return
                 yield first
-                async for delta in self._paced(deltas, url):
+                async for delta in self._paced(deltas, shown):
                     yield delta
         except TimeoutError:
-            raise LLMError(LLMErrorCode.TIMEOUT, f"no answer from {url} within {timeout_s:g} s") from None
+            raise LLMError(LLMErrorCode.TIMEOUT, f"no answer from {shown} within {timeout_s:g} s") from None
         except httpx.TimeoutException as exc:
-            raise LLMError(LLMErrorCode.TIMEOUT, f"{url} stalled for {timeout_s:g} s ({type(exc).__name__})") from None
+            raise LLMError(
+                LLMErrorCode.TIMEOUT, f"{shown} stalled for {timeout_s:g} s ({type(exc).__name__})"
+            ) from None
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise LLMError(
-                LLMErrorCode.BROKEN_STREAM, f"connection to {url} broke: {exc or type(exc).__name__}"
+                LLMErrorCode.BROKEN_STREAM, f"connection to {shown} broke: {exc or type(exc).__name__}"
             ) from None
         except (httpx.TransportError, httpx.InvalidURL) as exc:
-            raise LLMError(LLMErrorCode.UNREACHABLE, f"cannot reach {url}: {exc or type(exc).__name__}") from None
+            raise LLMError(LLMErrorCode.UNREACHABLE, f"cannot reach {shown}: {exc or type(exc).__name__}") from None
         except httpx.RequestError as exc:
             refused = refusal_of(exc)
             if refused is None:
-                raise LLMError(LLMErrorCode.UNREACHABLE, f"cannot reach {url}: {type(exc).__name__}") from None
+                raise LLMError(LLMErrorCode.UNREACHABLE, f"cannot reach {shown}: {type(exc).__name__}") from None
             raise LLMError(LLMErrorCode.REFUSED, str(refused)) from None
 
-    async def _paced(self, deltas: AsyncIterator[str], url: str) -> AsyncIterator[str]:
+    async def _paced(self, deltas: AsyncIterator[str], shown: str) -> AsyncIterator[str]:
         """The deltas after the first, each within ``idle_timeout_s`` of the one before and all of them within
         ``answer_deadline_s`` of this point: a server that drips tokens (or keep-alives) cannot hold an answer
         open for ever."""
@@ -150,8 +154,8 @@ class HTTPStreamingLLM(LLMEngine):
                     delta = await anext(deltas, None)
             except TimeoutError:
                 if loop.time() >= deadline:
-                    raise LLMError(LLMErrorCode.TIMEOUT, f"{url} did not finish its answer in {total:g} s") from None
-                raise LLMError(LLMErrorCode.TIMEOUT, f"{url} sent nothing for {idle:g} s mid-answer") from None
+                    raise LLMError(LLMErrorCode.TIMEOUT, f"{shown} did not finish its answer in {total:g} s") from None
+                raise LLMError(LLMErrorCode.TIMEOUT, f"{shown} sent nothing for {idle:g} s mid-answer") from None
             if delta is None:
                 return
             yield delta

@@ -14,6 +14,7 @@ import httpx
 
 from ...audio import apply_gain
 from ...net.outbound import refusal_of
+from ...net.redact import redact_url
 from ..base import EngineUnavailable
 from .base import PCM, TTSEngine, TTSError, VoiceSettingError, VoiceSettings
 from .wav_stream import WavStreamParser
@@ -33,6 +34,7 @@ class GPTSoVITSTTS(TTSEngine):
                 "GPT-SoVITS needs the Voice's server URL (its api_v2 address, e.g. http://127.0.0.1:9880)"
             )
         self.url = voice.server_url.rstrip("/") + "/tts"
+        self.shown_url = redact_url(self.url)  # as messages name it: no key from its query
         self.timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
 
@@ -69,20 +71,22 @@ class GPTSoVITSTTS(TTSEngine):
                 if response.status_code != httpx.codes.OK:
                     # The body is the server's own text: for the log only, never for the tenant.
                     detail = (await response.aread())[:300].decode(errors="replace")
-                    logger.warning("GPT-SoVITS at %s answered HTTP %s: %s", self.url, response.status_code, detail)
-                    raise TTSError(f"GPT-SoVITS at {self.url} answered HTTP {response.status_code}")
+                    logger.warning(
+                        "GPT-SoVITS at %s answered HTTP %s: %s", self.shown_url, response.status_code, detail
+                    )
+                    raise TTSError(f"GPT-SoVITS at {self.shown_url} answered HTTP {response.status_code}")
                 async for data in response.aiter_bytes():
                     samples = parser.feed(data)
                     if len(samples):
                         yield PCM(apply_gain(samples, self.voice.volume), parser.sample_rate)
         except httpx.TimeoutException as exc:
             waited = f"sent nothing for {self.timeout_s} s ({type(exc).__name__})"
-            raise TTSError(f"GPT-SoVITS at {self.url} {waited}") from exc
+            raise TTSError(f"GPT-SoVITS at {self.shown_url} {waited}") from exc
         except httpx.HTTPError as exc:
             refused = refusal_of(exc)
             if refused is not None:
-                raise TTSError(f"GPT-SoVITS at {self.url} refused: {refused}") from exc
-            raise TTSError(f"GPT-SoVITS at {self.url} failed: {type(exc).__name__}: {exc}") from exc
+                raise TTSError(f"GPT-SoVITS at {self.shown_url} refused: {refused}") from exc
+            raise TTSError(f"GPT-SoVITS at {self.shown_url} failed: {type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
         if self._client is not None:
