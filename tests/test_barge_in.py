@@ -86,16 +86,15 @@ async def test_under_push_to_talk_barge_in_only_held_speech_cuts_the_avatar(talk
 async def test_push_to_talk_ignores_speech_unless_the_button_is_held(talk, speech):
     session = await talk(conversation_settings())
     session.live.set_talk_mode(TalkMode.PUSH)
-    await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))
-    await asyncio.sleep(0.3)
-    assert session.events.of("transcript") == [] and session.events.turns == []
-    assert "listening" not in [state for (state,) in session.events.of("state")]
+    await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))  # the gate judges audio as it arrives
 
     session.live.set_talking(True)
     await session.hear(speech(QUESTION, lead_s=0.3, tail_s=0.6))
     session.live.set_talking(False)
     _, timings = await session.events.wait_for("finished")
+    # The mic's audio is heard in order: had the speech without the button been taken, its turn would be here too.
     assert len(session.events.turns) == 1 and final_transcripts(session.events) == [timings.text]
+    assert [state for (state,) in session.events.of("state")].count("listening") == 1
 
 
 async def test_an_interrupt_cancels_the_llm_stream_and_keeps_what_was_said(talk, speech):
@@ -111,9 +110,11 @@ async def test_an_interrupt_cancels_the_llm_stream_and_keeps_what_was_said(talk,
         assert timings.interrupted and timings.text.startswith("Word 0,")
         full = " ".join(f"Word {n}," for n in range(200))
         assert full.startswith(timings.text) and len(timings.text) < 60
+        # Nothing of the cut answer reaches the air later: a message said after it plays, and nothing else does.
         subtitles = len(session.events.of("subtitle"))
-        await asyncio.sleep(0.6)
-        assert len(session.events.of("subtitle")) == subtitles and session.live.state == "idle"
+        await session.live.say("Next.", 60)
+        await session.events.wait_for("finished", lambda mid, t: mid == 60)
+        assert [mid for _, mid in session.events.of("subtitle")[subtitles:]] == [60]
 
 
 # --- over WebRTC, through the consumer ---------------------------------------------------------------------
@@ -151,9 +152,7 @@ async def test_a_second_utterance_over_webrtc_interrupts_the_answer(chat_session
 async def test_push_to_talk_over_the_websocket(chat_session, world_a, speech):
     call = await start_call(chat_session.pk, world_a.raw_key)
     await call.communicator.send_json_to({"type": "mode", "talk": "push"})
-    await call.client.say(speech(QUESTION, lead_s=0.3, tail_s=0.6))
-    await asyncio.sleep(0.3)
-    assert call.log.of_type("transcript") == []
+    await call.client.say(speech(QUESTION, lead_s=0.3, tail_s=0.6))  # not held: ignored (one user row, below)
 
     await call.communicator.send_json_to({"type": "talk", "on": True})
     await call.client.say(speech(QUESTION, lead_s=0.3, tail_s=0.6))

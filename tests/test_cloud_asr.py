@@ -26,6 +26,9 @@ from testkit.defaults import cloud_asr_settings, conversation_settings
 from testkit.outbound import policy_allowing
 
 TIMEOUT_S = 0.5
+# In a live session the recogniser shares the loop with the session's own work: the turn that is meant to succeed
+# must not time out because a loaded machine was slow, so the stall there is judged on a longer deadline.
+LIVE_TIMEOUT_S = 3.0
 
 
 def tone(seconds: float) -> np.ndarray:
@@ -211,11 +214,13 @@ async def test_a_cloud_failure_is_apologised_for_aloud_and_the_next_turn_is_hear
         url = server.url if engine == "dashscope" else server.base_url
         server.plan = ["stall_finish" if engine == "dashscope" else "stall"]
         session = await talk(
-            conversation_settings(asr_engine=engine, asr_options={"settings": cloud(url)}, language="zh")
+            conversation_settings(
+                asr_engine=engine, asr_options={"settings": cloud(url, timeout_s=LIVE_TIMEOUT_S)}, language="zh"
+            )
         )
         await session.hear(speech("What is the weather like in Paris today?", lead_s=0.5, tail_s=0.8))
         code, reason = await session.events.wait_for("error")
-        assert code == "asr_failed" and f"within {TIMEOUT_S:g} s" in reason
+        assert code == "asr_failed" and f"within {LIVE_TIMEOUT_S:g} s" in reason
         _, apologised = await session.events.wait_for("finished")
         assert apologised.text == unheard_apology("zh") and apologised.first_frame_ms is not None
 

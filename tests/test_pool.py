@@ -191,6 +191,7 @@ async def test_sessions_of_one_role_hold_the_pools_objects_and_let_go_when_close
     gc.collect()
     assert [ref() for ref in refs] == [None, None, None]  # nothing in the pool keeps a session alive
     assert pool.active_leases == 0 and batcher.queued() == 0 and not batcher._queues
+
     # nor any of their frame requests once the batch in flight when they closed is done (the batcher keeps none)
     def no_requests_left() -> bool:
         gc.collect()
