@@ -15,11 +15,16 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from avatars_app.models import Role
 from livehuman_site.tenancy.admin import ReadOnlyTenantInline, TenantScopedAdmin
+from livehuman_site.tenancy.scoping import scope_for_request
 
 from . import control, services
+from .admin_forms import BroadcastForm
+from .broadcast import open_broadcast
 from .commands import CommandError, StartRtmp, StopRtmp, parse_command
 from .models import TRANSCRIPT_FIELDS, ChatSession, Message
+from .owner import Refused
 
 
 class MessageInline(ReadOnlyTenantInline):
@@ -31,7 +36,8 @@ class MessageInline(ReadOnlyTenantInline):
 
 @admin.register(ChatSession)
 class ChatSessionAdmin(TenantScopedAdmin):
-    """Sessions are opened by the chat page and the API; here they are inspected, ended or deleted."""
+    """Sessions are opened by the chat page and the API, or started here as a broadcast; here they are inspected,
+    their RTMP stream stopped and started, ended or deleted."""
 
     list_display = ["id", "role", "state", "user", "api_key", "created_at", "ended_at", "end_reason", "message_count"]
     list_filter = ["state", "end_reason", "role", "created_at"]
@@ -72,7 +78,34 @@ class ChatSessionAdmin(TenantScopedAdmin):
 
     def get_urls(self) -> list:
         rtmp = path("<uuid:pk>/rtmp/", self.admin_site.admin_view(self.rtmp_view), name="sessions_app_chatsession_rtmp")
-        return [rtmp, *super().get_urls()]
+        broadcast = path(
+            "broadcast/", self.admin_site.admin_view(self.broadcast_view), name="sessions_app_chatsession_broadcast"
+        )
+        return [rtmp, broadcast, *super().get_urls()]
+
+    def broadcast_view(self, request: HttpRequest) -> HttpResponse:
+        """Start a broadcast — a session of a role with no browser, streaming to an RTMP URL — through the same
+        service as ``POST sessions/`` with ``{role, rtmp_url}``; then on to its RTMP page."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        scope = scope_for_request(request)
+        roles = scope.filter(Role.objects.filter(active=True)).order_by("name")
+        form = BroadcastForm(request.POST or None, roles=roles)
+        if request.method == "POST" and form.is_valid():
+            try:
+                session = open_broadcast(scope, form.cleaned_data["role"], request.user, form.cleaned_data["rtmp_url"])
+            except (services.SessionLimitReached, services.RoleUnavailable, Refused) as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(request, _("Broadcast started: RTMP stream %(state)s.") % session.rtmp_status)
+                return redirect("admin:sessions_app_chatsession_rtmp", session.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Start a broadcast"),
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/sessions_app/chatsession/broadcast.html", context)
 
     def rtmp_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
         """Start or stop the session's RTMP stream, through the same command as ``POST sessions/<id>/rtmp``."""

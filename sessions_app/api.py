@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext_lazy as _
@@ -27,7 +26,7 @@ from livehuman_site.tenancy.models import APIKeyScope
 from livehuman_site.tenancy.tickets import issue_ticket
 
 from . import commands, control, services
-from .broadcast import start_broadcast
+from .broadcast import open_broadcast
 from .control_serializers import (
     RoleSwitchSerializer,
     RtmpSerializer,
@@ -73,20 +72,16 @@ class ChatSessionViewSet(
     def perform_create(self, serializer: ChatSessionSerializer) -> None:
         """A session for a browser or integration to connect to; with ``rtmp_url``, a broadcast that starts
         here and now (it streams, and takes ``say`` over REST, with nobody connected)."""
+        role, rtmp_url = serializer.validated_data["role"], serializer.validated_data.get("rtmp_url")
         try:
-            session = services.open_session(self.scope, serializer.validated_data["role"], self.request.user)
+            if rtmp_url:
+                session = open_broadcast(self.scope, role, self.request.user, rtmp_url)
+            else:
+                session = services.open_session(self.scope, role, self.request.user)
         except services.SessionLimitReached as exc:
             raise SessionLimitError(str(exc)) from exc
-        except services.RoleUnavailable as exc:
+        except (services.RoleUnavailable, Refused) as exc:
             raise ConflictError(str(exc), code=exc.code) from exc
-        rtmp_url = serializer.validated_data.get("rtmp_url")
-        if rtmp_url:
-            try:
-                # In daphne's event loop (asgiref runs it there): the broadcast lives on after this request.
-                session.rtmp_status = async_to_sync(start_broadcast)(session, rtmp_url)
-            except Refused as exc:
-                services.end_session(session)
-                raise ConflictError(str(exc), code=exc.code) from exc
         session.ws_ticket = self._ticket(session)
         serializer.instance = session
 

@@ -1,6 +1,7 @@
 """Broadcast sessions: a role streaming to an RTMP URL with nobody watching in a browser (live commerce).
 
-``POST sessions/ {"role", "rtmp_url"}`` starts one in the daphne process that took the request: a
+``POST sessions/ {"role", "rtmp_url"}`` and the admin's "Start a broadcast" page (both through
+``open_broadcast``) start one in the daphne process that took the request: a
 ``SessionOwner`` with no WebSocket, which joins the session's channel-layer group itself, so REST ``say``,
 ``interrupt``, ``state``, ``role``, ``rtmp`` and ``end`` reach it from any process exactly as they reach a
 browser's session. It runs until ended; what a browser would have been told goes to the log.
@@ -11,16 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextvars import Context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from livehuman_site.outbound import outbound_policy
 
+from . import services
 from .control import COMMAND, REPLY, STATE, leave, session_group
 from .live_config import ROLE_CHANGED, tenant_roles_group
 from .models import ChatSession
-from .owner import SessionOwner
+from .owner import Refused, SessionOwner
+
+if TYPE_CHECKING:
+    from avatars_app.models import Role
+    from livehuman_site.tenancy.scoping import Scope
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,22 @@ class _Unwatched:
 
     async def close_socket(self, code: int = 1000) -> None:
         self.closed.set()
+
+
+def open_broadcast(scope: Scope, role: Role, user: Any, rtmp_url: str) -> ChatSession:
+    """A new session of ``role`` (under the tenant's session limit), started here as a broadcast to ``rtmp_url``
+    (already checked by ``commands.checked_rtmp_url``); its stream's status is on ``rtmp_status``. Called from a
+    sync view under daphne: asgiref runs the broadcast in daphne's event loop, where it lives on after the request.
+
+    Raises ``services.SessionLimitReached``, ``services.RoleUnavailable``, or the owner's ``Refused`` (the new
+    session is ended then)."""
+    session = services.open_session(scope, role, user)
+    try:
+        session.rtmp_status = async_to_sync(start_broadcast)(session, rtmp_url)
+    except Refused:
+        services.end_session(session)
+        raise
+    return session
 
 
 async def start_broadcast(session: ChatSession, rtmp_url: str) -> dict[str, Any]:

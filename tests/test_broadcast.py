@@ -147,3 +147,60 @@ def streams_live(admin: Client, page: str, rtmp_server: RtmpServer, streams: int
         time.sleep(0.2)
     assert "RTMP: <strong>live</strong> rtmp://127.0.0.1" in admin.get(page).content.decode()
     rtmp_server.wait_for_recording(streams, min_bytes=2_000)
+
+
+@pytest.fixture
+def daphne_allowing_local_rtmp(transactional_db, tmp_path) -> Iterator[str]:
+    with serving_daphne(tmp_path / "daphne.log", child_env(LIVEHUMAN_OUTBOUND_ALLOW="127.0.0.1")) as base_url:
+        yield base_url
+
+
+def admin_over_http(base_url: str, user) -> httpx.Client:
+    """An HTTP client of the real daphne, logged in to the admin as ``user`` (a session in the shared database)."""
+    login = Client()
+    login.force_login(user)
+    return httpx.Client(base_url=base_url, cookies={"sessionid": login.cookies["sessionid"].value}, timeout=60)
+
+
+@pytest.mark.slow
+def test_the_admin_starts_a_broadcast_of_a_role(daphne_allowing_local_rtmp, rtmp_server, talking_role, world_a):
+    """Over HTTP on a real daphne: the session list links to "Start a broadcast"; a URL the outbound policy refuses
+    is shown as the form's error and opens nothing; the nginx URL starts a session of the role that streams (its
+    RTMP page says live, nginx records it) and speaks what REST ``say`` gives it."""
+    with admin_over_http(daphne_allowing_local_rtmp, world_a.owner) as admin:
+        listing = admin.get("/admin/sessions_app/chatsession/")
+        page = "/admin/sessions_app/chatsession/broadcast/"
+        assert listing.status_code == 200 and f'href="{page}"' in listing.text
+        assert admin.get(page).status_code == 200
+        form = {"csrfmiddlewaretoken": admin.cookies["csrftoken"], "role": str(talking_role.pk)}
+        refused = admin.post(page, data={**form, "rtmp_url": "rtmp://10.1.2.3/live/key"})
+        assert refused.status_code == 200 and "10.1.2.3" in refused.text and "errorlist" in refused.text
+        assert not ChatSession.objects.exists()
+
+        started = admin.post(page, data={**form, "rtmp_url": rtmp_server.url}, follow_redirects=True)
+        session = ChatSession.objects.get()
+        assert (session.role_id, session.user_id, session.state) == (talking_role.pk, world_a.owner.pk, "connected")
+        rtmp_page = f"/admin/sessions_app/chatsession/{session.pk}/rtmp/"
+        assert started.status_code == 200 and started.url.path == rtmp_page and "secret" not in started.text
+        deadline = time.monotonic() + 30
+        while "RTMP: <strong>live</strong>" not in admin.get(rtmp_page).text and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "RTMP: <strong>live</strong> rtmp://127.0.0.1" in admin.get(rtmp_page).text
+
+    with httpx.Client(
+        base_url=daphne_allowing_local_rtmp, headers={"Authorization": f"Api-Key {world_a.raw_key}"}
+    ) as rest:
+        said = rest.post(f"/api/v1/sessions/{session.pk}/say/", json={"text": "Live from the admin."}, timeout=30)
+        assert said.status_code == 202, said.text
+        deadline = time.monotonic() + 30
+        while rest.get(f"/api/v1/sessions/{session.pk}/state/").json()["state"] != "speaking":
+            assert time.monotonic() < deadline, "the broadcast never spoke"
+            time.sleep(0.1)
+        while rest.get(f"/api/v1/sessions/{session.pk}/state/").json()["state"] != "idle":
+            assert time.monotonic() < deadline, "the broadcast never finished speaking"
+            time.sleep(0.1)
+        assert rest.post(f"/api/v1/sessions/{session.pk}/end/", timeout=30).status_code == 200
+    [recording] = rtmp_server.wait_for_recording(1, min_bytes=2_000)
+    video, audio, _, codecs = decode(recording)
+    assert codecs == {"video": "h264", "audio": "aac"} and len(video) > 10
+    assert (windows_rms(audio) > VOICED_RMS).sum() > 10  # the sentence said over REST is in the stream
