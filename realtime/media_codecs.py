@@ -42,9 +42,11 @@ def i420_planes(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb[:height, :width]), cv2.COLOR_RGB2YUV_I420)
 
 
-def half_size(rgb: np.ndarray) -> np.ndarray:
-    """An H×W picture at (H/2)×(W/2), each pixel the mean of four (OpenCV's area filter: no aliasing)."""
-    size = (max(2, rgb.shape[1] // 2), max(2, rgb.shape[0] // 2))
+def resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``rgb`` at ``size`` (width, height): OpenCV's area filter, each pixel the mean of those it covers (no
+    aliasing when shrinking); the picture itself when it already has that size."""
+    if (rgb.shape[1], rgb.shape[0]) == size:
+        return np.ascontiguousarray(rgb)
     return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)
 
 
@@ -145,44 +147,46 @@ class I420Frames:
     """An avatar's frames converted to ``yuv420p`` once, on first use, for every session showing that avatar.
 
     Idle frames are the same pictures for every session of an avatar: each is
-    converted once per process instead of once per session per slot, at full
-    size and, for degraded sessions, at half size. Bounded: the most recently
-    shown conversions up to ``CACHE_BYTES`` are kept (a 60-s 720p avatar
-    converted whole would hold 2 GB in every process).
+    converted once per process instead of once per session per slot, at each
+    size the sessions send (the avatar's own, a page's shown size, the ladder's
+    half size). Bounded: the most recently shown conversions up to
+    ``CACHE_BYTES`` are kept, all sizes together (a 60-s 720p avatar converted
+    whole would hold 2 GB in every process).
     """
 
     CACHE_BYTES = 128 * 1024 * 1024
 
-    _shared: weakref.WeakKeyDictionary[object, dict[bool, I420Frames]] = weakref.WeakKeyDictionary()
+    _shared: weakref.WeakKeyDictionary[object, I420Frames] = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
-    def __init__(self, frames: Sequence[np.ndarray], *, half: bool = False) -> None:
+    def __init__(self, frames: Sequence[np.ndarray]) -> None:
         self._frames = frames
-        self._half = half
-        self._converted: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._converted: OrderedDict[tuple[int, tuple[int, int]], np.ndarray] = OrderedDict()
+        self._bytes = 0
         self._guard = threading.Lock()
 
     @classmethod
-    def of(cls, avatar: object, frames: Sequence[np.ndarray], *, half: bool = False) -> I420Frames:
-        """The shared conversions of ``avatar`` at full or half size (kept while the avatar object lives)."""
+    def of(cls, avatar: object, frames: Sequence[np.ndarray]) -> I420Frames:
+        """The shared conversions of ``avatar`` (kept while the avatar object lives)."""
         with cls._lock:
-            sizes = cls._shared.setdefault(avatar, {})
-            shared = sizes.get(half)
+            shared = cls._shared.get(avatar)
             if shared is None:
-                shared = sizes[half] = cls(frames, half=half)
+                shared = cls._shared[avatar] = cls(frames)
             return shared
 
-    def frame(self, index: int) -> av.VideoFrame:
-        """A new ``yuv420p`` frame of picture ``index`` (the caller stamps its pts)."""
+    def frame(self, index: int, size: tuple[int, int]) -> av.VideoFrame:
+        """A new ``yuv420p`` frame of picture ``index`` at ``size`` (width, height); the caller stamps its pts."""
+        key = (index, size)
         with self._guard:
-            planes = self._converted.get(index)
+            planes = self._converted.get(key)
             if planes is not None:
-                self._converted.move_to_end(index)
+                self._converted.move_to_end(key)
         if planes is None:
-            picture = self._frames[index]
-            planes = i420_planes(half_size(picture) if self._half else picture)
+            planes = i420_planes(resized(self._frames[index], size))
             with self._guard:
-                self._converted[index] = planes
-                while len(self._converted) > max(1, self.CACHE_BYTES // planes.nbytes):
-                    self._converted.popitem(last=False)
+                if key not in self._converted:
+                    self._converted[key] = planes
+                    self._bytes += planes.nbytes
+                while self._bytes > self.CACHE_BYTES and len(self._converted) > 1:
+                    self._bytes -= self._converted.popitem(last=False)[1].nbytes
         return av.VideoFrame.from_ndarray(planes, format="yuv420p")

@@ -25,6 +25,7 @@ from .config import SessionConfig
 from .conversation import Conversation, TalkMode, TurnRows
 from .conversation.spoken import MeasuredTTS
 from .degrade import DegradeGovernor, Level, ladder_for
+from .frame_size import FrameSize, ShownSize
 from .ledger import MessageLedger, MessageTimings, MessageWriter
 from .metrics import DEGRADE_STEPS, INTERRUPTS, FpsMeter, observe_answer
 from .net.outbound import OutboundPolicy
@@ -104,6 +105,7 @@ class LiveSession:
             on_failed=lambda: self._notify(self.events.ended, "ice_failed"),
         )
         self.rtmp: RtmpPublisher | None = None
+        self.shown_size: ShownSize | None = None  # the page's video element; None until it says (API clients)
         self._relay: MediaRelay | None = None
         self.pipeline = SpeechPipeline(
             owner=self.owner,
@@ -273,6 +275,11 @@ class LiveSession:
         if self.conversation is not None:
             self.conversation.set_talking(on)
 
+    def set_shown_size(self, shown: ShownSize) -> None:
+        """The page shows the video in an element this big (device pixels): send frames no larger."""
+        self.shown_size = shown
+        self._size_frames()
+
     def snapshot(self) -> dict[str, Any]:
         """The wire form of ``GET sessions/<id>/state`` (DESIGN.md §7), with the RTMP stream's status and the
         degradation level."""
@@ -314,6 +321,7 @@ class LiveSession:
             on_status=self._rtmp_status,
             size=lambda: (self.lease.avatar.manifest.width, self.lease.avatar.manifest.height),
         )
+        self._size_frames()  # the stream needs the whole picture: no shown size while it runs
         await self.rtmp.start()
         return self.rtmp.status
 
@@ -321,6 +329,7 @@ class LiveSession:
         publisher, self.rtmp = self.rtmp, None
         if publisher is not None:
             await publisher.stop()
+            self._size_frames()
 
     def _relayed(self) -> MediaRelay:
         """From the first stream on, the tracks are read once by a relay and fanned out to the peer and the
@@ -434,11 +443,17 @@ class LiveSession:
         self._notify(self.events.state_changed, self.state.value)  # the page shows the new fps and level
 
     def _apply(self, level: Level) -> None:
-        """The fps (the player, features and video track follow the shared rate), the frame size the video track
-        sends, and the lip-sync engine the render stage calls from its next batch."""
+        """The fps (the player, features and video track follow the shared rate), the lip-sync engine the render
+        stage calls from its next batch, and the frame size the video track sends."""
         self.rate.fps = level.fps
-        self.video_track.half_size = level.half_size
         self.pipeline.render.render = self._renderers[level.lipsync_engine]
+        self._size_frames()
+
+    def _size_frames(self) -> None:
+        """What bounds the frames sent: the ladder's half size, and the page's shown size unless an RTMP stream
+        (which shares the track, and whose viewers' screens nobody knows) needs the whole picture."""
+        shown = None if self.rtmp is not None else self.shown_size
+        self.video_track.size = FrameSize(shown=shown, half=self.governor.level.half_size)
 
     async def _end_when_idle(self, timeout_s: float) -> None:
         """A forgotten tab must not keep its place under the worker's session cap: end the session once it has

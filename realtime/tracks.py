@@ -24,7 +24,8 @@ from realtime.audio import OUTPUT_RATE
 from realtime.avatar.reader import AvatarBundle
 
 from .clock import SessionClock
-from .media_codecs import I420Frames, half_size
+from .frame_size import FrameSize
+from .media_codecs import I420Frames, resized
 from .timeline import (
     PACKET_SAMPLES,
     PACKET_SECONDS,
@@ -85,9 +86,9 @@ class AvatarVideoTrack(MediaStreamTrack):
     made at any fps are shown whole, at their own time), and while idle the slots
     sit on the current fps's grid. ``on_skipped(frames, fps)`` hears of slots
     the sender was too late to send (the degradation governor listens); ``on_sent(t)`` hears of each frame
-    sent, with its time on the session clock (the fps metrics). While ``half_size`` is set (a degraded session)
-    every frame leaves at half width and height: the encoder reopens at the new size, and the page's video
-    element, sized by CSS, scales it back up.
+    sent, with its time on the session clock (the fps metrics). Every frame leaves at the size ``size`` gives
+    it (the page's shown size, the ladder's half size: ``realtime.frame_size``); the encoder reopens at each new
+    size, and the page's video element, sized by CSS, scales the picture to fit.
     """
 
     kind = "video"
@@ -108,7 +109,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self.rate = rate
         self.on_skipped = on_skipped
         self.on_sent = on_sent
-        self.half_size = False
+        self.size = FrameSize()  # set by the session: what bounds the frames' size
         self._next: int | None = None  # position (48 kHz samples) of the next slot
 
     async def recv(self) -> av.VideoFrame:
@@ -118,13 +119,15 @@ class AvatarVideoTrack(MediaStreamTrack):
         await self._clock.sleep_until(at / OUTPUT_RATE)
         scheduled = self._timeline.take_video(at)
         if scheduled is not None:
-            picture = half_size(scheduled.video) if self.half_size else np.ascontiguousarray(scheduled.video)
+            height, width = scheduled.video.shape[:2]
+            picture = resized(scheduled.video, self.size.for_picture(width, height))
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             self._next = scheduled.end
         else:
             # Idle pictures are the same for every session of the avatar: converted for the encoder once.
-            idle = I420Frames.of(self.avatar, self.avatar.frames, half=self.half_size)
-            frame = idle.frame(avatar_frame_at(self.avatar, at))
+            idle = I420Frames.of(self.avatar, self.avatar.frames)
+            size = self.size.for_picture(self.avatar.manifest.width, self.avatar.manifest.height)
+            frame = idle.frame(avatar_frame_at(self.avatar, at), size)
             self._next = self._idle_after(at)
         frame.pts = at * VIDEO_CLOCK_RATE // OUTPUT_RATE
         frame.time_base = VIDEO_TIME_BASE

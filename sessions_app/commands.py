@@ -10,6 +10,7 @@ way and answers. The answer's ``code`` is the same wherever the command came fro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -20,6 +21,7 @@ from django.utils.translation import gettext as _
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.outbound import outbound_policy, refusal_message
 from realtime.conversation import TalkMode
+from realtime.frame_size import MAX_SHOWN
 from realtime.net.outbound import OutboundRefused
 from realtime.rtmp import check_rtmp_url
 
@@ -33,6 +35,7 @@ class Code(StrEnum):
     ROLE_UNAVAILABLE = "role_unavailable"
     ENGINE_UNAVAILABLE = "engine_unavailable"
     BAD_URL = "bad_url"  # an RTMP URL the outbound policy refuses (the message says why)
+    BAD_VIDEO_SIZE = "bad_video_size"  # a shown size that is not two whole numbers of pixels within limits
     BUSY = "busy"  # too much is queued already: try again when the avatar has said some of it
     NOT_LIVE = "not_live"  # no process owns the session's media (not connected yet, or its worker is gone)
     SESSION_ENDED = "session_ended"
@@ -125,6 +128,16 @@ class StopRtmp(Command):
     kind = "rtmp_stop"
 
 
+@dataclass(frozen=True)
+class VideoSize(Command):
+    """The page shows the video in an element ``width`` × ``height`` device pixels big (CSS px ×
+    devicePixelRatio): frames are sent no larger (``realtime.frame_size``)."""
+
+    kind = "video_size"
+    width: int
+    height: int
+
+
 def checked_rtmp_url(url: Any) -> str:
     """``url`` if the outbound policy lets the server stream there (rtmp/rtmps); else ``CommandError`` on "url"."""
     if not isinstance(url, str) or not url.strip():
@@ -166,6 +179,21 @@ def _mode(body: Mapping[str, Any]) -> SetTalkMode:
         raise CommandError(Code.BAD_MESSAGE, _('"mode" needs "talk": "push" or "hands_free".'), "talk") from None
 
 
+def _video_size(body: Mapping[str, Any]) -> VideoSize:
+    sides = []
+    for side in ("width", "height"):
+        value = body.get(side)
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or not 1 <= value <= MAX_SHOWN:
+            raise CommandError(
+                Code.BAD_VIDEO_SIZE,
+                _('"video_size" needs "width" and "height" in device pixels, 1 to %(most)d.') % {"most": MAX_SHOWN},
+                side,
+            )
+        sides.append(round(value))
+    return VideoSize(*sides)
+
+
 PARSERS: dict[str, Any] = {
     Say.kind: _say,
     Interrupt.kind: lambda body: Interrupt(),
@@ -175,6 +203,7 @@ PARSERS: dict[str, Any] = {
     End.kind: lambda body: End(),
     StartRtmp.kind: lambda body: StartRtmp(checked_rtmp_url(body.get("url"))),
     StopRtmp.kind: lambda body: StopRtmp(),
+    VideoSize.kind: _video_size,
 }
 
 

@@ -30,6 +30,7 @@ from realtime.conversation import TurnRows
 from realtime.engines.base import EngineUnavailable
 from realtime.engines.registry import UnknownEngine
 from realtime.errors import SessionError
+from realtime.frame_size import ShownSize
 from realtime.ledger import MessageTimings
 from realtime.metrics import ERRORS
 from realtime.pipeline import PipelineFull
@@ -49,6 +50,7 @@ from .commands import (
     StopRtmp,
     SwitchRole,
     Talk,
+    VideoSize,
     parse_command,
 )
 from .live_sessions import AlreadyLive, WorkerFull, live_sessions
@@ -166,6 +168,8 @@ class SessionOwner:
                 return (await self.live.start_rtmp(url, outbound_policy())).as_dict()
             case StopRtmp():
                 await self.live.stop_rtmp()
+            case VideoSize(width=width, height=height):
+                self.live.set_shown_size(ShownSize(width, height))
         return {}
 
     async def answer(self, message: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import asyncio
 import fractions
 
 import av
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -25,6 +26,7 @@ from testkit.peers import ReceivingPeer
 from testkit.voice import RecordingEvents
 
 CLOSE = 6.0  # mean |difference| per channel under which a decoded picture is the one sent (codec noise: 1–4)
+FULL = (512, 512)  # the astronaut avatar's own size
 ENCODERS = [(FastVp8Encoder, "libvpx", vp8_depayload), (FastH264Encoder, "h264", h264_depayload)]
 
 
@@ -55,11 +57,14 @@ def test_idle_pictures_are_converted_once_per_avatar_and_keep_their_look(tmp_pat
     avatar = AvatarBundle.open(write_astronaut_bundle(tmp_path / "avatar", frame_count=2))
     shared = I420Frames.of(avatar, avatar.frames)
     assert I420Frames.of(avatar, avatar.frames) is shared  # a second session of the avatar gets the same
-    frame = shared.frame(1)
+    frame = shared.frame(1, FULL)
     assert frame.format.name == "yuv420p"
     assert difference(frame.to_ndarray(format="rgb24"), avatar.frames[1]) < 3.0  # only 4:2:0 chroma loss
-    decoded = encode_and_decode(FastVp8Encoder(), "libvpx", vp8_depayload, shared.frame(1))
+    decoded = encode_and_decode(FastVp8Encoder(), "libvpx", vp8_depayload, shared.frame(1, FULL))
     assert difference(decoded, avatar.frames[1]) < CLOSE
+    smaller = shared.frame(1, (320, 320)).to_ndarray(format="rgb24")  # a page showing it 320 px wide
+    assert smaller.shape == (320, 320, 3)
+    assert difference(smaller, cv2.resize(avatar.frames[1], (320, 320), interpolation=cv2.INTER_AREA)) < 3.0
 
 
 def test_idle_conversions_are_bounded(tmp_path, monkeypatch):
@@ -67,8 +72,11 @@ def test_idle_conversions_are_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(I420Frames, "CACHE_BYTES", 2 * 512 * 512 * 3 // 2)  # room for two 512×512 conversions
     shared = I420Frames(avatar.frames)
     for index in (0, 1, 2, 3, 3, 2):
-        shared.frame(index)
-    assert list(shared._converted) == [3, 2]  # the two shown most recently
+        shared.frame(index, FULL)
+    assert list(shared._converted) == [(3, FULL), (2, FULL)]  # the two shown most recently
+    for index in (0, 1, 2, 3):
+        shared.frame(index, (256, 256))  # a quarter of the bytes each: all sizes share the one bound
+    assert list(shared._converted) == [(2, FULL), (0, (256, 256)), (1, (256, 256)), (2, (256, 256)), (3, (256, 256))]
 
 
 def still_config(tmp_path) -> SessionConfig:

@@ -18,6 +18,7 @@ import pytest
 
 from realtime.degrade import DegradePolicy
 from realtime.engines.tts.base import VoiceSettings
+from realtime.frame_size import FrameSize, ShownSize
 from realtime.net.outbound import OutboundPolicy
 from realtime.net.redact import redact_url
 from realtime.rtmp import RtmpSettings
@@ -244,12 +245,12 @@ async def test_half_size_frames_of_a_degraded_session_are_streamed_at_full_size(
     session is degraded: a player sees one picture size, the whole picture, before and after the session recovers."""
     sent: list[bool] = []  # per frame the video track sent: was it half size?
     on_sent = live.video_track.on_sent
-    live.video_track.on_sent = lambda at: (sent.append(live.video_track.half_size), on_sent(at))
-    live.video_track.half_size = True
+    live.video_track.on_sent = lambda at: (sent.append(live.video_track.size.half), on_sent(at))
     await live.start_rtmp(rtmp_server.url, LOCAL, FAST_RETRY)
+    live.video_track.size = FrameSize(half=True)  # before the stream's first frame is read
     await wait_for_state(live, "live")
     await until(lambda: sent.count(True) >= 50)
-    live.video_track.half_size = False  # recovered
+    live.video_track.size = FrameSize()  # recovered
     await until(lambda: sent.count(False) >= 50)
     await live.stop_rtmp()
     [recording] = rtmp_server.wait_for_recording(1)
@@ -259,3 +260,25 @@ async def test_half_size_frames_of_a_degraded_session_are_streamed_at_full_size(
     differences = [float(np.abs(picture.astype(int) - still).mean()) for _, picture in video]
     print(f"\nRTMP half → full size: mean |difference| from the avatar {differences[5]:.1f} → {differences[-5]:.1f}")
     assert len(video) > 60 and max(differences[2:-2]) < 12, differences
+
+
+async def test_a_page_s_shown_size_gives_way_to_the_whole_picture_while_a_stream_runs(live, rtmp_server):
+    """The page's shown size bounds the frames only while no RTMP stream needs the whole picture (the stream and
+    the page read the same track): the stream gets the avatar's full-size frames, not small ones scaled back up,
+    and the page its small ones again once the stream stops."""
+    live.set_shown_size(ShownSize(256, 256))
+    source = SourceTap(live)  # reads the relay the publisher reads
+    shape = lambda: source.video[-1][1].shape[:2] if source.video else None  # noqa: E731
+    await until(lambda: shape() == (256, 256))
+    await live.start_rtmp(rtmp_server.url, LOCAL, FAST_RETRY)
+    await wait_for_state(live, "live")
+    await until(lambda: shape() == (512, 512))
+    streamed_from = len(source.video)
+    await until(lambda: len(source.video) >= streamed_from + 50)
+    assert {picture.shape[:2] for _, picture in source.video[streamed_from:]} == {(512, 512)}
+    await live.stop_rtmp()
+    await until(lambda: shape() == (256, 256))
+    await source.stop()
+    [recording] = rtmp_server.wait_for_recording(1)
+    video, _, _, _ = decode(recording)
+    assert len(video) > 40 and {picture.shape[:2] for _, picture in video} == {(512, 512)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -36,6 +37,7 @@ class StillBundle:
     fps = 25
     frame_count = 1
     frames = np.zeros((1, 16, 16, 3), np.uint8)
+    manifest = SimpleNamespace(width=16, height=16)
 
     def pingpong_index(self, tick: int) -> int:
         return 0
