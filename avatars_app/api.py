@@ -23,7 +23,7 @@ from .serializers import (
     RoleSerializer,
     VoiceSerializer,
 )
-from .services import check_upload_quota
+from .services import check_declared_upload
 from .tasks import queue_build
 
 
@@ -34,28 +34,20 @@ class TenantConfigViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
     api_key_scopes = (APIKeyScope.CONFIGURATION,)
 
 
-MULTIPART_OVERHEAD = 64 * 1024  # the other fields and part headers: a file just under the limit still passes
-
-
 class UploadViewSetMixin:
-    """Refuse an upload too large for the tenant from its Content-Length, before the body is read.
+    """Refuse an upload too large for the tenant from its Content-Length, before the body is parsed.
 
-    DRF reads the body only when ``request.data`` is first used, after ``initial`` (authentication,
-    permissions, throttles): here the declared length is checked against the tenant's upload limit and the
-    room left under its disk quota. Uploads without a length (chunked) are checked by the serializer later.
+    DRF parses the body only when ``request.data`` is first used, after ``initial`` (authentication,
+    permissions, throttles): here ``check_declared_upload`` runs first.
     """
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         tenant = self.scope.tenant
-        if tenant is None or not request.content_type.startswith("multipart/"):
+        if tenant is None:
             return
         try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return
-        try:
-            check_upload_quota(tenant, max(0, length - MULTIPART_OVERHEAD))
+            check_declared_upload(tenant, request.META)
         except DjangoValidationError as exc:
             raise UploadTooLarge(exc.messages[0]) from None
 

@@ -45,6 +45,25 @@ def check_upload_quota(tenant: Tenant, size: int) -> None:
         raise ValidationError(storage_quota_message(tenant), code="storage_quota")
 
 
+MULTIPART_OVERHEAD = 64 * 1024  # the other fields and part headers: a file just under the limit still passes
+
+
+def check_declared_upload(tenant: Tenant, meta: dict[str, Any]) -> None:
+    """Refuse a multipart body whose declared ``Content-Length`` is too large for the tenant's upload limit or the
+    room left under its disk quota, before it is parsed into files (``check_upload_quota``'s error).
+
+    daphne receives a whole body before the application runs, so this saves parsing and storing it, not
+    receiving it: a proxy limit (nginx ``client_max_body_size``) stops it at the edge. Bodies without a length
+    (chunked) are checked file by file later."""
+    if not str(meta.get("CONTENT_TYPE", "")).startswith("multipart/"):
+        return
+    try:
+        length = int(meta.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    check_upload_quota(tenant, max(0, length - MULTIPART_OVERHEAD))
+
+
 def tenant_storage_bytes(tenant: Tenant | int) -> int:
     """Bytes the tenant stores now: its uploads (MEDIA_ROOT/tenants/<id>) and its avatar bundles
     (MEDIA_ROOT/avatars/<id>)."""

@@ -106,6 +106,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "livehuman_site.tenancy.middleware.CurrentTenantMiddleware",
+    "avatars_app.middleware.AdminUploadQuotaMiddleware",  # before the CSRF check parses an upload's body
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 from django.test import Client
@@ -51,13 +52,43 @@ def test_upload_in_the_admin_queues_and_builds(
     assert len(avatar.source_checksum) == 64 and avatar.source_size == astronaut_video.path.stat().st_size
 
 
-def test_upload_over_quota_is_refused_in_the_form(owner, world_a, astronaut_video, settings):
+def test_upload_over_quota_is_refused_in_the_form(owner, world_a, tmp_path, settings):
+    """A file over the limit by less than the multipart allowance passes the Content-Length check; the form
+    refuses it."""
     settings.LANGUAGE_CODE = "en"
     world_a.tenant.max_upload_mb = 0
     world_a.tenant.save()
-    response = _add_avatar(owner, astronaut_video.path)
+    small = tmp_path / "small.mp4"
+    small.write_bytes(b"\0" * 10_000)
+    response = _add_avatar(owner, small)
     assert response.status_code == 200
     assert "limit is 0 MB" in response.content.decode()
+    assert not Avatar.objects.exists()
+
+
+def test_upload_over_quota_is_refused_from_its_content_length_before_the_body_is_parsed(owner, world_a):
+    world_a.tenant.max_upload_mb = 1
+    world_a.tenant.save()
+    response = owner.post(  # a small body that claims 300 MB: only the header can have decided
+        f"{ADMIN}/avatar/add/", {"name": "huge"}, CONTENT_LENGTH=str(300 * 1024 * 1024), HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert response.status_code == 413
+    assert "The file is 299.9 MB; this tenant's limit is 1 MB." in response.content.decode()  # less part headers
+    assert not Avatar.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_upload_over_quota_is_413_over_a_real_daphne(daphne_server, world_a):
+    world_a.tenant.max_upload_mb = 1
+    world_a.tenant.save()
+    client = Client()
+    client.force_login(world_a.owner)
+    cookies = {"sessionid": client.cookies["sessionid"].value}
+    video = ("big.mp4", b"\0" * (2 * 1024 * 1024), "video/mp4")
+    with httpx.Client(base_url=daphne_server, cookies=cookies, timeout=60) as http:
+        response = http.post(f"{ADMIN}/avatar/add/", data={"name": "big", "fps": "25"}, files={"source_video": video})
+    assert response.status_code == 413, response.text[:500]
+    assert "该租户的上限是 1 MB" in response.text  # in the admin's language, Chinese by default
     assert not Avatar.objects.exists()
 
 
