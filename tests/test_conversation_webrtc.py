@@ -22,6 +22,7 @@ from sessions_app.models import Message
 from testkit.peers import MOUTH_TRAVEL, mouth_openings, rms
 from testkit.speech import word_error_rate
 from testkit.voice import TalkingPeer
+from testkit.waits import until
 from tests.fixtures.chat_server import ChatServer
 from tests.fixtures.live import EventLog, live_session, session_communicator
 
@@ -67,7 +68,8 @@ async def test_a_question_spoken_over_webrtc_is_answered_with_voice_and_lips(cha
     spoken = await call.client.say(speech(QUESTION, lead_s=0.5, tail_s=0.8))
     _, final = await call.log.wait_for("transcript", timeout=20, final=True)
     _, timings = await call.log.wait_for("timings", timeout=30)
-    await asyncio.sleep(0.3)
+    played = len(call.client.audio)
+    await until(lambda: len(call.client.audio) > played + 15, what="0.3 s more of the call")  # the tail in transit
     await call.hang_up()
 
     # the user's words went to the page live, then final, and were recognised

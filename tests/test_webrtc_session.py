@@ -17,6 +17,7 @@ from sessions_app.live_sessions import live_sessions
 from sessions_app.models import ChatSession, Message
 from sessions_app.session_factory import get_pool
 from testkit.peers import MOUTH_TRAVEL, Received, ReceivingPeer, mouth_change, rms, spy_first_pts, spy_wire
+from testkit.waits import until
 from tests.fixtures.live import EventLog, live_session, session_communicator
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loopback_ice")]
@@ -81,13 +82,22 @@ async def test_the_avatar_speaks_in_sync_over_webrtc(chat_session, world_a):
     call = await start_call(chat_session.pk, world_a.raw_key)
     live = call.live
     still, box = live.lease.avatar.frames[0], live.lease.avatar.mouth_boxes[0]
-    await asyncio.sleep(0.6)
+    client = call.client
+    await until(lambda: len(client.audio) > 40 and len(client.video) > 20, what="over half a second of the idle avatar")
     idle_until = live.clock.now()
 
     text = "Hello! I am the astronaut, and I can talk to you over WebRTC."
     await call.communicator.send_json_to({"type": "say", "text": text})
     _, timings = await call.log.wait_for("timings", timeout=30)
-    await asyncio.sleep(0.5)
+    played_at = live.clock.now()  # the media of the whole message is out; wait until it and some idle are in
+    await until(
+        lambda: (
+            call.log.of_type("state")[-1]["state"] == "idle"
+            and audio_seconds(call, client.audio[-1]) > played_at + 0.2
+            and video_tick(call, client.video[-1]) > (played_at + 0.2) * FPS
+        ),
+        what="the end of the message to arrive",
+    )
     speaking_at = [at for at, e in call.log.events if e["type"] == "state" and e["state"] == "speaking"]
     idle_at = [at for at, e in call.log.events if e["type"] == "state" and e["state"] == "idle"]
     assert speaking_at and idle_at and speaking_at[0] < idle_at[-1]
@@ -184,7 +194,14 @@ async def test_interrupt_brings_silence_within_200_ms(chat_session, world_a):
 
     sent_at = asyncio.get_running_loop().time()
     await call.communicator.send_json_to({"type": "interrupt"})
-    await asyncio.sleep(0.8)
+    client = call.client
+    await until(
+        lambda: (
+            sum(f.arrived >= sent_at for f in client.audio) > 40  # 0.8 s of audio since the interrupt
+            and any(f.arrived > sent_at + 0.5 for f in client.video)
+        ),
+        what="the media after the interrupt",
+    )
     after = [f for f in call.client.audio if f.arrived >= sent_at]
     loud = [i for i, f in enumerate(after) if rms(f.data) >= SILENT_RMS]
     assert len(after) > 30
@@ -232,8 +249,7 @@ async def ended_reason(session_id) -> str:
 async def test_leaving_frees_everything_within_5_s_and_records_why(chat_session, world_a, close_code, reason):
     call = await start_call(chat_session.pk, world_a.raw_key, microphone=True)
     live = call.live
-    await asyncio.sleep(0.3)
-    assert "session.remote_audio" in {task.get_name() for task in asyncio.all_tasks()}  # the mic is read
+    await until(lambda: "session.remote_audio" in {task.get_name() for task in asyncio.all_tasks()}, what="the mic")
     await call.communicator.send_json_to({"type": "say", "text": "Goodbye, and thanks for all the fish."})
     await call.log.wait_for("subtitle", timeout=30)
     await call.log.stop()
