@@ -17,6 +17,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime.conversation import BargeIn, ConversationSettings
+from realtime.degrade import DegradePolicy
 from realtime.engines.asr.base import CloudASRSettings
 from realtime.engines.llm.base import LLMSettings
 from realtime.pipeline import PlayoutSettings
@@ -28,6 +29,22 @@ def playout_settings(s: Any) -> PlayoutSettings:
         lead_frames=int(s.PLAYOUT_LEAD_FRAMES),
         max_ahead_frames=int(s.PLAYOUT_MAX_AHEAD_FRAMES),
         batch_size=int(s.LIPSYNC_BATCH_SIZE),
+    )
+
+
+def degrade_policy(s: Any) -> DegradePolicy:
+    """When a session steps down and up its degradation ladder, and what the ladder holds: the DEGRADE_* and
+    FPS_LADDER settings."""
+    return DegradePolicy(
+        ladder=tuple(s.FPS_LADDER),
+        enabled=bool(s.DEGRADE_ENABLED),
+        late_frames=int(s.DEGRADE_LATE_FRAMES),
+        window_s=float(s.DEGRADE_WINDOW_S),
+        hold_s=float(s.DEGRADE_HOLD_S),
+        recover_s=float(s.DEGRADE_RECOVER_S),
+        headroom=float(s.DEGRADE_HEADROOM),
+        half_size=bool(s.DEGRADE_HALF_SIZE),
+        lighter_engines=tuple(s.DEGRADE_LIGHTER_ENGINES.items()),
     )
 
 

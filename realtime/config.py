@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,10 @@ class SessionConfig:
     tts_engine: str
     voice: VoiceSettings
     playout: PlayoutSettings
+    degrade: DegradePolicy  # when to lower and raise the fps under load
     ice_servers: tuple[Mapping[str, Any], ...] = ()  # the server peer's own (realtime.net.ice.ice_servers)
     ice_transport_policy: str = "all"  # "relay": only TURN relays, as the page is told too
     conversation: ConversationSettings | None = None  # None: no voice input or LLM (the avatar only says texts)
-    degrade: DegradePolicy = field(default_factory=DegradePolicy)  # when to lower and raise the fps under load
     idle_timeout_s: float = 0.0  # end the session after this long without speech or text; 0: never
     greeting: str = ""  # said as the role's first message when media starts (and after a switch to the role)
     tenant: str = ""  # the tenant's slug: a label on metrics and log lines

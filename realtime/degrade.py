@@ -60,22 +60,22 @@ class Level:
     step: Step = Step.TOP
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DegradePolicy:
-    """When to step down and up, and what the ladder holds (the session factory fills it from the DEGRADE_*
-    and FPS_LADDER settings)."""
+    """When to step down and up, and what the ladder holds. No defaults but one: the session factory fills it
+    from the DEGRADE_* and FPS_LADDER settings, whose values live in ``conf.DEFAULTS`` only."""
 
-    ladder: tuple[int, ...] = (50, 30, 25, 20)
-    enabled: bool = True
-    late_frames: int = 3
-    window_s: float = 2.0
-    hold_s: float = 2.0
-    recover_s: float = 5.0
-    max_recover_s: float = 60.0
-    headroom: float = 0.7
-    half_size: bool = True  # a level with half-size frames below the lowest fps
+    ladder: tuple[int, ...]
+    enabled: bool
+    late_frames: int
+    window_s: float
+    hold_s: float
+    recover_s: float
+    max_recover_s: float = 60.0  # the doubled recovery time never grows past this
+    headroom: float
+    half_size: bool  # a level with half-size frames below the lowest fps
     # (role's engine, lighter engine): a last level rendering with the lighter one, for roles using the first
-    lighter_engines: tuple[tuple[str, str], ...] = (("wav2lip", "default"),)
+    lighter_engines: tuple[tuple[str, str], ...]
 
 
 def rungs_for(ceiling: int, ladder: Sequence[int]) -> tuple[int, ...]:

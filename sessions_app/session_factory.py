@@ -25,7 +25,6 @@ from livehuman_site.conf import livehuman_settings
 from livehuman_site.outbound import outbound_policy
 from realtime.config import SessionConfig
 from realtime.conversation import ConversationSettings
-from realtime.degrade import DegradePolicy
 from realtime.engines.tts.base import VoiceSettings
 from realtime.net.ice import IceSettings, ice_servers
 from realtime.pool import ModelPool
@@ -60,7 +59,7 @@ def build_session_config(session: ChatSession, role: Role | None = None) -> Sess
         ice_transport_policy=ice.transport_policy,
         playout=runtime_settings.playout_settings(livehuman_settings),
         conversation=conversation_settings(role, session_id=str(session.pk)),
-        degrade=degrade_policy(),
+        degrade=runtime_settings.degrade_policy(livehuman_settings),
         idle_timeout_s=livehuman_settings.SESSION_IDLE_TIMEOUT_S,
         greeting=role.greeting.strip(),
     )
@@ -139,23 +138,6 @@ def ice_settings() -> IceSettings:
         )
     except ValueError as exc:
         raise ImproperlyConfigured(f"The LIVEHUMAN ICE/TURN settings are not usable: {exc}.") from None
-
-
-def degrade_policy() -> DegradePolicy:
-    """When a session steps down and up its degradation ladder, and what the ladder holds: the DEGRADE_* and
-    FPS_LADDER settings."""
-    s = livehuman_settings
-    return DegradePolicy(
-        ladder=tuple(s.FPS_LADDER),
-        enabled=s.DEGRADE_ENABLED,
-        late_frames=s.DEGRADE_LATE_FRAMES,
-        window_s=s.DEGRADE_WINDOW_S,
-        hold_s=s.DEGRADE_HOLD_S,
-        recover_s=s.DEGRADE_RECOVER_S,
-        headroom=s.DEGRADE_HEADROOM,
-        half_size=s.DEGRADE_HALF_SIZE,
-        lighter_engines=tuple(s.DEGRADE_LIGHTER_ENGINES.items()),
-    )
 
 
 def engine_options() -> dict[str, dict[str, dict[str, Any]]]:

@@ -16,6 +16,7 @@ from livehuman_site import runtime_settings
 from livehuman_site.conf import DEFAULTS
 from realtime.config import SessionConfig
 from realtime.conversation import ConversationSettings
+from realtime.degrade import DegradePolicy
 from realtime.engines.asr.base import CloudASRSettings
 from realtime.engines.llm.base import LLMSettings
 from realtime.pipeline import PlayoutSettings
@@ -26,6 +27,10 @@ PRODUCT_DEFAULTS = SimpleNamespace(**DEFAULTS)  # a settings source with no over
 
 def playout_settings(**fields: Any) -> PlayoutSettings:
     return replace(runtime_settings.playout_settings(PRODUCT_DEFAULTS), **fields)
+
+
+def degrade_policy(**fields: Any) -> DegradePolicy:
+    return replace(runtime_settings.degrade_policy(PRODUCT_DEFAULTS), **fields)
 
 
 def llm_settings(**fields: Any) -> LLMSettings:
@@ -47,6 +52,8 @@ def model_pool(**arguments: Any) -> ModelPool:
 
 
 def session_config(**fields: Any) -> SessionConfig:
-    """A session's config with the default playout settings unless ``fields`` give them (and all its own fields)."""
+    """A session's config with the default playout and degradation settings unless ``fields`` give them (and all
+    its own fields)."""
     fields.setdefault("playout", playout_settings())
+    fields.setdefault("degrade", degrade_policy())
     return SessionConfig(**fields)

@@ -27,7 +27,7 @@ from realtime.pipeline.stage import Generation, Stage
 from realtime.session import LiveSession
 from realtime.timeline import FrameRate
 from testkit.bundles import write_astronaut_bundle, write_random_wav2lip_checkpoint
-from testkit.defaults import model_pool, session_config
+from testkit.defaults import degrade_policy, model_pool, session_config
 from testkit.peers import ReceivingPeer
 from testkit.voice import RecordingEvents
 from tests.fixtures.fake_engines import BlockTTS, LevelLipSync
@@ -35,7 +35,7 @@ from tests.fixtures.processes import child_env, serving_daphne
 from tests.fixtures.prometheus import parse, total
 from tests.test_scale_out import Socket
 
-POLICY = DegradePolicy(late_frames=3, window_s=2.0, hold_s=2.0, recover_s=5.0, headroom=0.7)
+POLICY = degrade_policy(late_frames=3, window_s=2.0, hold_s=2.0, recover_s=5.0, headroom=0.7)
 FULL_LADDER = [(50, 30), (30, 25), (25, 20), (20, "half"), ("half", "default")]
 
 
@@ -95,9 +95,9 @@ def test_the_ladder_is_fps_then_half_size_then_the_lighter_engine_for_wav2lip_on
         Level(20, step=Step.FPS),
         Level(20, half_size=True, step=Step.RESOLUTION),
     )
-    full_size = DegradePolicy(half_size=False)
+    full_size = degrade_policy(half_size=False)
     assert ladder_for(20, "wav2lip", full_size) == (Level(20), Level(20, lipsync_engine="default", step=Step.ENGINE))
-    assert ladder_for(20, "wav2lip", DegradePolicy(half_size=False, lighter_engines=())) == (Level(20),)
+    assert ladder_for(20, "wav2lip", degrade_policy(half_size=False, lighter_engines=())) == (Level(20),)
 
 
 def test_steps_down_one_level_at_a_time_while_late_and_never_below_the_last():
@@ -189,7 +189,7 @@ def test_a_step_up_that_was_too_early_doubles_the_wait_before_the_next():
 
 
 def test_disabled_never_changes():
-    gov, clock, changes = governor(policy=DegradePolicy(enabled=False))
+    gov, clock, changes = governor(policy=degrade_policy(enabled=False))
     run(gov, clock, 10, frame_cost_s=0.1, late_every_s=0.1)
     assert changes == [] and gov.level == Level(50)
 
@@ -303,7 +303,7 @@ async def test_a_live_session_goes_down_the_whole_ladder_under_load_and_back_up(
         lipsync_engine="wav2lip",
         tts_engine="block",
         voice=VoiceSettings(),
-        degrade=DegradePolicy(late_frames=2, window_s=0.5, hold_s=0.3, recover_s=0.6, headroom=0.7),
+        degrade=degrade_policy(late_frames=2, window_s=0.5, hold_s=0.3, recover_s=0.6, headroom=0.7),
     )
     counted_before = degrade_steps()
     live = await LiveSession.open(config, pool, RecordingEvents())

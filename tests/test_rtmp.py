@@ -16,7 +16,6 @@ import av
 import numpy as np
 import pytest
 
-from realtime.degrade import DegradePolicy
 from realtime.engines.tts.base import VoiceSettings
 from realtime.frame_size import FrameSize, ShownSize
 from realtime.net.outbound import OutboundPolicy
@@ -25,7 +24,7 @@ from realtime.rtmp import RtmpSettings
 from realtime.session import LiveSession
 from sessions_app.session_factory import get_pool
 from testkit.bundles import write_astronaut_bundle
-from testkit.defaults import session_config
+from testkit.defaults import degrade_policy, session_config
 from testkit.peers import mouth_change
 from testkit.voice import RecordingEvents
 
@@ -51,7 +50,7 @@ async def live(tmp_path) -> LiveSession:
         voice=VoiceSettings(),
         # The stream is checked at the role's own fps: a busy CI machine must not step it down mid-test
         # (the ladder has its own tests).
-        degrade=DegradePolicy(enabled=False),
+        degrade=degrade_policy(enabled=False),
     )
     session = await LiveSession.open(config, get_pool(), RecordingEvents())
     yield session
