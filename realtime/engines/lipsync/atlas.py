@@ -9,9 +9,12 @@ Per batch, vectorised across every request it holds:
    avatar (one session's frames in one batch) a Viterbi pass adds a cost for every jump between consecutive
    entries, so the mouth does not flicker between far-apart shapes; the chosen entry is blended with the next
    best in proportion to how close their costs are;
-3. the blended patch is matched to the base frame's colour (gain from the skin ring around the mouth), warped from
-   the face-aligned canvas onto the base frame (the similarity that aligns its rigid points), and blended in
-   through the canvas's feathered lower-face mask.
+3. the chosen patch is moved so its upper lip and corners land on the base frame's, the base frame's jaw is moved
+   to the chosen mouth's chin, and the patch replaces the base frame over a mask drawn per frame from the
+   landmarks (both mouths and both chins, with a margin and a feather: the base frame's own mouth never shows
+   through, whatever either frame's head pose), colour-matched to the base frame in that mask's feather;
+4. the canvas is warped back onto the base frame (the similarity that aligns its rigid points) through the
+   feathered lower-face region.
 
 Only the mask's bounding box is touched; everything else is the base frame's own pixels.
 """
@@ -27,7 +30,15 @@ import cv2
 import numpy as np
 
 from realtime.avatar.reader import AvatarBundle
-from realtime.face.topology import CHIN, FACE_OVAL, MOUTH_LEFT, MOUTH_RIGHT, OUTER_LIPS_UPPER
+from realtime.face.topology import (
+    CHIN,
+    FACE_OVAL,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    OUTER_LIPS,
+    OUTER_LIPS_LOWER,
+    OUTER_LIPS_UPPER,
+)
 
 from .base import LipSyncEngine, LipSyncRequest
 from .easing import bump, smoothstep
@@ -38,12 +49,15 @@ from .visemes import mouth_shapes
 UPPER_LIP = (*OUTER_LIPS_UPPER, MOUTH_LEFT, MOUTH_RIGHT)  # what must stay where the base frame has it
 UPPER_INDICES = [LIPS.index(i) for i in UPPER_LIP]
 CHIN_NEIGHBOURS = (FACE_OVAL.index(148), FACE_OVAL.index(377))  # the outline's points either side of the chin
+CHIN_ARC = [FACE_OVAL.index(i) for i in (378, 400, 377, 152, 148, 176, 149)]  # the outline around the chin
 JUMP_COST = 0.05  # weight of a jump between consecutive entries against distance to the target
 WEIGHTS = np.array([1.0, 0.5, 0.35], np.float32)  # opening matters most; width and rounding refine
 SECOND_BEST = 0.0  # the most the runner-up entry is blended in (at equal cost)
 GAIN_LIMITS = (0.75, 1.33)
 ALIGN_REACH = 0.08  # face heights: how far around each upper-lip point the alignment warp reaches
-POSE_COST = 2.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
+MOUTH_MARGIN = 0.08  # face heights of full weight around both mouths and chins before the feather
+MOUTH_FEATHER = 0.03  # face heights over which the mouth fades into the base frame
+POSE_COST = 15.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
 
 
 @dataclass
@@ -53,9 +67,9 @@ class FittedAvatar:
     atlas: MouthAtlas
     to_frame: np.ndarray  # (N, 2, 3) canvas → frame
     boxes: np.ndarray  # (N, 4) x1, y1, x2, y2: the mask's support in the frame
-    ring: np.ndarray  # (N, 3) base frames' ring colour on the canvas
     poses: np.ndarray  # (N, 24) base frames' head poses (MouthSpace.poses)
     upper_lips: np.ndarray  # (N, 13, 2) canvas: the base frames' upper lip contour and corners
+    outer_lips: np.ndarray  # (N, 20, 2) canvas: the base frames' outer lip contours
     face_ovals: np.ndarray  # (N, 36, 2) canvas: the base frames' face outlines
     lip_line: np.ndarray  # (N,) canvas rows of the base frames' mouth corners
     lower_lip: np.ndarray  # (N,) … of their lower lip's outer edge
@@ -90,9 +104,9 @@ def fit_avatar(atlas: MouthAtlas, landmarks: np.ndarray, frame_size: tuple[int, 
         atlas=atlas,
         to_frame=to_frame,
         boxes=boxes,
-        ring=atlas.frame_ring,
         poses=space.poses(landmarks, to_canvas),
         upper_lips=apply(to_canvas, np.asarray(landmarks, np.float32)[:, UPPER_LIP]).astype(np.float32),
+        outer_lips=apply(to_canvas, np.asarray(landmarks, np.float32)[:, OUTER_LIPS]).astype(np.float32),
         face_ovals=apply(to_canvas, np.asarray(landmarks, np.float32)[:, FACE_OVAL]).astype(np.float32),
         lip_line=canvas_points[:, :2, 1].mean(axis=1),
         lower_lip=canvas_points[:, 2, 1],
@@ -223,6 +237,43 @@ def inside_faces(fitted: FittedAvatar, indices: np.ndarray) -> np.ndarray:
     return out
 
 
+def aligned_lips(fitted: FittedAvatar, indices: np.ndarray, entries: np.ndarray) -> np.ndarray:
+    """(B, 20, 2) canvas: where each chosen mouth's outer lip contour lands once align_upper_lips has moved it
+    (the field is sampled backwards, so each point is found by two fixed-point steps)."""
+    target = fitted.upper_lips[indices]
+    offsets = target - fitted.atlas.lips[entries][:, UPPER_INDICES]
+    reach = 2 * (ALIGN_REACH * fitted.atlas.space.scale) ** 2
+    source = fitted.atlas.lips[entries][:, : len(OUTER_LIPS)]
+    landed = source
+    for _ in range(2):
+        weight = np.exp(-((landed[:, :, None, :] - target[:, None, :, :]) ** 2).sum(axis=3) / reach)  # (B, 20, 13)
+        landed = source + (weight @ offsets) / (weight.sum(axis=2, keepdims=True) + 0.05)
+    return landed
+
+
+def mouth_masks(fitted: FittedAvatar, indices: np.ndarray, lips: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """(B, H, W) weights where the chosen mouth replaces the base frame's: 1 over the hull of both mouths (the
+    chosen one where it landed, the base frame's before and after its jaw moved) down to the chin (before and
+    after it moved) and a margin around it, feathered to 0. Drawn per frame from the landmarks, so no part of the
+    base frame's own mouth shows through whatever head pose either frame has, and the chin comes with the mouth
+    (the face mesh, like a viewer, reads an open mouth from the jaw as much as from the lips)."""
+    space = fitted.atlas.space
+    base = fitted.outer_lips[indices]
+    moved = base[:, : len(OUTER_LIPS_LOWER)] + np.stack([np.zeros_like(drop), drop], axis=1)[:, None, :]
+    margin = max(1, round(MOUTH_MARGIN * space.scale))
+    feather = max(1, round(MOUTH_FEATHER * space.scale)) | 1
+    out = np.empty((len(indices), space.height, space.width), np.float32)
+    chin = fitted.face_ovals[indices][:, CHIN_ARC]
+    lowered = np.stack([np.zeros_like(drop), drop], axis=1)[:, None, :]
+    for k, points in enumerate(np.concatenate([base, moved, lips, chin, chin + lowered], axis=1)):
+        mask = np.zeros((space.height, space.width), np.uint8)
+        hull = cv2.convexHull(np.round(points).astype(np.int32))
+        cv2.fillConvexPoly(mask, hull, 255)
+        cv2.polylines(mask, [hull], True, 255, thickness=2 * margin + 1)  # the hull grown by the margin
+        out[k] = cv2.GaussianBlur(mask, (2 * feather + 1, 2 * feather + 1), 0) / 255.0
+    return out
+
+
 def align_upper_lips(fitted: FittedAvatar, indices: np.ndarray, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(B, H, W) canvas maps (x, y) that move each chosen mouth so its upper lip and corners land on the base
     frame's own: a smooth field interpolating the 13 points' offsets, fading to nothing a few points' spacing
@@ -243,6 +294,17 @@ def align_upper_lips(fitted: FittedAvatar, indices: np.ndarray, entries: np.ndar
     return xs[None, None, :] - shift_x, ys[None, :, None] - shift_y
 
 
+def colour_gains(bases: np.ndarray, patches: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """(B, 3) per-channel gains that make each patch's colour agree with its base frame's where the mouth fades
+    into the base (the feather of ``mouth`` (B, H, W), already limited to the base frame's face): measured per
+    frame there, so neither the background of a turned head nor a different part of the face decides it."""
+    count = len(mouth)
+    ring = (((mouth > 0.05) & (mouth < 0.7)) * mouth).reshape(count, 1, -1)
+    base = (ring @ bases.reshape(count, -1, 3))[:, 0]
+    patch = (ring @ patches.reshape(count, -1, 3))[:, 0]
+    return np.clip(base / np.maximum(patch, 1.0), *GAIN_LIMITS).astype(np.float32)
+
+
 def compose(
     fitted: FittedAvatar, frames: np.ndarray, indices: np.ndarray, entries: np.ndarray, weights: np.ndarray
 ) -> list[np.ndarray]:
@@ -260,12 +322,9 @@ def compose(
             for p, mx, my in zip(patches, map_x, map_y, strict=True)
         ]
     )
-    ring = np.einsum("bk,bkc->bc", weights, atlas.ring_colour[entries])
-    gain = np.clip(fitted.ring[indices] / np.maximum(ring, 1.0), *GAIN_LIMITS)
-    patches *= gain[:, None, None, :]
-    drop = (weights * atlas.chins[entries]).sum(axis=1) - fitted.chin[indices]
+    drop = ((weights * atlas.chins[entries]).sum(axis=1) - fitted.chin[indices]).astype(np.float32)
     inside = inside_faces(fitted, indices)
-    shift = jaw_shift(fitted, indices, drop.astype(np.float32), inside)
+    shift = jaw_shift(fitted, indices, drop, inside)
     size = (space.width, space.height)
     xs = np.broadcast_to(np.arange(space.width, dtype=np.float32), (space.height, space.width))
     ys = np.arange(space.height, dtype=np.float32)[:, None]
@@ -284,7 +343,10 @@ def compose(
             for i, m, dy in zip(indices, to_canvas, shift, strict=True)
         ]
     ).astype(np.float32)
-    mouth = (atlas.mask[None] * inside)[..., None]  # never past the base face's outline (a turned face's jaw)
+    # The mouth is laid in also past the base face's outline: a chin that drops must cover what was below it.
+    mouth = mouth_masks(fitted, indices, aligned_lips(fitted, indices, entries[:, 0]), drop)[..., None]
+
+    patches *= colour_gains(bases, patches, mouth[..., 0] * inside)[:, None, None, :]
     canvases = bases + mouth * (patches - bases)
     results = []
     for canvas, index in zip(canvases, indices, strict=True):

@@ -35,6 +35,7 @@ ARRAYS_FILE = "mouth_atlas.npz"
 INFO_FILE = "mouth_atlas.json"
 OPENING_LEVELS = 10
 WIDTH_LEVELS = 5
+CLOSED_POSES = 3  # the most closed mouth is kept for each of this many head poses
 MIN_SCALE, MAX_SCALE = 64.0, 192.0  # canvas pixels per face height: the footage's own, within these bounds
 THIN_RANGE = 0.04  # face heights: an opening range narrower than this asks for more speech
 FEW_SHAPES = 8
@@ -206,7 +207,8 @@ def build_mouth_atlas(frames: Sequence[np.ndarray], landmarks: np.ndarray) -> Mo
     lips = apply(transforms, points[:, LIPS]).astype(np.float32)
     mask = mouth_mask(space, lips)
 
-    chosen, cells = _pick_per_cell(features)
+    all_poses = space.poses(points, transforms)
+    chosen, cells = _pick_per_cell(features, _main_pose_axis(all_poses))
     size = (space.width, space.height)
     canvases = [
         cv2.warpAffine(
@@ -231,7 +233,7 @@ def build_mouth_atlas(frames: Sequence[np.ndarray], landmarks: np.ndarray) -> Mo
         space=space,
         patches=patches,
         features=features[chosen],
-        poses=space.poses(points[chosen], transforms[chosen]),
+        poses=all_poses[chosen],
         lips=lips[chosen],
         chins=chins[chosen].astype(np.float32),
         ring_colour=frame_ring[chosen].astype(np.float32),
@@ -243,9 +245,18 @@ def build_mouth_atlas(frames: Sequence[np.ndarray], landmarks: np.ndarray) -> Mo
     )
 
 
-def _pick_per_cell(features: np.ndarray) -> tuple[list[int], np.ndarray]:
+def _main_pose_axis(poses: np.ndarray) -> np.ndarray:
+    """(N,) each frame's position along the direction its head pose (MouthSpace.poses) varies most in the clip."""
+    centred = poses - poses.mean(axis=0)
+    if len(poses) < 2 or not centred.any():
+        return np.zeros(len(poses), np.float32)
+    return (centred @ np.linalg.svd(centred, full_matrices=False)[2][0]).astype(np.float32)
+
+
+def _pick_per_cell(features: np.ndarray, pose: np.ndarray) -> tuple[list[int], np.ndarray]:
     """The frame nearest each filled cell's centre on an opening × width grid spanning the 2nd–98th percentiles,
-    plus the most closed frame (every atlas can shut the mouth)."""
+    plus the most closed frame of each of CLOSED_POSES stretches of ``pose`` (N,) (every head pose the clip shows
+    can shut the mouth: a closed mouth from another pose fits that head badly)."""
     low, high = np.percentile(features[:, :2], 2, axis=0), np.percentile(features[:, :2], 98, axis=0)
     span = np.maximum(high - low, 1e-4)
     levels = np.array([OPENING_LEVELS, WIDTH_LEVELS])
@@ -255,8 +266,13 @@ def _pick_per_cell(features: np.ndarray) -> tuple[list[int], np.ndarray]:
     best: dict[tuple[int, int], int] = {}
     for index in np.argsort(offset):
         best.setdefault((int(cell[index, 0]), int(cell[index, 1])), int(index))
-    closed = int(np.argmin(features[:, 0]))
-    best.setdefault((-1, int(cell[closed, 1])), closed)
+    edges = np.percentile(pose, np.linspace(0, 100, CLOSED_POSES + 1)[1:-1])
+    stretch = np.searchsorted(edges, pose)
+    for level in np.unique(stretch):
+        in_level = np.flatnonzero(stretch == level)
+        closed = int(in_level[np.argmin(features[in_level, 0])])
+        if closed not in best.values():
+            best[(-1 - int(level), int(cell[closed, 1]))] = closed
     keys = sorted(best)
     return [best[k] for k in keys], np.array([(max(k[0], 0), k[1]) for k in keys], np.int16)
 
