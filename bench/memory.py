@@ -3,7 +3,7 @@ ended, against the warm idle level; and whether any session object outlives its 
 
 This process is the server (``LiveSession``s with Piper, the default lip-sync,
 25 fps, a 16-frame moving avatar); each round's clients run in a child process
-(``bench.stage_costs``'s), so their decoders do not count here. A round opens
+(``bench.remote_clients``), so their decoders do not count here. A round opens
 ``--batch`` sessions, lets them all speak for ``--speak`` seconds, then closes
 them; rounds repeat until ``--sessions`` sessions have come and gone.
 
@@ -20,15 +20,15 @@ import argparse
 import asyncio
 import gc
 import logging
-import multiprocessing
 import os
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
 import psutil
 
-from bench.stage_costs import client_process
+from bench.remote_clients import sessions_with_remote_clients
 from testkit.defaults import model_pool
 
 
@@ -62,31 +62,14 @@ def where_rss_is() -> str:
 async def one_round(pool, config, sessions: int, speak_s: float) -> float:
     """Open ``sessions`` speaking sessions with clients in a child process; RSS while they speak; close them."""
     from bench.talking import PARAGRAPH
-    from realtime.session import LiveSession
-    from testkit.voice import RecordingEvents
 
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    child = context.Process(target=client_process, args=(theirs, sessions))
-    child.start()
-    loop = asyncio.get_running_loop()
-    lives = []
-    try:
-        for _ in range(sessions):
-            live = await LiveSession.open(config, pool, RecordingEvents())
-            lives.append(live)
-            ours.send(await live.accept_offer(await loop.run_in_executor(None, ours.recv)))
-        for n, live in enumerate(lives):
+    async with sessions_with_remote_clients(config, pool, sessions) as clients:
+        for n, live in enumerate(clients.lives):
             await live.say(PARAGRAPH, n + 1)
-        await asyncio.sleep(speak_s)
+        await asyncio.sleep(speak_s)  # a benchmark's measuring time, not a test's wait
         speaking = rss_mb()
-        now = loop.time()
-        ours.send((now - 1, now))  # the clients report and close
-        await loop.run_in_executor(None, ours.recv)
-    finally:
-        for live in lives:
-            await live.close()
-        await loop.run_in_executor(None, child.join, 15)
+        now = time.time()
+        await clients.video_fps((now - 1, now))  # the clients report and hang up
     return speaking
 
 

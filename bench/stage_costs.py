@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import functools
 import logging
-import multiprocessing
 import os
 import resource
 import tempfile
@@ -30,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.remote_clients import sessions_with_remote_clients
 from testkit.defaults import model_pool
 
 FPS = 25
@@ -170,51 +170,6 @@ def instrument(clock: StageClock) -> None:
     clock._undo.append(lambda: setattr(PiperVoice, "synthesize", original))
 
 
-# --- the client process -------------------------------------------------------------------------------------------
-
-
-def client_process(connection: Any, sessions: int) -> None:
-    """Child process: ``sessions`` receive-only aiortc clients; the SDP crosses ``connection``."""
-    import aioice.ice
-
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]  # loopback only (FACTS.md)
-    logging.basicConfig(level=logging.ERROR)
-    asyncio.run(_clients(connection, sessions))
-
-
-async def _clients(connection: Any, sessions: int) -> None:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError
-
-    loop = asyncio.get_running_loop()
-    arrivals: list[list[float]] = [[] for _ in range(sessions)]
-    peers = []
-
-    async def count(track: Any, index: int) -> None:
-        try:
-            while True:
-                await track.recv()
-                if track.kind == "video":
-                    arrivals[index].append(time.time())
-        except MediaStreamError:
-            pass
-
-    for index in range(sessions):
-        peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        peer.on("track", lambda track, index=index: asyncio.ensure_future(count(track, index)))
-        peer.addTransceiver("audio", direction="recvonly")
-        peer.addTransceiver("video", direction="recvonly")
-        await peer.setLocalDescription(await peer.createOffer())
-        connection.send(peer.localDescription.sdp)
-        answer = await loop.run_in_executor(None, connection.recv)
-        await peer.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        peers.append(peer)
-    window = await loop.run_in_executor(None, connection.recv)  # (start, end) in wall-clock time
-    connection.send([sum(window[0] <= at < window[1] for at in times) / (window[1] - window[0]) for times in arrivals])
-    for peer in peers:
-        await peer.close()
-
-
 # --- the server ---------------------------------------------------------------------------------------------------
 
 
@@ -226,8 +181,6 @@ def cpu_seconds() -> float:
 async def measure(bundle: Path, sessions: int, seconds: float) -> tuple[StageClock, float, float, list[float], int]:
     """Run ``sessions`` speaking sessions; the stage clock, server CPU s, wall s, client fps, lowest server fps."""
     from bench.talking import PARAGRAPH, loopback_bench_config
-    from realtime.session import LiveSession
-    from testkit.voice import RecordingEvents
 
     config = loopback_bench_config(bundle)
     pool = model_pool(device="cpu")
@@ -236,38 +189,26 @@ async def measure(bundle: Path, sessions: int, seconds: float) -> tuple[StageClo
     )
     stages = StageClock()
     instrument(stages)
-    ours, theirs = multiprocessing.get_context("spawn").Pipe()
-    child = multiprocessing.get_context("spawn").Process(target=client_process, args=(theirs, sessions))
-    child.start()
-    loop = asyncio.get_running_loop()
-    lives = []
     try:
-        for _ in range(sessions):
-            live = await LiveSession.open(config, pool, RecordingEvents())
-            lives.append(live)
-            offer = await loop.run_in_executor(None, ours.recv)
-            ours.send(await live.accept_offer(offer))
-        for n, live in enumerate(lives):
-            await live.say(PARAGRAPH * 3, n + 1)
-        async with asyncio.timeout(60):
-            while not all(live.state.value == "speaking" for live in lives):
-                await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)  # past the first sentence's start-up
-        stages.reset()
-        lowest = [live.rate.fps for live in lives]
-        started_cpu, started_wall, started_at = cpu_seconds(), time.perf_counter(), time.time()
-        while time.perf_counter() - started_wall < seconds:
-            await asyncio.sleep(0.2)
-            lowest = [min(low, live.rate.fps) for low, live in zip(lowest, lives, strict=True)]
-        cpu, wall = cpu_seconds() - started_cpu, time.perf_counter() - started_wall
-        ours.send((started_at, started_at + wall))
-        received = await loop.run_in_executor(None, ours.recv)
+        async with sessions_with_remote_clients(config, pool, sessions) as clients:
+            lives = clients.lives
+            for n, live in enumerate(lives):
+                await live.say(PARAGRAPH * 3, n + 1)
+            async with asyncio.timeout(60):
+                while not all(live.state.value == "speaking" for live in lives):
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # past the first sentence's start-up
+            stages.reset()
+            lowest = [live.rate.fps for live in lives]
+            started_cpu, started_wall, started_at = cpu_seconds(), time.perf_counter(), time.time()
+            while time.perf_counter() - started_wall < seconds:
+                await asyncio.sleep(0.2)
+                lowest = [min(low, live.rate.fps) for low, live in zip(lowest, lives, strict=True)]
+            cpu, wall = cpu_seconds() - started_cpu, time.perf_counter() - started_wall
+            received = await clients.video_fps((started_at, started_at + wall))
     finally:
         stages.restore()
-        for live in lives:
-            await live.close()
         await pool.aclose()
-        child.join(10)
     return stages, cpu, wall, received, min(lowest)
 
 
