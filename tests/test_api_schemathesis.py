@@ -1,8 +1,9 @@
 """Property-based tests of the REST API from its own OpenAPI schema (schemathesis), with a real API key.
 
 Every documented operation is called with generated requests (a few examples each: the run takes minutes on a
-shared machine). No answer may be a server error or break the schema's promises for its status code.
-Stateful sequences (links between operations) are not run yet.
+shared machine). No answer may be a server error or break the schema's promises for its status code; neither
+may any answer in sequences of calls chained by the links schemathesis infers (an id one call returned is used
+by the next).
 """
 
 from __future__ import annotations
@@ -29,3 +30,33 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/schema/", get_wsgi_application(
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_operation_fails_or_breaks_its_schema(case, world_a, talking_role):
     case.call_and_validate(headers={"Authorization": f"Api-Key {world_a.raw_key}"}, checks=CHECKS)
+
+
+def test_stateful_sequences_follow_the_links_and_keep_the_schema(world_a, talking_role):
+    """Sequences of calls chained by the links schemathesis infers from the schema (create an avatar, a voice, a
+    session, then read, change, act on and delete what was made, with the ids the server returned)."""
+    headers = {"Authorization": f"Api-Key {world_a.raw_key}"}
+    machine = schema.as_state_machine()
+    calls: list[tuple[str, str, int]] = []
+
+    class Workflow(machine):
+        def get_call_kwargs(self, case):
+            return {"headers": headers}
+
+        def after_call(self, response, case):
+            calls.append((case.method, case.path, response.status_code))
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=CHECKS)
+
+    Workflow.run(
+        settings=settings(
+            max_examples=8,
+            stateful_step_count=8,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    linked = [call for call in calls if "{" in call[1] and 200 <= call[2] < 300]
+    assert linked, f"no call reached a row another call had made: {calls}"
