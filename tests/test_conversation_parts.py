@@ -25,7 +25,7 @@ from realtime.engines.llm.base import LLMEngine, LLMError, LLMErrorCode
 from realtime.engines.llm.echo import EchoLLM
 from realtime.engines.tts.base import PCM, TTSEngine, VoiceSettings
 from realtime.pipeline import TaskOwner
-from realtime.text.splitter import split_text
+from realtime.text.splitter import CJK_WEIGHT, split_text, spoken_length
 from realtime.vad import TurnDetector
 from testkit.defaults import llm_settings
 
@@ -286,7 +286,8 @@ def test_the_first_chunk_is_a_short_sentence_or_the_first_words_of_unpunctuated_
         "the kitchen before you go to bed ",
     ]
     chinese = "今天天气很好我们一起去公园散步吧然后去吃饭好不好呀朋友们大家一起来吧"  # no punctuation either
-    assert stream_chunks([chinese]) == [chinese[:FIRST_CHUNK_MAX_CHARS], chinese[FIRST_CHUNK_MAX_CHARS:]]
+    head = FIRST_CHUNK_MAX_CHARS // CJK_WEIGHT  # characters: each one a syllable
+    assert stream_chunks([chinese]) == [chinese[:head], chinese[head:]]
     assert stream_chunks(["turn on the lights"]) == ["turn on the lights"]
 
 
@@ -301,7 +302,7 @@ def test_answer_chunks_join_to_the_text_and_start_short(text, cuts):
         assert "".join(chunks) == text
         assert all(chunk.strip() for chunk in chunks)
         first = chunks[0].strip()
-        assert len(first) <= FIRST_CHUNK_MAX_CHARS or " " not in first.strip()  # only one long word may run over
+        assert spoken_length(first) <= FIRST_CHUNK_MAX_CHARS or " " not in first.strip()  # one long word may run over
     else:
         assert chunks == []
 

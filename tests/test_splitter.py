@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from realtime.text import SentenceSplitter, split_text
+from realtime.text.splitter import CJK_WEIGHT, spoken_length
 
 # Arbitrary text: letters, digits, every mark the splitter treats specially, closers, CJK and odd whitespace.
 ANY_TEXT = st.lists(
@@ -37,8 +38,9 @@ def worded_text(draw) -> str:
 def bounds(draw) -> dict[str, int]:
     min_chars = draw(st.integers(1, 10))
     first = draw(st.integers(min_chars, 30))
-    # Room for a whole word plus its whitespace between min and max, so a cut without splitting a word exists.
-    max_chars = draw(st.integers(max(first, min_chars + 18), 150))
+    # Room for a whole word plus its whitespace between min and max, so a cut without splitting a word exists
+    # (spoken lengths: "今天天气很好。" is 19).
+    max_chars = draw(st.integers(max(first, min_chars + 22), 150))
     return {"min_chars": min_chars, "first_chunk_chars": first, "max_chars": max_chars}
 
 
@@ -81,7 +83,7 @@ def test_streaming_in_any_pieces_gives_the_same_chunks(text, points, options):
 def test_a_chunk_is_too_long_only_when_no_word_boundary_could_cut_it(text, options):
     for chunk in split_text(text, **options):
         content = chunk.strip()
-        if len(content) > options["max_chars"]:
+        if spoken_length(content) > options["max_chars"]:
             assert not starts_a_space_run_in(content, options["min_chars"], options["max_chars"]), chunk
 
 
@@ -90,8 +92,8 @@ def test_a_chunk_is_too_long_only_when_no_word_boundary_could_cut_it(text, optio
 def test_bounds_hold_on_worded_text(text, points, options):
     chunks = stream(cut(text, points), **options)
     assert "".join(chunks) == text or not text.strip()
-    assert all(len(chunk.strip()) <= options["max_chars"] for chunk in chunks)
-    assert all(len(chunk.strip()) >= options["min_chars"] for chunk in chunks[:-1])
+    assert all(spoken_length(chunk.strip()) <= options["max_chars"] for chunk in chunks)
+    assert all(spoken_length(chunk.strip()) >= options["min_chars"] for chunk in chunks[:-1])
 
 
 def test_english_sentences_keep_decimals_abbreviations_and_ellipses():
@@ -106,7 +108,14 @@ def test_english_sentences_keep_decimals_abbreviations_and_ellipses():
 
 def test_chinese_sentences_break_at_full_width_marks_with_their_closing_quotes():
     text = "你好！今天天气很好。他说：“我们去公园散步吧？”好的……走吧；明天见"
-    assert split_text(text) == ["你好！今天天气很好。", "他说：“我们去公园散步吧？”", "好的……走吧；", "明天见"]
+    # "你好！" is as long to say as "Hello!": a sentence of its own, not joined to the next (spoken lengths)
+    assert split_text(text) == ["你好！", "今天天气很好。", "他说：“我们去公园散步吧？”", "好的……", "走吧；", "明天见"]
+    assert split_text(text, min_chars=12, first_chunk_chars=12) == [
+        "你好！今天天气很好。",
+        "他说：“我们去公园散步吧？”",
+        "好的……走吧；",
+        "明天见",
+    ]
 
 
 def test_a_short_sentence_joins_the_next():
@@ -114,19 +123,31 @@ def test_a_short_sentence_joins_the_next():
 
 
 def test_first_chunk_is_released_at_the_first_clause_break_once_long_enough():
+    # A word or two before the first comma is enough, in either language (a TTS voice says it in a fraction of
+    # the time the sentence takes); a single short word ("Well,") waits for the next clause.
+    assert split_text("Hello, and welcome to the live demo. I can help.") == [
+        "Hello, ",
+        "and welcome to the live demo. ",
+        "I can help.",
+    ]
     text = "Well, I think the weather is lovely today, and we should go for a walk by the river."
     assert split_text(text) == [
         "Well, I think the weather is lovely today, ",
         "and we should go for a walk by the river.",
     ]
     assert split_text("好的，我来帮你查一下明天北京的天气，请稍等一会儿。") == [
+        "好的，",
+        "我来帮你查一下明天北京的天气，请稍等一会儿。",
+    ]
+    assert split_text("当然可以，我们的营业时间是每天早上九点到晚上十点。")[0] == "当然可以，"
+    assert split_text("好的，我来帮你查一下明天北京的天气，请稍等一会儿。", first_chunk_chars=12) == [
         "好的，我来帮你查一下明天北京的天气，",
         "请稍等一会儿。",
     ]
 
 
 def test_first_chunk_is_released_before_the_sentence_ends_while_streaming():
-    splitter = SentenceSplitter()
+    splitter = SentenceSplitter(first_chunk_chars=12)
     assert splitter.feed("Sure thing, here is") == []
     assert splitter.feed(" what I found, and") == ["Sure thing, here is what I found, "]
     assert splitter.feed(" more, and more.") == []  # later clause breaks wait for the sentence end
@@ -145,7 +166,7 @@ def test_long_chinese_without_punctuation_is_cut_between_characters():
     text = "这是一段很长的没有标点的中文" * 12
     chunks = split_text(text, max_chars=40)
     assert "".join(chunks) == text
-    assert [len(chunk) for chunk in chunks[:-1]] == [40] * (len(chunks) - 1)
+    assert [len(chunk) for chunk in chunks[:-1]] == [40 // CJK_WEIGHT] * (len(chunks) - 1)  # spoken: 13 syllables
 
 
 def test_an_unbreakable_token_longer_than_max_stays_whole():
@@ -226,5 +247,5 @@ def test_the_first_chinese_chunk_ends_early_at_a_comma(sample):
     text, _ = sample
     first = split_text(text, min_chars=1, first_chunk_chars=4)[0]
     sentence = sentence_ends(text)[0]
-    commas = [i + 1 for i, ch in enumerate(sentence) if ch in "，、：" and i + 1 >= 4]
+    commas = [i + 1 for i, ch in enumerate(sentence) if ch in "，、：" and spoken_length(sentence[: i + 1]) >= 4]
     assert first == sentence[: commas[0]] if commas else first == sentence

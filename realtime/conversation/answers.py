@@ -19,7 +19,7 @@ from typing import Protocol
 
 from realtime.engines.llm.base import LLMEngine, LLMError
 from realtime.pipeline import TaskOwner
-from realtime.text.splitter import SentenceSplitter
+from realtime.text.splitter import SentenceSplitter, spoken_length, spoken_prefix
 
 from .apology import apology
 from .history import History
@@ -28,8 +28,9 @@ from .spoken import word_prefix
 logger = logging.getLogger(__name__)
 
 # TTS engines synthesise a chunk whole before its first audio, so the first chunk's length is the answer's start-up
-# cost (Piper here: about 5 ms a character, more under load): a first sentence or clause longer than this, or text
-# with no punctuation at all (ASR output echoed back), is cut at a word boundary.
+# cost (Piper here: about 5 ms a character, more under load): a first sentence or clause longer than this (spoken
+# length: a Chinese character counts as three letters), or text with no punctuation at all (ASR output echoed
+# back), is cut at a word boundary.
 FIRST_CHUNK_MAX_CHARS = 32
 
 
@@ -53,9 +54,9 @@ class AnswerChunks:
         if chunks:
             self._head = None
             return chunks
-        if len(self._head) <= FIRST_CHUNK_MAX_CHARS:
+        if spoken_length(self._head) <= FIRST_CHUNK_MAX_CHARS:
             return []
-        first = word_prefix(self._head, FIRST_CHUNK_MAX_CHARS)
+        first = word_prefix(self._head, len(spoken_prefix(self._head, FIRST_CHUNK_MAX_CHARS)))
         if not first.strip():
             return []  # one long word so far: the splitter decides
         first = self._head[: len(self._head) - len(self._head[len(first) :].lstrip())]  # with the spaces after it
