@@ -28,6 +28,7 @@ from realtime.pipeline import TaskOwner
 from realtime.text.splitter import CJK_WEIGHT, split_text, spoken_length
 from realtime.vad import TurnDetector
 from testkit.defaults import llm_settings
+from testkit.waits import until
 
 # --- spoken text ---------------------------------------------------------------------------------------------
 
@@ -225,7 +226,7 @@ async def hear(utterance_chunks, asr: ASREngine, log: TurnLog, *, pause_after: i
             listener.pause()
             break
         await listener.feed(chunk)
-    await asyncio.sleep(0.1)
+    await until(lambda: len(log.finals) == log.ends, what="the recogniser to finish every turn that ended")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 

@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from avatars_app.models import Role
+from sessions_app import owner
 from sessions_app.models import ChatSession
 from sessions_app.preload import preload_active_roles
 from sessions_app.session_factory import get_pool
@@ -162,6 +163,9 @@ async def test_the_preload_setting_loads_every_active_role_when_the_first_sessio
     settings.LIVEHUMAN = {**settings.LIVEHUMAN, "PRELOAD_ROLES": preload}
     pool = model_pool(device="cpu")  # this worker's pool, fresh: nothing loaded yet
     monkeypatch.setattr("sessions_app.owner.get_pool", lambda: pool)
+    preloading: list[object] = []  # the pools the session start-up asked to preload, in order
+    start_preload = owner.preload_once
+    monkeypatch.setattr(owner, "preload_once", lambda pool: preloading.append(pool) or start_preload(pool))
     other_avatar = str((_media_root / other_role.avatar.bundle_path).resolve())
 
     def other_role_loaded() -> bool:  # the avatar is the last part of a role the pool loads
@@ -176,13 +180,13 @@ async def test_the_preload_setting_loads_every_active_role_when_the_first_sessio
             async with asyncio.timeout(20):
                 while not other_role_loaded():
                     await asyncio.sleep(0.05)
+            assert preloading == [pool]
             loaded = pool.loaded()
             await communicator.send_json_to({"type": "switch_role", "role": other_role.pk})
             await log.wait_for("role", timeout=10)
             assert pool.loaded() == loaded  # the switch found everything in place
-        else:
-            await asyncio.sleep(0.5)
-            assert not other_role_loaded()  # off by default: only the session's own role was loaded
+        else:  # off by default: the start-up (done when the state arrives) never asked, so only its role loaded
+            assert preloading == [] and not other_role_loaded()
     finally:
         await log.stop()
         await communicator.disconnect()
