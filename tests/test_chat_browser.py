@@ -242,3 +242,33 @@ def test_a_degraded_session_is_noted_and_its_half_size_frames_fill_the_video_in_
         assert half["frame"] == [256, 256] and full["frame"] == [512, 512]
         assert half["shown"] == full["shown"] and half["shown"][0] > 256, (full, half)  # scaled back up
         assert not errors, errors
+
+
+PHONE_1X = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 1}
+
+
+def test_frames_come_at_the_size_the_phone_shows_them_and_grow_with_the_window_in_chromium(
+    daphne_server, world_a, _media_root, settings
+):
+    """The page tells the server its video element's size in device pixels: on a 390 × 844 phone (pixel ratio 1)
+    the 512-px avatar's frames arrive about as wide as the element, not at 512; a wider window brings them back
+    to the avatar's own size, never beyond it."""
+    role = make_talking_role(world_a, _media_root, frame_count=1)
+    with chat_page_as_member(daphne_server, world_a.member, settings, context_options=PHONE_1X) as chat:
+        page, errors = chat.page, chat.errors
+        page.select_option("#role", str(role.pk))
+        page.tap("#start-button")
+        _wait_for(page, lambda s: s["state"] == "connected" and s["video"] > 0, 30, "the first decoded frames")
+        wait_until(page, "document.getElementById('avatar-video').videoWidth > 0", 10_000)
+        phone = page.evaluate(VIDEO_SIZES)
+        ratio = page.evaluate("window.devicePixelRatio")
+        shown = phone["shown"][0] * ratio
+        # the element's width in device pixels, rounded up to the next step of 32 px
+        assert shown <= phone["frame"][0] < shown + 33 and phone["frame"][0] < 512, (phone, ratio)
+        assert phone["frame"][0] == phone["frame"][1]  # the square avatar stays square
+
+        page.set_viewport_size({"width": 1280, "height": 900})  # the stage grows past the avatar's 512 px
+        wait_until(page, "document.getElementById('avatar-video').videoWidth === 512", 10_000)
+        desktop = page.evaluate(VIDEO_SIZES)
+        assert desktop["frame"] == [512, 512] and desktop["shown"][0] > 512, desktop
+        assert not errors, errors

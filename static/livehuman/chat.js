@@ -83,7 +83,7 @@
     constructor() {
       this.session = null; this.ws = null; this.pc = null; this.mic = null;
       this.pingSentAt = 0; this.rttMs = null; this.statsTimer = null; this.lastFrames = null; this.serverFps = null;
-      this.chroma = null;
+      this.chroma = null; this.sentSize = "";
     }
 
     get talkMode() {
@@ -148,6 +148,7 @@
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);
       await this.iceGatheringDone();
+      this.sendVideoSize(); // before the offer: the first frames already come at the size shown
       this.send({ type: "offer", sdp: this.pc.localDescription.sdp });
       this.send({ type: "mode", talk: this.talkMode });
       this.statsTimer = setInterval(() => this.updateReadout(), 1000);
@@ -242,6 +243,18 @@
       ui.readout.textContent = `fps ${fps ?? "–"} (${sent}) · RTT ${this.rttMs ?? "–"} ms · ${strings.jitter_buffer} ${jitterMs ?? "–"} ms`;
     }
 
+    /* The server encodes the frames at the size the video is shown (never above the avatar's own): tell it the
+     * element's size in device pixels, at the start and whenever the layout or the pixel ratio changes it. */
+    sendVideoSize() {
+      const box = ui.video.getBoundingClientRect();
+      const ratio = window.devicePixelRatio || 1;
+      const width = Math.round(box.width * ratio);
+      const height = Math.round(box.height * ratio);
+      if (width < 1 || height < 1 || `${width}x${height}` === this.sentSize) return;
+      this.sentSize = `${width}x${height}`;
+      this.send({ type: "video_size", width, height });
+    }
+
     say(text) {
       this.send({ type: "say", text, interrupt: ui.badge.dataset.state === "speaking" });
     }
@@ -270,7 +283,7 @@
       if (this.ws) this.ws.close();
       if (this.pc) this.pc.close();
       if (this.mic) this.mic.getTracks().forEach((track) => track.stop());
-      this.ws = null; this.pc = null; this.mic = null;
+      this.ws = null; this.pc = null; this.mic = null; this.sentSize = "";
       setState("idle");
       showDegrade(null);
       ui.start.textContent = strings.start;
@@ -319,6 +332,15 @@
   ui.talk.addEventListener("pointerdown", holdStart);
   for (const kind of ["pointerup", "pointercancel", "lostpointercapture"]) ui.talk.addEventListener(kind, holdEnd);
   ui.talk.addEventListener("contextmenu", (event) => event.preventDefault()); // a long press is not a menu
+  // A resize (rotation, a window dragged, a zoom that changes the pixel ratio) re-sends the shown size once the
+  // layout has settled: each new size reopens the server's encoder.
+  let resized = null;
+  const videoResized = () => {
+    clearTimeout(resized);
+    resized = setTimeout(() => { if (client.session) client.sendVideoSize(); }, 300);
+  };
+  new ResizeObserver(videoResized).observe(ui.video);
+  window.addEventListener("resize", videoResized);
   // Closing the page drops the WebSocket; the server then ends the session and frees its peer connection.
   window.addEventListener("pagehide", () => { if (client.ws) client.ws.close(); });
 
