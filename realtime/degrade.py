@@ -12,7 +12,8 @@ moves an index along it and the session makes its video what the level says. Two
   than the current one are ignored: after a step down, the frames still queued
   at the old rate are late through no fault of the new one.
 - ``rendered(seconds, frames)``: how long this session waited for its lip-sync
-  frames. ``seconds / frames × fps`` is the share of real time the session's
+  frames (a wait that began before the last change is ignored: it measured the
+  level before). ``seconds / frames × fps`` is the share of real time the session's
   video costs at that fps — with cross-session batching it includes the other
   sessions' frames in the same forward passes, so it measures the load the
   session actually sees. Above 1 the generator cannot keep up.
@@ -147,10 +148,11 @@ class DegradeGovernor:
         self._decide(now)
 
     def rendered(self, seconds: float, frames: int) -> None:
-        """This session waited ``seconds`` for ``frames`` lip-sync frames."""
-        if frames <= 0:
-            return
+        """This session waited ``seconds`` for ``frames`` lip-sync frames. A wait that began before the last
+        change measured the level before it (the engine it used, say) and is ignored."""
         now = self._now()
+        if frames <= 0 or now - seconds < self._changed_at:
+            return
         self._renders.append((now, seconds, frames))
         if self.index not in self._arrival_cost and (cost := self._cost()) is not None:
             self._arrival_cost[self.index] = cost

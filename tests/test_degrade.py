@@ -133,6 +133,19 @@ def test_late_frames_made_at_the_old_rate_do_not_count():
     assert changes == [(50, 30)]
 
 
+def test_a_render_that_began_before_a_change_does_not_judge_the_new_level():
+    gov, clock, changes = governor()
+    clock.now = 3.0
+    gov.late(3, 50)
+    assert changes == [(50, 30)]
+    clock.now = 5.5
+    gov.rendered(3.0, 30)  # 100 ms a frame, but that wait began at 2.5 s: at 50 fps
+    assert changes == [(50, 30)] and gov.load() is None
+    clock.now = 5.6
+    gov.rendered(0.4, 8)  # 50 ms a frame at 30 fps: 1.5 × real time
+    assert changes == [(50, 30), (30, 25)]
+
+
 def test_recovers_a_level_at_a_time_in_reverse_order_with_headroom_only():
     gov, clock, changes = governor()
     run(gov, clock, 40, frame_cost_s=0.01, late_every_s=0.3)
