@@ -2,8 +2,9 @@
 
 A photo has one mouth, so there are no other mouths to choose from. Per frame:
 
-1. audio → target opening (face heights) from loudness and vowel (visemes.py); silence, pauses and the closure
-   of m, b, p give zero — the lips meet, also when the portrait's rest pose is an open smile;
+1. audio → target opening from loudness and vowel (visemes.py), as a share of the widest opening (at least
+   OPEN_BEYOND past the portrait's own gap, so an open smile still opens visibly); silence, pauses and the
+   closure of m, b, p give zero — the lips meet, also when the portrait's rest pose is an open smile;
 2. a displacement field moves everything below the upper lip's inner edge (the lower lip, the jaw, the chin,
    settling back below it) by what each column needs for the gap between the lips to become the target, and
    nothing above that edge: the upper lip and the corners stay where the portrait has them;
@@ -30,7 +31,8 @@ from .base import LipSyncEngine, LipSyncRequest
 from .easing import smoothstep
 from .visemes import mouth_shapes
 
-OPEN_MAX = 0.1  # face heights between the lips on the loudest open vowel
+OPEN_MAX = 0.1  # face heights between the lips on the loudest open vowel, from a closed rest pose
+OPEN_BEYOND = 0.06  # … and at least this much more than the portrait's own gap (an open smile opens further)
 TEETH_RGB = np.array([236, 230, 216], np.float32)
 TEETH_MAX = 0.03  # face heights of upper teeth shown
 CAVITY = np.array([0.42, 0.2, 0.22], np.float32)  # the cavity's colour as a fraction of the lip colour
@@ -66,6 +68,14 @@ class MouthGeometry:
             lip_rgb=lip_colour(frame, pts),
         )
 
+    @property
+    def widest(self) -> float:
+        """Face heights between the lips on the loudest open vowel: OPEN_MAX, or the portrait's own gap and
+        OPEN_BEYOND more (a portrait smiling with its teeth showing must open well past its rest to read as
+        speech)."""
+        own = float((self.lower - self.upper).max()) / max(self.face_height, 1e-6)
+        return max(OPEN_MAX, own + OPEN_BEYOND)
+
 
 def lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Mean RGB of the lips: between the outer and inner contours (rasterised in the lips' own box, not the frame)."""
@@ -83,11 +93,12 @@ def lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.array(cv2.mean(np.ascontiguousarray(frame[y0:y1, x0:x1]), mask)[:3], np.float32)
 
 
-def target_openings(shapes: np.ndarray) -> np.ndarray:
-    """(B,) face heights between the lips from (B, 3) openness, jaw, stretch: loudness sets it, the vowel shades it."""
+def opening_fractions(shapes: np.ndarray) -> np.ndarray:
+    """(B,) how far the lips part, 0 (together) to 1 (the frame's ``MouthGeometry.widest``), from (B, 3)
+    openness, jaw, stretch: loudness sets it, the vowel shades it."""
     openness, jaw = shapes[:, 0], shapes[:, 1]
     vowel = np.divide(jaw, openness, out=np.zeros_like(jaw), where=openness > 0)
-    return np.clip(openness * (0.7 + 0.3 * vowel), 0, 1) * OPEN_MAX
+    return np.clip(openness * (0.7 + 0.3 * vowel), 0, 1)
 
 
 @dataclass(frozen=True)
@@ -262,7 +273,7 @@ class PhotoMouthLipSync(LipSyncEngine):
     def render_batch(self, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
         if not requests:
             return []
-        openings = target_openings(mouth_shapes([r.audio for r in requests], np.stack([r.mel for r in requests])))
+        fractions = opening_fractions(mouth_shapes([r.audio for r in requests], np.stack([r.mel for r in requests])))
         out: list[np.ndarray | None] = [None] * len(requests)
         by_avatar: dict[int, list[int]] = {}
         for position, request in enumerate(requests):
@@ -272,7 +283,8 @@ class PhotoMouthLipSync(LipSyncEngine):
             indices = [requests[p].frame_index for p in positions]
             frames = [avatar.frames[i] for i in indices]
             geometries = [self.geometries.of(avatar, i, frame) for i, frame in zip(indices, frames, strict=True)]
-            for position, frame in zip(positions, render_mouths(frames, geometries, openings[positions]), strict=True):
+            openings = [f * g.widest for f, g in zip(fractions[positions], geometries, strict=True)]
+            for position, frame in zip(positions, render_mouths(frames, geometries, openings), strict=True):
                 out[position] = frame
         return out  # type: ignore[return-value]
 
