@@ -16,7 +16,10 @@ class ChatSessionSerializer(TenantScopedSerializer):
     """A session; on creation the client names only the ``role`` and gets where to connect."""
 
     role_name = serializers.CharField(source="role.name", read_only=True)
-    ws_url = serializers.SerializerMethodField()
+    ws_url = serializers.SerializerMethodField(
+        help_text="The session's WebSocket. On creation (and from POST .../ticket) it carries a single-use ticket "
+        "valid for WS_TICKET_TTL_S seconds: connect with it as it is, no API key needed."
+    )
     ice_servers = serializers.SerializerMethodField()
     ice_transport_policy = serializers.SerializerMethodField()
     rtmp_url = serializers.CharField(

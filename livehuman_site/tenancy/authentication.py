@@ -61,5 +61,9 @@ class TenantAPIKeyScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": 'A tenant\'s API key, sent as "Api-Key <key>"; created in the admin.',
+            "description": (
+                'A tenant\'s API key, sent as "Api-Key <key>"; created in the admin with its scopes: "sessions" '
+                '(sessions and their WebSocket; reading roles) and/or "configuration" (voices, prompts, avatars, '
+                "roles). A call outside the key's scopes is 403 api_key_scope."
+            ),
         }
