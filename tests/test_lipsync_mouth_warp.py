@@ -115,3 +115,15 @@ def test_vowels_pick_their_visemes():
     assert ee_stretch > 0.2 > ah_stretch
     assert oo_stretch < 0 < ee_stretch
     assert ah_jaw > ee_jaw
+
+
+def test_a_batch_renders_the_same_pixels_as_each_frame_alone(astronaut_bundle):
+    """Silent and speaking frames of one batch, warped together on one window, come out exactly as alone."""
+    requests = frame_requests(astronaut_bundle, piper_speech("Hello! Mm, maybe."))
+    engine = MouthWarpLipSync()
+    closed = [mouth_shape(r.audio, r.mel).is_closed for r in requests]
+    assert any(closed) and not all(closed)
+    for start in range(0, len(requests), 8):
+        batch = requests[start : start + 8]
+        for request, frame in zip(batch, engine.render_batch(batch), strict=True):
+            np.testing.assert_array_equal(frame, engine.render_batch([request])[0])
