@@ -166,16 +166,16 @@ def render_mouths(
     xs = np.stack([r.x0 + np.arange(width, dtype=np.float32) for r in reaches])  # (B, W)
     ys = np.stack([r.y0 + np.arange(height, dtype=np.float32) for r in reaches])[:, :, None]  # (B, H, 1)
     column_shift, line, old_gap, new_gap = (
-        np.stack(rows) for rows in zip(*map(_columns, xs, geometries, reaches), strict=True)
-    )  # each (B, W)
+        np.stack(rows).astype(np.float32) for rows in zip(*map(_columns, xs, geometries, reaches), strict=True)
+    )  # each (B, W); float32 from here on: half the memory traffic of float64, and sub-pixel precision to spare
     # Rows down to the smaller of the two gaps keep their own pixels (the upper teeth stay as the photo has them);
     # below, the lower lip slides up over the inside (closing) or down (opening), taking the jaw half as far and
     # settling back below the chin. (The mesh puts the inner edge a pixel into the teeth.)
     seam = (line + np.minimum(old_gap, new_gap) - 1.0)[:, None, :]
     below = smoothstep((ys - seam + 0.5) / 1.5)
-    chin = np.array([g.chin for g in geometries])[:, None, None]
-    lower_edge = np.array([float(g.lower.max()) for g in geometries])[:, None, None]
-    relax = np.array([r.relax for r in reaches])[:, None, None]
+    chin = np.array([g.chin for g in geometries], np.float32)[:, None, None]
+    lower_edge = np.array([g.lower.max() for g in geometries], np.float32)[:, None, None]
+    relax = np.array([r.relax for r in reaches], np.float32)[:, None, None]
     jaw = np.where(
         ys < chin,
         1 - 0.5 * smoothstep((ys - lower_edge) / np.maximum(chin - lower_edge, 1.0)),
@@ -236,9 +236,9 @@ def _paint_inner_mouths(
     """Cavity, teeth and tongue in the gap of (B, H, W, 3) ``region``: ``depth`` (B, H, W) rows below the upper
     lip's inner edge, ``gap`` (B, 1, W) per column; the top ``own`` (B, 1, W) rows of each column are the photo's
     own inside and stay. ``xs`` (B, W) are the columns' frame positions."""
-    centre = np.array([g.columns.mean() for g in geometries])[:, None]
-    mouth_width = np.array([float(g.columns[-1] - g.columns[0]) for g in geometries])[:, None]
-    face_height = np.array([g.face_height for g in geometries])[:, None, None]
+    centre = np.array([g.columns.mean() for g in geometries], np.float32)[:, None]
+    mouth_width = np.array([g.columns[-1] - g.columns[0] for g in geometries], np.float32)[:, None]
+    face_height = np.array([g.face_height for g in geometries], np.float32)[:, None, None]
     lip_rgb = np.stack([g.lip_rgb for g in geometries])[:, None, None, :]
     inside = smoothstep(depth / 1.2) * smoothstep((gap - depth) / 1.5) * smoothstep((depth - own + 1.5) / 2.0)
     across = ((xs - centre) / np.maximum(mouth_width / 2, 1.0))[:, None, :]
