@@ -9,7 +9,11 @@ thread that does it (``time.thread_time``), the process total with
 ICE) is "other". Shares are of the same run, so other load on the machine
 moves the totals less than the split.
 
-    python -m bench.stage_costs [--sessions 4] [--seconds 8]
+    python -m bench.stage_costs [--sessions 4] [--seconds 8] [--shown 320]
+
+With ``--shown W`` the same sessions run a second time with a page that shows the video W px wide
+(``video_size``): the frames are encoded at that size instead of the avatar's 512 px, and the two runs' encode
+CPU per frame and total CPU per session are printed side by side, as ratios.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.remote_clients import sessions_with_remote_clients
-from testkit.defaults import model_pool
+from testkit.defaults import degrade_policy, model_pool
 
 FPS = 25
 AUDIO_PACKETS = 50  # a second of 20 ms opus packets
@@ -38,11 +42,12 @@ AUDIO_PACKETS = 50  # a second of 20 ms opus packets
 # Stages, by the unit their cost grows with.
 VIDEO_ENCODE, SWSCALE, OPENCV_YUV = "video encode", "RGB→YUV (swscale)", "RGB→YUV (OpenCV)"
 VIDEO_FRAME = "frame → av.VideoFrame"
+SCALE = "scale to the sent size"
 LIPSYNC = "lip-sync (render + paste)"
 OPUS, AUDIO_FRAME = "audio resample + opus", "samples → av.AudioFrame"
 RTP, SRTP = "RTP packetise", "SRTP encrypt + UDP send"
 TTS, FEATURES = "TTS (Piper)", "features (mel, 16→48 kHz)"
-PER_VIDEO_FRAME = (VIDEO_ENCODE, SWSCALE, OPENCV_YUV, VIDEO_FRAME, LIPSYNC)
+PER_VIDEO_FRAME = (VIDEO_ENCODE, SWSCALE, OPENCV_YUV, VIDEO_FRAME, SCALE, LIPSYNC)
 PER_AUDIO_PACKET = (OPUS, AUDIO_FRAME)
 PER_RTP_PACKET = (RTP, SRTP)
 PER_SPEECH_SECOND = (TTS, FEATURES)
@@ -145,6 +150,8 @@ def instrument(clock: StageClock) -> None:
     clock.wrap_coroutine(aiortc.rtcdtlstransport.RTCDtlsTransport, "_send_rtp", SRTP)
     clock.wrap(MouthWarpLipSync, "render_batch", LIPSYNC, units=lambda engine, requests: len(requests))
     clock.wrap(media_codecs, "i420_planes", OPENCV_YUV)
+    clock.wrap(media_codecs, "resized", SCALE)  # idle frames, converted once per size
+    clock.wrap(realtime.tracks, "resized", SCALE)  # speech frames
     clock.wrap(realtime.pipeline.features, "_features", FEATURES)
     clock.wrap(av.VideoFrame, "from_ndarray", VIDEO_FRAME)
     clock.wrap(realtime.tracks.av.AudioFrame, "from_ndarray", AUDIO_FRAME)
@@ -178,11 +185,17 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def measure(bundle: Path, sessions: int, seconds: float) -> tuple[StageClock, float, float, list[float], int]:
-    """Run ``sessions`` speaking sessions; the stage clock, server CPU s, wall s, client fps, lowest server fps."""
+async def measure(
+    bundle: Path, sessions: int, seconds: float, shown: int | None = None
+) -> tuple[StageClock, float, float, list[float], int]:
+    """Run ``sessions`` speaking sessions, each shown ``shown`` px wide (None: a client that never says); the
+    stage clock, server CPU s, wall s, client fps, lowest server fps."""
     from bench.talking import PARAGRAPH, loopback_bench_config
+    from realtime.frame_size import ShownSize
 
-    config = loopback_bench_config(bundle)
+    # The role's own fps and frame size throughout: a ladder stepping down under the machine's other load would
+    # change the very frames whose cost is measured.
+    config = loopback_bench_config(bundle, degrade=degrade_policy(enabled=False))
     pool = model_pool(device="cpu")
     await pool.warm(
         tts_engine=config.tts_engine, voice=config.voice, lipsync_engine=config.lipsync_engine, avatar_path=bundle
@@ -193,6 +206,8 @@ async def measure(bundle: Path, sessions: int, seconds: float) -> tuple[StageClo
         async with sessions_with_remote_clients(config, pool, sessions) as clients:
             lives = clients.lives
             for n, live in enumerate(lives):
+                if shown is not None:
+                    live.set_shown_size(ShownSize(shown, shown))
                 await live.say(PARAGRAPH * 3, n + 1)
             async with asyncio.timeout(60):
                 while not all(live.state.value == "speaking" for live in lives):
@@ -269,19 +284,34 @@ async def main(args: argparse.Namespace) -> None:
     from testkit.bundles import write_astronaut_bundle
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine: read the ratios)")
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         bundle = write_astronaut_bundle(Path(tmp) / "avatar", frame_count=16)
-        stages, cpu, wall, received, lowest = await measure(bundle, args.sessions, args.seconds)
-    print(
-        f"{args.sessions} sessions speaking for {wall:.1f} s: client fps min {min(received):.1f}, "
-        f"lowest server fps {lowest}"
-    )
-    report(stages, cpu, wall, args.sessions)
+        for shown in (None, args.shown) if args.shown else (None,):
+            stages, cpu, wall, received, lowest = await measure(bundle, args.sessions, args.seconds, shown)
+            sent = "at the avatar's 512 px" if shown is None else f"at {shown} px (the shown size)"
+            print(
+                f"\n{args.sessions} sessions speaking for {wall:.1f} s, frames sent {sent}: "
+                f"client fps min {min(received):.1f}, lowest server fps {lowest}"
+            )
+            total = report(stages, cpu, wall, args.sessions)
+            encode = stages.seconds[VIDEO_ENCODE] / max(stages.calls[VIDEO_ENCODE], 1)
+            scale = stages.seconds[SCALE] / max(stages.calls[SCALE], 1)  # per speech frame (idle ones: scaled once)
+            results[shown] = (encode, encode + scale, total)
+    if args.shown:
+        (full_encode, full_video, full_total), (encode, video, total) = results[None], results[args.shown]
+        print(
+            f"\nshown size {args.shown} px vs full 512 px (CPU time, this run), a frame: encode {1e6 * encode:.0f} vs "
+            f"{1e6 * full_encode:.0f} µs = {encode / full_encode:.2f}×, encode + scale {1e6 * video:.0f} vs "
+            f"{1e6 * full_video:.0f} µs = {video / full_video:.2f}×; server CPU per speaking session at 25 fps "
+            f"{total:.0f} vs {full_total:.0f} ms/s = {total / full_total:.2f}× (TTS dominates it, and varies)"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--shown", type=int, default=0, help="also run with the video shown this many px wide")
     logging.basicConfig(level=logging.ERROR)
     asyncio.run(main(parser.parse_args()))

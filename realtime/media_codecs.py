@@ -43,11 +43,18 @@ def i420_planes(rgb: np.ndarray) -> np.ndarray:
 
 
 def resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``rgb`` at ``size`` (width, height): OpenCV's area filter, each pixel the mean of those it covers (no
-    aliasing when shrinking); the picture itself when it already has that size."""
-    if (rgb.shape[1], rgb.shape[0]) == size:
-        return np.ascontiguousarray(rgb)
-    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)
+    """``rgb`` at ``size`` (width, height), no larger than it is: halved with OpenCV's area filter (each pixel the
+    mean of four: no aliasing) while that stays at or above ``size``, then bilinear for the rest, a factor between
+    ½ and 1 that bilinear takes without visible aliasing. The area filter at a factor that is not a whole
+    fraction costs 6× the bilinear one (512 → 320 px: 1.4 ms against 0.23 ms of CPU, more than encoding the
+    smaller picture saves); the picture itself when it already has that size."""
+    picture = np.ascontiguousarray(rgb)
+    while picture.shape[1] >= 2 * size[0] and picture.shape[0] >= 2 * size[1]:
+        half = (picture.shape[1] // 2, picture.shape[0] // 2)
+        picture = cv2.resize(picture, half, interpolation=cv2.INTER_AREA)
+    if (picture.shape[1], picture.shape[0]) != size:
+        picture = cv2.resize(picture, size, interpolation=cv2.INTER_LINEAR)
+    return picture
 
 
 def _as_i420(frame: av.VideoFrame) -> av.VideoFrame:
