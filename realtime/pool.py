@@ -132,13 +132,24 @@ class ModelPool:
         self, *, tts_engine: str, voice: VoiceSettings, lipsync_engine: str, avatar_path: Path
     ) -> tuple[Hashable, Hashable, Hashable]:
         """Load a role's engines and avatar without taking a lease (preloading); returns their pool keys."""
-        tts_key = ("tts", tts_engine, voice)
-        lipsync_key = ("lipsync", lipsync_engine)
         avatar_key = ("avatar", _bundle_identity(avatar_path))
-        await self._get(tts_key, lambda: RememberingTTS(self._engine("tts", tts_engine, voice)))
-        await self._lipsync(lipsync_engine)
+        tts_key = await self._tts(tts_engine, voice)
+        lipsync_key = await self._lipsync(lipsync_engine)
         await self._get(avatar_key, lambda: AvatarBundle.open(avatar_path, self._frame_cache_bytes))
         return tts_key, lipsync_key, avatar_key
+
+    async def change_voice(self, lease: Lease, *, tts_engine: str, voice: VoiceSettings) -> None:
+        """Give ``lease`` another voice (a role saved with a new one while it talks). Only the TTS changes
+        hands: the lease keeps its place in the lip-sync batcher, so frames already queued are rendered as
+        they would have been. Raises what ``lease`` raises."""
+        tts_key = await self._tts(tts_engine, voice)
+        if lease.released:
+            return
+        previous, *rest = lease.keys
+        self._users[tts_key] += 1
+        self._users.subtract([previous])
+        self._users += Counter()  # drop keys nobody holds any more
+        lease.tts, lease.keys = self._loaded[tts_key], (tts_key, *rest)
 
     async def lipsync_batcher(self, lipsync_engine: str) -> BatchingExecutor[LipSyncRequest, np.ndarray]:
         """The batcher of a lip-sync engine, loading the engine if it is not loaded yet."""
@@ -192,6 +203,11 @@ class ModelPool:
                 await resource.aclose()
         self._loaded.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _tts(self, name: str, voice: VoiceSettings) -> Hashable:
+        key = ("tts", name, voice)
+        await self._get(key, lambda: RememberingTTS(self._engine("tts", name, voice)))
+        return key
 
     async def _lipsync(self, name: str) -> Hashable:
         key = ("lipsync", name)

@@ -235,15 +235,8 @@ class LiveSession:
             return ["avatar"]
         changed = []
         if (config.tts_engine, config.voice) != (old.tts_engine, old.voice):
-            lease = await self.lease.pool.lease(
-                tts_engine=config.tts_engine,
-                voice=config.voice,
-                lipsync_engine=config.lipsync_engine,
-                avatar_path=config.avatar_path,
-            )
-            previous, self.lease = self.lease, lease
-            self.pipeline.speech.tts = MeasuredTTS(lease.tts, self.ledger.durations)  # read once per sentence
-            previous.release()
+            await self.lease.pool.change_voice(self.lease, tts_engine=config.tts_engine, voice=config.voice)
+            self.pipeline.speech.tts = MeasuredTTS(self.lease.tts, self.ledger.durations)  # read once per sentence
             changed.append("voice")
         if config.conversation != old.conversation and self.conversation is not None and config.conversation:
             await self.conversation.use_settings(config.conversation)

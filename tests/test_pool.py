@@ -75,6 +75,28 @@ async def test_another_voice_is_another_model(bundle_path):
     await pool.aclose()
 
 
+async def test_a_new_voice_changes_only_the_leases_tts_and_keeps_its_queued_frames(bundle_path):
+    """A role saved with another voice while it talks: the lease takes the new TTS, the old one's count goes,
+    and frames already queued in the batcher are rendered, not cancelled."""
+    from realtime.engines.lipsync.base import LipSyncRequest
+
+    pool = model_pool(device="cpu", resolve=CountingResolver())
+    lease = await pool.lease(tts_engine="piper", voice=voice(), lipsync_engine="default", avatar_path=bundle_path)
+    old_tts, (old_key, lipsync_key, avatar_key) = lease.tts, lease.keys
+    mel, audio = np.zeros((80, 16), np.float32), np.zeros(640, np.float32)
+    queued = asyncio.ensure_future(lease.render([LipSyncRequest(lease.avatar, i, mel, audio) for i in range(6)]))
+
+    await pool.change_voice(lease, tts_engine="piper", voice=voice(rate=1.5))
+
+    assert lease.tts is not old_tts and lease.keys[0] == ("tts", "piper", voice(rate=1.5))
+    assert (pool.users(old_key), pool.users(lease.keys[0])) == (0, 1)
+    assert pool.users(lipsync_key) == pool.users(avatar_key) == 1 and pool.active_leases == 1
+    assert len(await queued) == 6
+    lease.release()
+    assert all(pool.users(key) == 0 for key in (*lease.keys, old_key)) and pool.active_leases == 0
+    await pool.aclose()
+
+
 async def test_a_failed_load_is_reported_and_retried_next_time(bundle_path, tmp_path):
     resolver = CountingResolver()
     pool = model_pool(device="cpu", resolve=resolver)
