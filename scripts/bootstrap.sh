@@ -12,6 +12,7 @@ if [ "${LIVEHUMAN_WITH_BROWSER:-0}" = 1 ]; then
   fc-list 2>/dev/null | grep -q "Noto Sans CJK SC" || need_apt+=(fonts-noto-cjk)  # Chinese in the browser tests
   command -v turnserver >/dev/null || need_apt+=(coturn)       # the TURN tests relay calls through a real coturn
   [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need_apt+=(nginx libnginx-mod-rtmp)  # the RTMP tests' server
+  command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)           # tests make audio and video in many containers
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
