@@ -51,6 +51,7 @@ from realtime.engines.tts.piper import PiperTTS
 from realtime.face import topology
 from realtime.face.mesh import FaceLandmarker
 from testkit.bundles import MemoryAvatar, frame_requests
+from testkit.defaults import open_bundle
 
 FPS = 25
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ def video_avatar(path: Path, folder: Path) -> tuple[AvatarBundle, float]:
         seconds = float(container.duration or 0) / av.time_base
     started = time.perf_counter()
     bundle_folder, _ = build_bundle(path, folder, "face" * 16, prebuilt_options())
-    return AvatarBundle.open(bundle_folder), (time.perf_counter() - started) / max(seconds, 1e-3)
+    return open_bundle(bundle_folder), (time.perf_counter() - started) / max(seconds, 1e-3)
 
 
 def photo_avatar(landmarker: FaceLandmarker) -> MemoryAvatar:

@@ -26,6 +26,7 @@ from realtime.engines.lipsync.base import LipSyncEngine, LipSyncRequest
 from realtime.engines.lipsync.mouth_warp import MouthWarpLipSync
 from realtime.engines.lipsync.wav2lip import Wav2LipLipSync
 from testkit.bundles import frame_requests
+from testkit.defaults import open_bundle
 
 FPS = 25
 
@@ -73,7 +74,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         from testkit.bundles import write_astronaut_bundle, write_random_wav2lip_checkpoint
 
-        bundle = AvatarBundle.open(args.bundle or write_astronaut_bundle(Path(tmp) / "astronaut", frame_count=16))
+        bundle = open_bundle(args.bundle or write_astronaut_bundle(Path(tmp) / "astronaut", frame_count=16))
         checkpoint = args.checkpoint or write_random_wav2lip_checkpoint(Path(tmp) / "random.pth")
         engines: list[tuple[str, LipSyncEngine]] = [
             ("mouth_warp", MouthWarpLipSync()),

@@ -51,7 +51,7 @@ from realtime.pool import ModelPool, default_device
 from realtime.session import LiveSession
 from realtime.timeline import FrameRate, PlayoutTimeline
 from testkit.bundles import write_astronaut_bundle
-from testkit.defaults import model_pool, playout_settings, session_config
+from testkit.defaults import model_pool, open_bundle, playout_settings, session_config
 from testkit.peers import ReceivingPeer, mouth_change, rms, spy_first_pts
 
 BATCH = 8
@@ -350,7 +350,7 @@ def first_lasting_silence(packets: list[tuple[float, float]]) -> float:
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        moving = AvatarBundle.open(write_astronaut_bundle(folder / "moving", frame_count=16))
+        moving = open_bundle(write_astronaut_bundle(folder / "moving", frame_count=16))
         still = write_astronaut_bundle(folder / "still", frame_count=1)
         print(
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes skew the numbers), "

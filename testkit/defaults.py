@@ -9,11 +9,13 @@ no number is copied out of ``conf.DEFAULTS``. Keyword arguments replace fields.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from livehuman_site import runtime_settings
 from livehuman_site.conf import DEFAULTS
+from realtime.avatar.reader import AvatarBundle
 from realtime.config import SessionConfig
 from realtime.conversation import ConversationSettings
 from realtime.degrade import DegradePolicy
@@ -49,6 +51,11 @@ def cloud_asr_settings(**fields: Any) -> CloudASRSettings:
 def model_pool(**arguments: Any) -> ModelPool:
     """A pool batching and caching as the defaults say; ``arguments`` add to or replace ``ModelPool``'s."""
     return ModelPool(**{**runtime_settings.pool_options(PRODUCT_DEFAULTS), **arguments})
+
+
+def open_bundle(path: str | Path) -> AvatarBundle:
+    """An avatar bundle with the frame cache a worker's pool gives it (the AVATAR_FRAME_CACHE_MB setting)."""
+    return AvatarBundle.open(path, cache_bytes=runtime_settings.pool_options(PRODUCT_DEFAULTS)["frame_cache_mb"] << 20)
 
 
 def session_config(**fields: Any) -> SessionConfig:

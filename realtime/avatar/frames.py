@@ -21,7 +21,6 @@ import numpy as np
 from .format import FRAME_INDEX_FILE, FRAMES_FILE, UnsupportedBundle
 
 JPEG_QUALITY = 90
-DEFAULT_CACHE_BYTES = 128 * 1024 * 1024  # decoded frames kept per bundle: ~46 frames of 720p, ~170 of 512²
 
 
 class FrameWriter:

@@ -10,7 +10,7 @@ import numpy as np
 from realtime.face import topology
 
 from .format import EXTRAS_DIR, LANDMARKS_FILE, POSE_FILE, Manifest, UnsupportedBundle
-from .frames import DEFAULT_CACHE_BYTES, FrameStore
+from .frames import FrameStore
 from .idle_loop import IdleLoopFrames
 
 
@@ -39,7 +39,9 @@ class AvatarBundle:
         self.mouth_boxes = np.repeat(np.asarray(manifest.mouth_boxes, dtype=np.int32).reshape(-1, 4), repeat, axis=0)
 
     @classmethod
-    def open(cls, path: str | Path, cache_bytes: int = DEFAULT_CACHE_BYTES) -> AvatarBundle:
+    def open(cls, path: str | Path, cache_bytes: int = 0) -> AvatarBundle:
+        """``cache_bytes``: decoded frames kept in memory. A worker's model pool passes the AVATAR_FRAME_CACHE_MB
+        setting; 0 keeps only the frame last read, enough to inspect a bundle (its manifest, a preview)."""
         path = Path(path)
         manifest = Manifest.read(path)
         n = manifest.frame_count
