@@ -135,10 +135,16 @@ def warp_mouths(
     lens = np.abs(np.cos(np.clip((xs - cx) / np.maximum(0.48 * box_w + 0.8 * corner, 1.0), -1, 1) * (np.pi / 2)))
     opening = column_drop * lens
     edge = np.maximum(1.5, 0.3 * opening)
-    from_top = below + 0.5
+    # Only rows inside the opening get shaded: a band of each window from the lip line down by the drop.
+    top = np.floor(lip_line[:, 0, 0] - 0.5) - ys[:, 0, 0]
+    bottom = np.ceil(lip_line[:, 0, 0] + drop[:, 0, 0] - 0.5) - ys[:, 0, 0] + 1
+    band = int(min(max(bottom - top), height))
+    rows = np.clip(top, 0, height - band).astype(np.intp)[:, None] + np.arange(band)  # (B, band)
+    each = np.arange(len(warps))[:, None]
+    from_top = ys[each, rows] - lip_line + 0.5
     inside = smoothstep(from_top / edge) * smoothstep((opening - from_top) / edge)
     shade = (SHADE * inside * smoothstep(opening / 3))[..., None]
-    regions += shade * (INNER_MOUTH_RGB - regions)
+    regions[each, rows] += shade * (INNER_MOUTH_RGB - regions[each, rows])
     regions = np.clip(regions + 0.5, 0, 255).astype(np.uint8)
     for out, warp, region in zip(outs, warps, regions, strict=True):
         out[warp.y0 : warp.y1, warp.x0 : warp.x1] = region[: warp.y1 - warp.y0, : warp.x1 - warp.x0]
