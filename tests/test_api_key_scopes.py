@@ -109,18 +109,20 @@ def test_the_admin_shows_the_scope_and_a_new_key_runs_sessions_only(cast, world_
 @pytest.mark.django_db(transaction=True)
 def test_keys_made_before_scopes_keep_both_after_the_migration():
     executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
     before, after = [("tenancy", "0002_tenant_storage_quota")], [("tenancy", "0003_api_key_scopes")]
-    executor.migrate(before)
-    old_apps = executor.loader.project_state(before).apps
-    tenant = old_apps.get_model("tenancy", "Tenant").objects.create(name="Old", slug="old")
-    old_apps.get_model("tenancy", "TenantAPIKey").objects.create(
-        id="old.key", prefix="old", hashed_key="x", name="old integration", tenant_id=tenant.pk
-    )
-    executor = MigrationExecutor(connection)
-    executor.migrate(after)
-    executor.loader.build_graph()
-    old_key = TenantAPIKey.objects.get(name="old integration")
-    assert (old_key.scope_sessions, old_key.scope_configuration) == (True, True)
+    try:
+        executor.migrate(before)
+        old_apps = executor.loader.project_state(before).apps
+        tenant = old_apps.get_model("tenancy", "Tenant").objects.create(name="Old", slug="old")
+        old_apps.get_model("tenancy", "TenantAPIKey").objects.create(
+            id="old.key", prefix="old", hashed_key="x", name="old integration", tenant_id=tenant.pk
+        )
+        MigrationExecutor(connection).migrate(after)
+        scopes = TenantAPIKey.objects.values_list("scope_sessions", "scope_configuration").get(name="old integration")
+        assert scopes == (True, True)
+    finally:  # the later migrations back, for the tests after this one
+        MigrationExecutor(connection).migrate(latest)
 
 
 @pytest.mark.django_db(transaction=True)
