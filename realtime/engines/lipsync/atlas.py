@@ -43,7 +43,7 @@ from realtime.face.topology import (
 from .base import LipSyncEngine, LipSyncRequest
 from .easing import bump, smoothstep
 from .mouth_atlas import ATLAS, LIPS, MouthAtlas, lower_face_mask
-from .mouth_space import apply, invert_similarity
+from .mouth_space import MouthSpace, apply, invert_similarity
 from .visemes import mouth_shapes
 
 UPPER_LIP = (*OUTER_LIPS_UPPER, MOUTH_LEFT, MOUTH_RIGHT)  # what must stay where the base frame has it
@@ -71,6 +71,7 @@ class FittedAvatar:
     upper_lips: np.ndarray  # (N, 13, 2) canvas: the base frames' upper lip contour and corners
     outer_lips: np.ndarray  # (N, 20, 2) canvas: the base frames' outer lip contours
     face_ovals: np.ndarray  # (N, 36, 2) canvas: the base frames' face outlines
+    own_faces: np.ndarray  # (K, H, W) where each atlas entry's own frame has face (own_faces)
     lip_line: np.ndarray  # (N,) canvas rows of the base frames' mouth corners
     lower_lip: np.ndarray  # (N,) … of their lower lip's outer edge
     chin: np.ndarray  # (N,) … of their chin
@@ -108,6 +109,9 @@ def fit_avatar(atlas: MouthAtlas, landmarks: np.ndarray, frame_size: tuple[int, 
         upper_lips=apply(to_canvas, np.asarray(landmarks, np.float32)[:, UPPER_LIP]).astype(np.float32),
         outer_lips=apply(to_canvas, np.asarray(landmarks, np.float32)[:, OUTER_LIPS]).astype(np.float32),
         face_ovals=apply(to_canvas, np.asarray(landmarks, np.float32)[:, FACE_OVAL]).astype(np.float32),
+        own_faces=own_faces(
+            space, apply(to_canvas[atlas.sources], np.asarray(landmarks, np.float32)[atlas.sources][:, FACE_OVAL])
+        ),
         lip_line=canvas_points[:, :2, 1].mean(axis=1),
         lower_lip=canvas_points[:, 2, 1],
         chin=canvas_points[:, 3, 1],
@@ -237,6 +241,20 @@ def inside_faces(fitted: FittedAvatar, indices: np.ndarray) -> np.ndarray:
     return out
 
 
+def own_faces(space: MouthSpace, ovals: np.ndarray) -> np.ndarray:
+    """(K, H, W) weights: 1 inside each atlas entry's own face outline ((K, 36, 2) canvas) and below its chin,
+    fading to 0 across the outline: a mouth cut from a turned head brings no background or shoulder with it."""
+    feather = max(1, round(0.02 * space.scale)) | 1
+    out = np.empty((len(ovals), space.height, space.width), np.float32)
+    for k, oval in enumerate(ovals):
+        mask = np.zeros((space.height, space.width), np.uint8)
+        left, right = oval[CHIN_NEIGHBOURS[0]], oval[CHIN_NEIGHBOURS[1]]
+        below = np.array([left, right, (right[0], space.height), (left[0], space.height)])
+        cv2.fillPoly(mask, [np.round(oval).astype(np.int32), np.round(below).astype(np.int32)], 255)
+        out[k] = cv2.GaussianBlur(mask, (2 * feather + 1, 2 * feather + 1), 0) / 255.0
+    return out
+
+
 def aligned_lips(fitted: FittedAvatar, indices: np.ndarray, entries: np.ndarray) -> np.ndarray:
     """(B, 20, 2) canvas: where each chosen mouth's outer lip contour lands once align_upper_lips has moved it
     (the field is sampled backwards, so each point is found by two fixed-point steps)."""
@@ -294,12 +312,13 @@ def align_upper_lips(fitted: FittedAvatar, indices: np.ndarray, entries: np.ndar
     return xs[None, None, :] - shift_x, ys[None, :, None] - shift_y
 
 
-def colour_gains(bases: np.ndarray, patches: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+def colour_gains(bases: np.ndarray, patches: np.ndarray, mouth: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(B, 3) per-channel gains that make each patch's colour agree with its base frame's where the mouth fades
-    into the base (the feather of ``mouth`` (B, H, W), already limited to the base frame's face): measured per
-    frame there, so neither the background of a turned head nor a different part of the face decides it."""
+    into the base (the feather of ``mouth`` (B, H, W)), counting only what is face in both frames (``faces``
+    (B, H, W)): measured per frame, so neither a turned head's background nor a different part of the face
+    decides it."""
     count = len(mouth)
-    ring = (((mouth > 0.05) & (mouth < 0.7)) * mouth).reshape(count, 1, -1)
+    ring = (((mouth > 0.05) & (mouth < 0.7)) * faces).reshape(count, 1, -1)
     base = (ring @ bases.reshape(count, -1, 3))[:, 0]
     patch = (ring @ patches.reshape(count, -1, 3))[:, 0]
     return np.clip(base / np.maximum(patch, 1.0), *GAIN_LIMITS).astype(np.float32)
@@ -343,10 +362,13 @@ def compose(
             for i, m, dy in zip(indices, to_canvas, shift, strict=True)
         ]
     ).astype(np.float32)
-    # The mouth is laid in also past the base face's outline: a chin that drops must cover what was below it.
+    # The mouth is laid in also past the base face's outline (a chin that drops must cover what was below it),
+    # but only where its own frame had face.
     mouth = mouth_masks(fitted, indices, aligned_lips(fitted, indices, entries[:, 0]), drop)[..., None]
 
-    patches *= colour_gains(bases, patches, mouth[..., 0] * inside)[:, None, None, :]
+    own = fitted.own_faces[entries[:, 0]]
+    mouth *= own[..., None]
+    patches *= colour_gains(bases, patches, mouth[..., 0], inside * own)[:, None, None, :]
     canvases = bases + mouth * (patches - bases)
     results = []
     for canvas, index in zip(canvases, indices, strict=True):
