@@ -15,10 +15,12 @@ import logging
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from realtime.errors import SessionError
 
+from .client_errors import language_from_scope
 from .commands import Code, CommandError, parse_command
 from .control import REPLY, leave, session_group
 from .live_config import tenant_roles_group
@@ -60,17 +62,21 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         the consumer (daphne stopping: ``shutdown``), and an exception no handler caught — the channel layer
         failing under the consumer (Redis restarted or unreachable), a crash in ``disconnect`` — as ``error``.
         Either way the page is told, the peer connection closed, the row ended and the worker's place freed.
+
+        Every sentence the socket is sent — refusals at connect included — is in the client's language (its
+        language cookie, then Accept-Language): the whole life runs under that translation.
         """
-        try:
-            await super().__call__(scope, receive, send)
-        except asyncio.CancelledError:
-            if getattr(self, "owner", None) is not None:
-                await self.owner.ended(ChatSession.EndReason.SHUTDOWN, close_code=GOING_AWAY)
-            raise
-        except Exception:
-            logger.exception("session %s: the consumer failed", scope["url_route"]["kwargs"].get("session_id"))
-            if getattr(self, "owner", None) is not None:
-                await self.owner.failed()
+        with translation.override(language_from_scope(scope)):
+            try:
+                await super().__call__(scope, receive, send)
+            except asyncio.CancelledError:
+                if getattr(self, "owner", None) is not None:
+                    await self.owner.ended(ChatSession.EndReason.SHUTDOWN, close_code=GOING_AWAY)
+                raise
+            except Exception:
+                logger.exception("session %s: the consumer failed", scope["url_route"]["kwargs"].get("session_id"))
+                if getattr(self, "owner", None) is not None:
+                    await self.owner.failed()
 
     async def disconnect(self, code: int) -> None:
         self._socket_open = False

@@ -51,6 +51,16 @@ async def test_another_tenants_session_is_not_found_by_key_or_login(chat_session
     assert await database_sync_to_async(lambda: ChatSession.objects.get(pk=chat_session.pk).state)() == "created"
 
 
+async def test_a_refusal_is_worded_in_the_clients_language(chat_session, world_b):
+    """The sentence beside the code follows the handshake's Accept-Language, not the server's default."""
+    said = {}
+    for language in ("en", "zh-CN"):
+        headers = [(b"accept-language", language.encode())]
+        error, code = await refused(session_communicator(chat_session.pk, api_key=world_b.raw_key, headers=headers))
+        said[language] = (error["code"], code, error["message"])
+    assert said == {"en": ("not_found", 4404, "No such session."), "zh-CN": ("not_found", 4404, "没有这个会话。")}
+
+
 async def test_own_tenant_connects_by_login_and_by_header_key(chat_session, world_a):
     headers = await database_sync_to_async(cookie_for)(world_a.owner)
     for extra in (headers, [(b"authorization", f"Api-Key {world_a.raw_key}".encode())]):
