@@ -210,17 +210,17 @@ async def test_sessions_of_one_role_hold_the_pools_objects_and_let_go_when_close
     for live in sessions:
         await live.close()
     del live, sessions
-    gc.collect()
-    assert [ref() for ref in refs] == [None, None, None]  # nothing in the pool keeps a session alive
     assert pool.active_leases == 0 and batcher.queued() == 0 and not batcher._queues
 
-    # nor any of their frame requests once the batch in flight when they closed is done (the batcher keeps none)
-    def no_requests_left() -> bool:
+    # Once the batch in flight when they closed is done (the render thread holds it until then), nothing in the
+    # pool keeps a session alive, nor any of their frame requests: the batcher keeps none.
+    def nothing_left() -> bool:
         gc.collect()
         # type(), not isinstance(): a dead weakref.proxy among the objects raises on isinstance
-        return not [o for o in gc.get_objects() if type(o) is LipSyncRequest and o.avatar is avatar]
+        requests = [o for o in gc.get_objects() if type(o) is LipSyncRequest and o.avatar is avatar]
+        return [ref() for ref in refs] == [None, None, None] and not requests
 
-    await until(no_requests_left, what="the closed sessions' frame requests to be gone")
+    await until(nothing_left, what="the closed sessions and their frame requests to be gone")
     assert len(pool.loaded()) == 3  # the models stay for the next session
     await pool.aclose()
 
