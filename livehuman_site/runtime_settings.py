@@ -20,6 +20,7 @@ from realtime.conversation import BargeIn, ConversationSettings
 from realtime.degrade import DegradePolicy
 from realtime.engines.asr.base import CloudASRSettings
 from realtime.engines.llm.base import LLMSettings
+from realtime.net.ice import IceSettings
 from realtime.pipeline import PlayoutSettings
 
 
@@ -83,6 +84,18 @@ def barge_in(s: Any) -> BargeIn:
 def cloud_asr_settings(s: Any, **role: Any) -> CloudASRSettings:
     """A role's cloud recogniser (``role``: base_url, api_key, model, …) with the ASR_TIMEOUT_S setting."""
     return CloudASRSettings(timeout_s=float(s.ASR_TIMEOUT_S), **role)
+
+
+def ice_settings(s: Any) -> IceSettings:
+    """STUN/TURN servers and the transport policy for both peers: the ICE_*/TURN_* settings (ValueError when
+    they are not usable together)."""
+    return IceSettings(
+        servers=tuple(s.ICE_SERVERS),
+        turn_urls=tuple(s.TURN_URLS),
+        turn_secret=s.TURN_SECRET,
+        turn_ttl_s=int(s.TURN_TTL_S),
+        transport_policy=s.ICE_TRANSPORT_POLICY,
+    )
 
 
 def pool_options(s: Any) -> dict[str, Any]:

@@ -28,8 +28,8 @@ class SessionConfig:
     voice: VoiceSettings
     playout: PlayoutSettings
     degrade: DegradePolicy  # when to lower and raise the fps under load
+    ice_transport_policy: str  # "relay": only TURN relays, as the page is told too
     ice_servers: tuple[Mapping[str, Any], ...] = ()  # the server peer's own (realtime.net.ice.ice_servers)
-    ice_transport_policy: str = "all"  # "relay": only TURN relays, as the page is told too
     conversation: ConversationSettings | None = None  # None: no voice input or LLM (the avatar only says texts)
     idle_timeout_s: float = 0.0  # end the session after this long without speech or text; 0: never
     greeting: str = ""  # said as the role's first message when media starts (and after a switch to the role)

@@ -127,15 +127,8 @@ def voice_settings(voice: Voice) -> VoiceSettings:
 
 def ice_settings() -> IceSettings:
     """STUN/TURN servers and the transport policy for both peers: the ICE_*/TURN_* settings."""
-    s = livehuman_settings
     try:
-        return IceSettings(
-            servers=tuple(s.ICE_SERVERS),
-            turn_urls=tuple(s.TURN_URLS),
-            turn_secret=s.TURN_SECRET,
-            turn_ttl_s=int(s.TURN_TTL_S),
-            transport_policy=s.ICE_TRANSPORT_POLICY,
-        )
+        return runtime_settings.ice_settings(livehuman_settings)
     except ValueError as exc:
         raise ImproperlyConfigured(f"The LIVEHUMAN ICE/TURN settings are not usable: {exc}.") from None
 

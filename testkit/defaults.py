@@ -21,6 +21,7 @@ from realtime.conversation import ConversationSettings
 from realtime.degrade import DegradePolicy
 from realtime.engines.asr.base import CloudASRSettings
 from realtime.engines.llm.base import LLMSettings
+from realtime.net.ice import IceSettings
 from realtime.pipeline import PlayoutSettings
 from realtime.pool import ModelPool
 
@@ -33,6 +34,10 @@ def playout_settings(**fields: Any) -> PlayoutSettings:
 
 def degrade_policy(**fields: Any) -> DegradePolicy:
     return replace(runtime_settings.degrade_policy(PRODUCT_DEFAULTS), **fields)
+
+
+def ice_settings(**fields: Any) -> IceSettings:
+    return replace(runtime_settings.ice_settings(PRODUCT_DEFAULTS), **fields)
 
 
 def llm_settings(**fields: Any) -> LLMSettings:
@@ -59,8 +64,9 @@ def open_bundle(path: str | Path) -> AvatarBundle:
 
 
 def session_config(**fields: Any) -> SessionConfig:
-    """A session's config with the default playout and degradation settings unless ``fields`` give them (and all
-    its own fields)."""
+    """A session's config with the default playout, degradation and ICE transport settings unless ``fields`` give
+    them (and all its own fields)."""
     fields.setdefault("playout", playout_settings())
     fields.setdefault("degrade", degrade_policy())
+    fields.setdefault("ice_transport_policy", ice_settings().transport_policy)
     return SessionConfig(**fields)

@@ -20,8 +20,9 @@ from aiortc import RTCPeerConnection
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from realtime.net.ice import IceSettings, ice_servers, rtc_configuration, turn_rest_credentials
-from sessions_app.session_factory import ice_settings
+from realtime.net.ice import ice_servers, rtc_configuration, turn_rest_credentials
+from sessions_app import session_factory
+from testkit.defaults import ice_settings
 from testkit.peers import ReceivingPeer, rms
 from tests.fixtures.browser import chat_page_as_member
 from tests.fixtures.live import EventLog, rest_client, session_communicator
@@ -48,7 +49,7 @@ def test_rest_credentials_are_an_expiring_username_signed_with_the_shared_secret
     assert username == "1800000600:session-1"
     expected = hmac.new(b"s3cret", username.encode(), hashlib.sha1).digest()
     assert base64.b64decode(password) == expected
-    settings = IceSettings(
+    settings = ice_settings(
         servers=({"urls": ["stun:stun.example.org:3478"]},), turn_urls=("turn:t:3478",), turn_secret="x"
     )
     first, turn = ice_servers(settings, "a", now=0)
@@ -67,7 +68,7 @@ def test_rest_credentials_are_an_expiring_username_signed_with_the_shared_secret
 )
 def test_unusable_ice_settings_are_refused_naming_them(broken):
     with override_settings(LIVEHUMAN=broken), pytest.raises(ImproperlyConfigured, match="ICE/TURN"):
-        ice_settings()
+        session_factory.ice_settings()
 
 
 async def _relayed_call(role_pk: int, raw_key: str, *, say: str | None = None):

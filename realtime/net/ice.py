@@ -22,21 +22,22 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
 TRANSPORT_POLICIES = ("all", "relay")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IceSettings:
     """Where peers look for a path to each other.
 
     ``servers`` are given as they are (``{"urls": [...], "username"?, "credential"?}``, the browser's shape);
     ``turn_urls`` get fresh REST credentials from ``turn_secret`` on each call, valid ``turn_ttl_s`` seconds.
     ``transport_policy`` "relay" makes both peers use only TURN relays (clients that must not reveal their
-    addresses, or tests that prove the relay works).
+    addresses, or tests that prove the relay works). No defaults: the session factory fills them from the
+    ICE_*/TURN_* settings.
     """
 
-    servers: tuple[Mapping[str, Any], ...] = ()
-    turn_urls: tuple[str, ...] = ()
-    turn_secret: str = ""
-    turn_ttl_s: int = 86_400
-    transport_policy: str = "all"
+    servers: tuple[Mapping[str, Any], ...]
+    turn_urls: tuple[str, ...]
+    turn_secret: str
+    turn_ttl_s: int
+    transport_policy: str
 
     def __post_init__(self) -> None:
         if self.transport_policy not in TRANSPORT_POLICIES:
