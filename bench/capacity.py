@@ -33,12 +33,10 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -49,6 +47,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 import psutil
+
+from testkit.ports import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 25
@@ -92,24 +92,6 @@ class Server:
         return sum(psutil.Process(process.pid).memory_info().rss for process in self.processes) / 2**20
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"daphne exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"daphne did not listen on {port}")
-
-
 @contextmanager
 def running_server(folder: Path, processes: int, redis_url: str | None, repo: Path = REPO) -> Iterator[Server]:
     """Set up a fresh demo in ``folder`` and run ``processes`` daphne processes of the checkout ``repo`` on it."""
@@ -123,7 +105,7 @@ def running_server(folder: Path, processes: int, redis_url: str | None, repo: Pa
     subprocess.run([*python, "setup_demo"], cwd=repo, env=env, check=True, capture_output=True)
     made = subprocess.run([*python, "shell", "-c", KEY_SCRIPT], cwd=repo, env=env, check=True, capture_output=True)
     credentials = json.loads(made.stdout.decode().strip().splitlines()[-1])
-    ports = [_free_port() for _ in range(processes)]
+    ports = [free_port() for _ in range(processes)]
     with ExitStack() as stack:
         started = []
         for port in ports:
@@ -140,7 +122,7 @@ def running_server(folder: Path, processes: int, redis_url: str | None, repo: Pa
             stack.callback(_stop, process)
             started.append(process)
         for port, process in zip(ports, started, strict=True):
-            _wait_for_port(port, process)
+            wait_for_port(port, 120, process)
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         try:
             yield Server(urls, started, credentials["role"], credentials["key"])
