@@ -16,7 +16,7 @@ import pytest
 from avatars_app.bundle.builder import build_bundle
 from bench.face import seam_ratio
 from realtime.avatar.reader import AvatarBundle
-from realtime.engines.lipsync.atlas import AtlasLipSync, choose_entries, target_shapes
+from realtime.engines.lipsync.atlas import AtlasLipSync, choose_entries, colour_gains, target_shapes
 from realtime.engines.lipsync.base import LipSyncRequest
 from realtime.engines.lipsync.default import DefaultLipSync
 from realtime.engines.lipsync.mouth_atlas import ATLAS, CLOSED_POSES, MouthAtlas, atlas_grid, build_mouth_atlas
@@ -195,6 +195,19 @@ def test_rendered_frames_blend_in_without_a_seam(avatar, speech):
     for name, values in ratios.items():
         print(f"atlas: seam gradient at the {name} edge: median {np.median(values):.2f}, max {max(values):.2f}")
         assert np.median(values) <= 1.2
+
+
+def test_colour_match_counts_only_what_is_face_in_both_frames():
+    """A mouth cut from a turned head has background where the base frame has cheek: the gain is measured only
+    where both are face, so it matches the skin instead of brightening the whole mouth (a blotch)."""
+    ys, xs = np.mgrid[0:64, 0:64]
+    mouth = np.clip(1.5 - np.hypot(ys - 32, xs - 32) / 16, 0, 1)[None].astype(np.float32)  # feathered disc
+    bases = np.full((1, 64, 64, 3), 130.0, np.float32)
+    patches = np.full((1, 64, 64, 3), 120.0, np.float32)
+    patches[:, :, :24] = 20.0  # the patch's background, on the left of its face
+    faces = np.ones((1, 64, 64), np.float32)
+    faces[:, :, :26] = 0.0
+    np.testing.assert_allclose(colour_gains(bases, patches, mouth, faces), 130 / 120, rtol=1e-4)
 
 
 def test_batches_give_the_frames_of_single_calls_for_unrelated_requests(avatar, speech):
