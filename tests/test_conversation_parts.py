@@ -242,7 +242,8 @@ async def test_a_turn_reaches_the_asr_from_just_before_the_speech_to_the_end_of_
     assert utterance.speech_start_s - PRE_ROLL_S - 0.15 <= started <= utterance.speech_start_s - 0.1
     assert heard <= utterance.speech_end_s - utterance.speech_start_s + PRE_ROLL_S + 0.5
     [(text, _, asr_ms)] = log.finals
-    assert text == f"{round(heard * 16_000)} samples" and 10 <= asr_ms < 200
+    # asr_ms covers the engine's 10-ms finish; how short the tail is, is bench.conversation's "ASR tail" row
+    assert text == f"{round(heard * 16_000)} samples" and asr_ms >= 10
     assert log.partials, "partial transcripts come while the user speaks"
 
 

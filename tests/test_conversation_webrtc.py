@@ -83,8 +83,8 @@ async def test_a_question_spoken_over_webrtc_is_answered_with_voice_and_lips(cha
     assert openings and max(openings) - min(openings) > MOUTH_TRAVEL  # and lips that close and part
     assert all(rms(f.data) < 30 for f in call.client.audio if f.arrived < spoken.voice_end)  # silent while asked
     first_audio = reply_audio[0].arrived - spoken.voice_end
+    # how soon is bench.conversation's number (voice end → first audio packet); here it only has to come, and did
     print(f"voice end → first reply audio at the client: {first_audio * 1000:.0f} ms; timings {timings}")
-    assert first_audio < 3.0
 
     user, answer = await database_sync_to_async(lambda: list(Message.objects.filter(session=chat_session)))()
     assert (user.speaker, user.text, user.asr_ms) == ("user", final["text"], timings["asr_ms"])

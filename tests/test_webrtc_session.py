@@ -183,7 +183,7 @@ async def test_the_first_frame_of_an_answer_goes_out_with_its_first_audio(chat_s
 
 
 @pytest.mark.slow
-async def test_interrupt_brings_silence_within_200_ms(chat_session, world_a):
+async def test_interrupt_silences_the_audio_for_good_and_rests_the_mouth(chat_session, world_a):
     call = await start_call(chat_session.pk, world_a.raw_key)
     long_text = " ".join(f"This is sentence number {n}, and it goes on for a while." for n in range(6))
     await call.communicator.send_json_to({"type": "say", "text": long_text})
@@ -195,30 +195,33 @@ async def test_interrupt_brings_silence_within_200_ms(chat_session, world_a):
     sent_at = asyncio.get_running_loop().time()
     await call.communicator.send_json_to({"type": "interrupt"})
     client = call.client
+
+    def silence_from() -> float | None:
+        """Arrival of the first packet of the silence that ends the audio since the interrupt, once it lasts 1 s."""
+        after = [f for f in client.audio if f.arrived >= sent_at]
+        loud = [i for i, f in enumerate(after) if rms(f.data) >= SILENT_RMS]
+        start = loud[-1] + 1 if loud else 0
+        return after[start].arrived if len(after) - start >= 50 else None
+
+    # the sentence would have gone on for seconds: a second of silence after the interrupt is the interrupt's doing;
+    # how fast it comes is bench.talking's number (3. interrupt to silence), so the deadline here only catches a hang
     await until(
-        lambda: (
-            sum(f.arrived >= sent_at for f in client.audio) > 40  # 0.8 s of audio since the interrupt
-            and any(f.arrived > sent_at + 0.5 for f in client.video)
-        ),
-        what="the media after the interrupt",
+        lambda: (start := silence_from()) is not None and any(f.arrived > start + 0.6 for f in client.video),
+        timeout_s=20,
+        what="a lasting silence (and the video past it) after the interrupt",
     )
-    after = [f for f in call.client.audio if f.arrived >= sent_at]
-    loud = [i for i, f in enumerate(after) if rms(f.data) >= SILENT_RMS]
-    assert len(after) > 30
-    assert not loud or loud[-1] < len(after) - 25  # silent for good
-    silence_from = after[loud[-1] + 1] if loud else after[0]
-    delay = silence_from.arrived - sent_at
-    print(f"interrupt to silence at the client: {delay * 1000:.0f} ms")
-    assert delay < 0.2
+    silent_at = silence_from()
+    print(f"interrupt to silence at the client: {(silent_at - sent_at) * 1000:.0f} ms")
 
     await call.log.wait_for("state", state="idle")
     _, timings = await call.log.wait_for("timings")
     message = await database_sync_to_async(Message.objects.get)(pk=timings["message_id"])
     assert message.interrupted and message.total_ms > 0
-    # the mouth is back to the still face
+    assert silence_from() == silent_at, "the voice came back after the interrupt"
+    # the mouth is back to the still face once the voice has stopped (0.3 s: A/V skew and the face easing shut)
     live = call.live
     still, box = live.lease.avatar.frames[0], live.lease.avatar.mouth_boxes[0]
-    late = [f for f in call.client.video if f.arrived > sent_at + 0.4]
+    late = [f for f in call.client.video if f.arrived > silent_at + 0.3]
     assert late and max(mouth_change(f.data, still, box) for f in late) < MOVED
     await call.hang_up()
 
