@@ -19,8 +19,6 @@ from tests.fixtures.live import EventLog, live_session, make_other_role, rest_cl
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PRELOADED_SWITCH_LIMIT_MS = 500  # the goal is 100 ms (bench.pool measures it); far above it, something loaded
-
 
 @pytest.fixture
 def other_role(world_a, _media_root) -> Role:
@@ -69,8 +67,8 @@ async def test_switch_over_the_websocket_swaps_everything_in_place(live, other_r
         "fps": 30,
         "switch_ms": switched["switch_ms"],
     }
-    assert switched["switch_ms"] < PRELOADED_SWITCH_LIMIT_MS
-    assert get_pool().loaded() == loaded_before  # nothing was loaded: the role was preloaded
+    # nothing was loaded: the role was preloaded (how fast the switch is, is bench.pool's "3. role switch")
+    assert get_pool().loaded() == loaded_before
 
     # the old role's answer was cut; the page hears the new fps
     _, timings = await log.wait_for("timings", timeout=5)
@@ -99,6 +97,7 @@ async def test_switch_over_rest_reaches_the_owner(live, other_role, world_a):
     session, _, log = live
     async with rest_client(world_a.raw_key) as client:
         loop = asyncio.get_running_loop()
+        loaded_before = get_pool().loaded()
         started = loop.time()
         response = await client.post(f"/api/v1/sessions/{session.pk}/role/", json={"role": other_role.pk})
         took_ms = (loop.time() - started) * 1000
@@ -106,7 +105,7 @@ async def test_switch_over_rest_reaches_the_owner(live, other_role, world_a):
         body = response.json()
         print(f"\nrole switch over REST: {body['switch_ms']} ms on the owner, {took_ms:.0f} ms for the request")
         assert body["role"] == other_role.pk and body["role_name"] == "Navigator" and body["fps"] == 30
-        assert body["switch_ms"] < PRELOADED_SWITCH_LIMIT_MS
+        assert body["switch_ms"] >= 0 and get_pool().loaded() == loaded_before  # preloaded: nothing was loaded
         _, event = await log.wait_for("role", timeout=5)
         assert event["role"] == other_role.pk
         state = (await client.get(f"/api/v1/sessions/{session.pk}/state/")).json()
