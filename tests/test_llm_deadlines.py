@@ -41,6 +41,8 @@ async def test_a_dripping_answer_is_cut_by_its_deadline_or_idle_timeout(trickle_
             await _drain(engine)
         await engine.aclose()
     assert ended.value.code == LLMErrorCode.TIMEOUT and message in ended.value.message
+    # a protocol deadline, not a speed target: the cut comes at the configured limit (0.6 s / 0.3 s), not when the
+    # dripping answer would end by itself; 3 s is wide slack for a loaded machine
     assert time.monotonic() - started < 3
 
 

@@ -320,7 +320,7 @@ async def test_gpt_sovits_stall_times_out_as_tts_error(sovits_server):
     started = time.perf_counter()
     with pytest.raises(TTSError, match=r"sent nothing for 0\.5 s"):
         await collect(engine, "你好")
-    assert time.perf_counter() - started < 3
+    assert time.perf_counter() - started < 3  # a protocol deadline: the 0.5 s fired (6x slack: load)
     await engine.aclose()
 
 
