@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
+from livehuman_site.conf import livehuman_settings
 from sessions_app.models import ChatSession, Message
 from tests.fixtures.live import EventLog, live_session, rest_client, session_communicator
 
@@ -96,7 +97,7 @@ async def test_a_session_nobody_owns_reports_its_stored_state_and_refuses_say(ch
         assert (await client.post(f"{url}/interrupt/")).status_code == 409
 
 
-async def test_a_say_to_a_session_whose_owner_is_gone_answers_not_live_within_a_second(chat_session, world_a):
+async def test_a_say_to_a_session_whose_owner_is_gone_answers_not_live_at_the_reply_timeout(chat_session, world_a):
     """The row says connected, but the worker that owned it is gone: nobody answers, so nothing was said."""
     await database_sync_to_async(ChatSession.objects.filter(pk=chat_session.pk).update)(state="connected")
     loop = asyncio.get_running_loop()
@@ -105,7 +106,9 @@ async def test_a_say_to_a_session_whose_owner_is_gone_answers_not_live_within_a_
         refused = await client.post(f"/api/v1/sessions/{chat_session.pk}/say", json={"text": "Anyone there?"})
         took_s = loop.time() - started
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_live"
-    assert took_s < 1.5  # the reply timeout (1 s) and the request itself
+    # a protocol deadline, not a speed target: the configured reply timeout (1 s) answered, not a hang or a longer
+    # wait; the slack is for a loaded machine
+    assert took_s < livehuman_settings.SESSION_REPLY_TIMEOUT_S + 2
     assert not await database_sync_to_async(Message.objects.filter(session=chat_session).exists)()
 
 
