@@ -9,7 +9,7 @@ from django.test import Client
 from sessions_app.live_sessions import live_sessions
 from sessions_app.models import ChatSession
 from sessions_app.session_factory import get_pool
-from tests.fixtures.live import EventLog, live_session, refusal, session_communicator
+from tests.fixtures.live import TOP_OF_LADDER, EventLog, live_session, refusal, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,16 +67,7 @@ async def test_own_tenant_connects_by_login_and_by_header_key(chat_session, worl
         communicator = session_communicator(chat_session.pk, headers=extra)
         log = await open_socket(communicator)
         _, state = await log.wait_for("state")
-        # at the top of its degradation ladder: 25 fps, then 20, then half size (no lighter engine than "default")
-        full_quality = {
-            "level": 0,
-            "levels": 3,
-            "step": "top",
-            "fps": 25,
-            "half_size": False,
-            "lipsync_engine": "default",
-        }
-        assert state == {"type": "state", "state": "idle", "fps": 25, "degrade": full_quality}
+        assert state == {"type": "state", "state": "idle", "fps": 25, "degrade": TOP_OF_LADDER}
         session = await database_sync_to_async(ChatSession.objects.get)(pk=chat_session.pk)
         assert session.state == "connected" and session.worker and session.started_at
         await log.stop()

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 
 from livehuman_site.conf import livehuman_settings
 from sessions_app.models import ChatSession, Message
-from tests.fixtures.live import EventLog, live_session, rest_client, session_communicator
+from tests.fixtures.live import TOP_OF_LADDER, EventLog, live_session, rest_client, session_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,14 +44,7 @@ async def test_say_is_spoken_by_the_owner_and_state_reports_it(owned, world_a):
             "fps": 25,
             "speaking_text": state.json()["speaking_text"],
             "rtmp": None,  # no RTMP stream started
-            "degrade": {
-                "level": 0,
-                "levels": 3,
-                "step": "top",
-                "fps": 25,
-                "half_size": False,
-                "lipsync_engine": "default",
-            },
+            "degrade": TOP_OF_LADDER,
         }
         assert state.json()["speaking_text"] in {"Good morning.", "The weather is fine today."}
 
