@@ -268,6 +268,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["livehuman_site.tenancy.permissions.HasTenant"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "livehuman_site.api_renderers.LiveHumanBrowsableAPIRenderer",
+    ],
     "DEFAULT_PAGINATION_CLASS": "livehuman_site.api_pagination.LiveHumanPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
