@@ -216,3 +216,17 @@ def test_batches_give_the_frames_of_single_calls_for_unrelated_requests(avatar, 
     together = engine.render_batch(requests)
     for request, frame in zip(requests, together, strict=True):
         np.testing.assert_array_equal(engine.render_batch([request])[0], frame)
+
+
+def test_a_batch_of_many_sessions_gives_each_sessions_own_frames(avatar, speech):
+    """A pooled batch holds one session's consecutive frames (a run: its entries are chosen along it) beside other
+    sessions' single frames; all of them are composed in one pass, and each comes out as its own call gives it."""
+    requests = frame_requests(avatar, speech)
+    run, others = requests[30:34], [requests[12], requests[47], requests[70], requests[55]]
+    batch = [others[0], *run, others[1], others[2], others[3]]
+    engine = AtlasLipSync()
+    together = engine.render_batch(batch)
+    alone = dict(zip(map(id, run), engine.render_batch(run), strict=True))
+    alone.update((id(request), engine.render_batch([request])[0]) for request in others)
+    for request, frame in zip(batch, together, strict=True):
+        np.testing.assert_array_equal(alone[id(request)], frame)

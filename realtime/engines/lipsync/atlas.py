@@ -72,6 +72,7 @@ class FittedAvatar:
     outer_lips: np.ndarray  # (N, 20, 2) canvas: the base frames' outer lip contours
     face_ovals: np.ndarray  # (N, 36, 2) canvas: the base frames' face outlines
     own_faces: np.ndarray  # (K, H, W) where each atlas entry's own frame has face (own_faces)
+    inside_faces: np.ndarray  # (N, H, W) uint8, 255 well inside each base frame's face outline (inside_faces)
     lip_line: np.ndarray  # (N,) canvas rows of the base frames' mouth corners
     lower_lip: np.ndarray  # (N,) … of their lower lip's outer edge
     chin: np.ndarray  # (N,) … of their chin
@@ -101,6 +102,7 @@ def fit_avatar(atlas: MouthAtlas, landmarks: np.ndarray, frame_size: tuple[int, 
     closed = features[:, 0] <= features[atlas.closed, 0] + 0.005
     canvas_points = apply(to_canvas, np.asarray(landmarks, np.float32)[:, [MOUTH_LEFT, MOUTH_RIGHT, 17, CHIN], :2])
     columns = np.arange(space.width, dtype=np.float32)
+    face_ovals = apply(to_canvas, np.asarray(landmarks, np.float32)[:, FACE_OVAL]).astype(np.float32)
     return FittedAvatar(
         atlas=atlas,
         to_frame=to_frame,
@@ -108,10 +110,11 @@ def fit_avatar(atlas: MouthAtlas, landmarks: np.ndarray, frame_size: tuple[int, 
         poses=space.poses(landmarks, to_canvas),
         upper_lips=apply(to_canvas, np.asarray(landmarks, np.float32)[:, UPPER_LIP]).astype(np.float32),
         outer_lips=apply(to_canvas, np.asarray(landmarks, np.float32)[:, OUTER_LIPS]).astype(np.float32),
-        face_ovals=apply(to_canvas, np.asarray(landmarks, np.float32)[:, FACE_OVAL]).astype(np.float32),
+        face_ovals=face_ovals,
         own_faces=own_faces(
             space, apply(to_canvas[atlas.sources], np.asarray(landmarks, np.float32)[atlas.sources][:, FACE_OVAL])
         ),
+        inside_faces=inside_faces(space, face_ovals),
         lip_line=canvas_points[:, :2, 1].mean(axis=1),
         lower_lip=canvas_points[:, 2, 1],
         chin=canvas_points[:, 3, 1],
@@ -200,14 +203,29 @@ class AtlasLipSync(LipSyncEngine):
             return []
         shapes = mouth_shapes([r.audio for r in requests], np.stack([r.mel for r in requests]))
         out: list[np.ndarray | None] = [None] * len(requests)
+        by_avatar: dict[int, list[list[int]]] = {}
         for run in _runs(requests):
-            fitted = self.fitted(requests[run[0]].avatar)
-            indices = np.array([requests[p].frame_index for p in run])
-            entries, weights = choose_entries(fitted, target_shapes(fitted, shapes[run]), indices)
-            frames = compose(fitted, requests[run[0]].avatar.frames, indices, entries, weights)
-            for position, frame in zip(run, frames, strict=True):
+            by_avatar.setdefault(id(requests[run[0]].avatar), []).append(run)
+        for runs in by_avatar.values():
+            # Entries are chosen along each run (one session's consecutive frames); the frames of every run of the
+            # avatar (a batch of many sessions holds one short run each) are then composed in one pass.
+            avatar = requests[runs[0][0]].avatar
+            fitted = self.fitted(avatar)
+            chosen = [
+                choose_entries(fitted, target_shapes(fitted, shapes[run]), _frame_indices(requests, run))
+                for run in runs
+            ]
+            positions = [position for run in runs for position in run]
+            entries = np.concatenate([entries for entries, _ in chosen])
+            weights = np.concatenate([weights for _, weights in chosen])
+            frames = compose(fitted, avatar.frames, _frame_indices(requests, positions), entries, weights)
+            for position, frame in zip(positions, frames, strict=True):
                 out[position] = frame
         return out  # type: ignore[return-value]
+
+
+def _frame_indices(requests: Sequence[LipSyncRequest], positions: list[int]) -> np.ndarray:
+    return np.array([requests[p].frame_index for p in positions])
 
 
 def jaw_shift(fitted: FittedAvatar, indices: np.ndarray, drop: np.ndarray, inside: np.ndarray) -> np.ndarray:
@@ -223,21 +241,20 @@ def jaw_shift(fitted: FittedAvatar, indices: np.ndarray, drop: np.ndarray, insid
     return profile[:, :, None] * fitted.jaw_columns[None, None, :] * inside
 
 
-def inside_faces(fitted: FittedAvatar, indices: np.ndarray) -> np.ndarray:
-    """(B, H, W) weights: 1 well inside each base frame's face outline, fading to 0 before its edge, so moving the
-    jaw never drags the background or the neck across the outline of a turned face."""
-    space = fitted.atlas.space
+def inside_faces(space: MouthSpace, ovals: np.ndarray) -> np.ndarray:
+    """(N, H, W) uint8 weights (255 = 1): 1 well inside each base frame's face outline ((N, 36, 2) canvas), fading
+    to 0 before its edge, so moving the jaw never drags the background or the neck across the outline of a turned
+    face. They depend on the base frame alone, so they are drawn once per avatar (12 kB a frame at 512 px)."""
     feather = max(3, round(0.04 * space.scale) | 1)
-    out = np.empty((len(indices), space.height, space.width), np.float32)
-    for k, index in enumerate(indices):
+    out = np.empty((len(ovals), space.height, space.width), np.uint8)
+    for k, oval in enumerate(ovals):
         mask = np.zeros((space.height, space.width), np.uint8)
-        oval = fitted.face_ovals[index]
         # Below the chin the skin may move (it settles back lower down): extend the outline straight down there.
         left, right = oval[CHIN_NEIGHBOURS[0]], oval[CHIN_NEIGHBOURS[1]]
         below = np.array([left, right, (right[0], space.height), (left[0], space.height)])
         cv2.fillPoly(mask, [np.round(oval).astype(np.int32), np.round(below).astype(np.int32)], 255)
         mask = cv2.erode(mask, np.ones((feather, feather), np.uint8))
-        out[k] = cv2.GaussianBlur(mask, (2 * feather + 1, 2 * feather + 1), 0) / 255.0
+        out[k] = cv2.GaussianBlur(mask, (2 * feather + 1, 2 * feather + 1), 0)
     return out
 
 
@@ -280,15 +297,23 @@ def mouth_masks(fitted: FittedAvatar, indices: np.ndarray, lips: np.ndarray, dro
     moved = base[:, : len(OUTER_LIPS_LOWER)] + np.stack([np.zeros_like(drop), drop], axis=1)[:, None, :]
     margin = max(1, round(MOUTH_MARGIN * space.scale))
     feather = max(1, round(MOUTH_FEATHER * space.scale)) | 1
-    out = np.empty((len(indices), space.height, space.width), np.float32)
+    out = np.zeros((len(indices), space.height, space.width), np.float32)
     chin = fitted.face_ovals[indices][:, CHIN_ARC]
     lowered = np.stack([np.zeros_like(drop), drop], axis=1)[:, None, :]
+    reach = margin + feather + 2  # how far past the hull the grown, blurred mask can reach
     for k, points in enumerate(np.concatenate([base, moved, lips, chin, chin + lowered], axis=1)):
-        mask = np.zeros((space.height, space.width), np.uint8)
         hull = cv2.convexHull(np.round(points).astype(np.int32))
+        # Drawn and blurred only in the hull's box grown by that reach: the zeros around it blur to the same
+        # pixels the whole canvas would, at a fraction of the cost.
+        x0, y0 = np.maximum(hull.min(axis=(0, 1)) - reach, 0)
+        x1, y1 = np.minimum(hull.max(axis=(0, 1)) + reach + 1, (space.width, space.height))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        hull -= (x0, y0)
         cv2.fillConvexPoly(mask, hull, 255)
         cv2.polylines(mask, [hull], True, 255, thickness=2 * margin + 1)  # the hull grown by the margin
-        out[k] = cv2.GaussianBlur(mask, (2 * feather + 1, 2 * feather + 1), 0) / 255.0
+        out[k, y0:y1, x0:x1] = cv2.GaussianBlur(mask, (2 * feather + 1, 2 * feather + 1), 0) / 255.0
     return out
 
 
@@ -342,7 +367,7 @@ def compose(
         ]
     )
     drop = ((weights * atlas.chins[entries]).sum(axis=1) - fitted.chin[indices]).astype(np.float32)
-    inside = inside_faces(fitted, indices)
+    inside = fitted.inside_faces[indices] / np.float32(255)
     shift = jaw_shift(fitted, indices, drop, inside)
     size = (space.width, space.height)
     xs = np.broadcast_to(np.arange(space.width, dtype=np.float32), (space.height, space.width))
