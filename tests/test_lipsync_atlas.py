@@ -19,7 +19,14 @@ from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync.atlas import AtlasLipSync, choose_entries, colour_gains, target_shapes
 from realtime.engines.lipsync.base import LipSyncRequest
 from realtime.engines.lipsync.default import DefaultLipSync
-from realtime.engines.lipsync.mouth_atlas import ATLAS, CLOSED_POSES, MouthAtlas, atlas_grid, build_mouth_atlas
+from realtime.engines.lipsync.mouth_atlas import (
+    ARRAYS_FILE,
+    ATLAS,
+    CLOSED_POSES,
+    MouthAtlas,
+    atlas_grid,
+    build_mouth_atlas,
+)
 from realtime.engines.lipsync.visemes import mouth_shapes
 from realtime.engines.registry import engine_class
 from realtime.face import topology
@@ -65,16 +72,29 @@ def test_the_build_makes_an_atlas_and_the_default_engine_uses_it(avatar):
 def test_atlas_indexes_the_persons_mouths_by_shape(avatar):
     atlas = MouthAtlas.load(avatar.extra_folder(ATLAS))
     coverage = atlas.coverage
-    assert coverage.frames == avatar.frame_count == len(atlas.frame_ring)
+    assert coverage.frames == avatar.frame_count
     assert 15 <= coverage.shapes == len(atlas.patches) <= 51
     assert coverage.opening_min < 0.01 and coverage.opening_max > 0.05  # closed to open, in face heights
     assert coverage.warnings == []
-    assert atlas.patches.dtype == np.uint8 and atlas.patches.shape[1:3] == atlas.mask.shape
+    assert atlas.patches.dtype == np.uint8 and atlas.patches.shape[1:3] == (atlas.space.height, atlas.space.width)
     # One per cell, plus the most closed mouth of each stretch of head poses.
     assert len(atlas.cells) - CLOSED_POSES <= len(np.unique(atlas.cells, axis=0)) < len(atlas.cells)
     # Each entry is its source frame's own mouth: the measured shape of that frame.
     sources = atlas.sources
     np.testing.assert_allclose(atlas.features[:, 0], topology.mouth_opening(avatar.landmarks[sources]), atol=1e-5)
+
+
+def test_atlas_saved_by_an_older_build_still_loads(avatar, tmp_path):
+    """Bundles built before the unused arrays were dropped hold them still: loading ignores what it does not read."""
+    atlas = MouthAtlas.load(avatar.extra_folder(ATLAS))
+    atlas.save(tmp_path)
+    arrays = dict(np.load(tmp_path / ARRAYS_FILE))
+    older = {"ring_colour": np.zeros((len(atlas.patches), 3)), "frame_ring": np.zeros((avatar.frame_count, 3))}
+    np.savez(tmp_path / ARRAYS_FILE, **arrays, **older, mask=np.zeros(atlas.patches.shape[1:3]))
+    loaded = MouthAtlas.load(tmp_path)
+    assert set(arrays) == set(np.load(tmp_path / ARRAYS_FILE)) - {*older, "mask"}
+    np.testing.assert_array_equal(loaded.patches, atlas.patches)
+    np.testing.assert_array_equal(loaded.features, atlas.features)
 
 
 def test_thin_footage_asks_for_more_speech(avatar):

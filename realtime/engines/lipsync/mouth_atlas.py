@@ -4,13 +4,15 @@ At build time every kept frame's lower face is cut onto the face-aligned canvas
 (mouth_space.py), its mouth measured (opening, width, rounding), and the frames
 binned on a grid of opening × width; each filled cell keeps its most typical
 frame (nearest the cell's centre). The result is a few dozen small patches
-instead of the whole clip, with each patch's shape, its ring colour (for colour
-matching at run time) and the frame it came from. A coverage report says how
+instead of the whole clip, with each patch's shape, head pose, lip contours, chin
+and the frame it came from: what the engine reads at run time (colour is matched
+per rendered frame, so none is stored). A coverage report says how
 many distinct shapes were found and what range of opening, and asks for more
 speech when the range is thin.
 
 Files in the bundle's ``extras/mouth_atlas/`` folder: ``mouth_atlas.npz`` (arrays) and
-``mouth_atlas.json`` (canvas geometry and the coverage report).
+``mouth_atlas.json`` (canvas geometry and the coverage report). Bundles built before may hold further
+arrays (``ring_colour``, ``frame_ring``, ``mask``): loading ignores them.
 """
 
 from __future__ import annotations
@@ -71,9 +73,7 @@ class Coverage:
 @dataclass(frozen=True)
 class MouthAtlas:
     """Patches (K, H, W, 3) uint8 on the canvas, their shapes (K, 3), head poses (K, 24), lips (K, 40, 2) and chin
-    heights (K,) in canvas pixels, ring colour (K, 3), source frame indices (K,), grid cells (K, 2) = (opening
-    level, width level); the mouth mask (H, W); and the ring colour of every frame of the clip (N, 3), the base
-    frames colour matching aims at (measured here, so a session never decodes the whole clip)."""
+    heights (K,) in canvas pixels, source frame indices (K,) and grid cells (K, 2) = (opening level, width level)."""
 
     space: MouthSpace
     patches: np.ndarray
@@ -81,11 +81,8 @@ class MouthAtlas:
     poses: np.ndarray
     lips: np.ndarray
     chins: np.ndarray
-    ring_colour: np.ndarray
-    frame_ring: np.ndarray
     sources: np.ndarray
     cells: np.ndarray
-    mask: np.ndarray
     coverage: Coverage
 
     @property
@@ -102,11 +99,8 @@ class MouthAtlas:
             poses=self.poses,
             lips=self.lips,
             chins=self.chins,
-            ring_colour=self.ring_colour,
-            frame_ring=self.frame_ring,
             sources=self.sources,
             cells=self.cells,
-            mask=self.mask,
         )
         info = {"scale": self.space.scale, "width": self.space.width, "height": self.space.height}
         (folder / INFO_FILE).write_text(json.dumps({**info, "coverage": asdict(self.coverage)}, indent=1))
@@ -119,18 +113,7 @@ class MouthAtlas:
         except FileNotFoundError:
             raise AtlasMissing(f"Avatar bundle {folder} has no mouth atlas; rebuild the avatar") from None
         space = MouthSpace(arrays["template"], info["scale"], info["width"], info["height"])
-        names = (
-            "patches",
-            "features",
-            "poses",
-            "lips",
-            "chins",
-            "ring_colour",
-            "frame_ring",
-            "sources",
-            "cells",
-            "mask",
-        )
+        names = ("patches", "features", "poses", "lips", "chins", "sources", "cells")  # older extras are ignored
         return cls(space, **{name: arrays[name] for name in names}, coverage=Coverage(**info["coverage"]))
 
 
@@ -142,9 +125,9 @@ def _subnasale_y(space: MouthSpace) -> float:
 
 
 def mouth_mask(space: MouthSpace, lips: np.ndarray) -> np.ndarray:
-    """(H, W) float32 weights where an atlas mouth replaces the base frame's: 1 over the lips and the gap between
-    them, fading to 0 below the nose, towards the cheeks and above the chin, with a wide feather. The jaw line
-    and nostrils stay the base frame's own, so a mouth from a slightly different head pose leaves no ghost edge."""
+    """(H, W) float32 weights of the mouth region of ``lips`` (K, 40, 2) canvas contours: 1 over the lips and the
+    gap between them, fading to 0 below the nose, towards the cheeks and above the chin. What atlas_grid shows
+    of each patch (the engine draws its masks per frame, from both frames' landmarks)."""
     height, width = space.height, space.width
     scale = space.scale
     top = _subnasale_y(space) + 0.01 * scale
@@ -176,13 +159,6 @@ def lower_face_mask(space: MouthSpace) -> np.ndarray:
     return (rows * cols).astype(np.float32)
 
 
-def ring_colours(patches: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(K, 3) mean colour of each patch in the mask's fading ring: skin around the mouth, the part colour matching
-    must agree on."""
-    ring = ((mask > 0.05) & (mask < 0.6)).astype(np.float32)
-    return np.einsum("khwc,hw->kc", patches.astype(np.float32), ring) / max(float(ring.sum()), 1.0)
-
-
 def build(inputs: ExtraInputs) -> ExtraResult:
     """The avatar build's step (registered in realtime/avatar/extras.py): the atlas of a video's kept frames.
     A photo has one mouth: its engine draws the inside instead, so nothing is built for it."""
@@ -194,7 +170,8 @@ def build(inputs: ExtraInputs) -> ExtraResult:
 
 
 def build_mouth_atlas(frames: Sequence[np.ndarray], landmarks: np.ndarray) -> MouthAtlas:
-    """The atlas of ``frames`` (N of (H, W, 3) uint8 RGB, read once each) with ``landmarks`` (N, 468, 2)."""
+    """The atlas of ``frames`` (N of (H, W, 3) uint8 RGB; only the kept entries' frames are read) with
+    ``landmarks`` (N, 468, 2)."""
     points = np.asarray(landmarks, np.float32)[..., :2]
     features = shape_features(points)
     scale = float(np.clip(np.median(topology.face_height(points)), MIN_SCALE, MAX_SCALE))
@@ -205,21 +182,22 @@ def build_mouth_atlas(frames: Sequence[np.ndarray], landmarks: np.ndarray) -> Mo
     height = round(float(chins.max()) + 0.3 * scale)
     space = MouthSpace(to_canvas_first.template, scale, to_canvas_first.width, height)
     lips = apply(transforms, points[:, LIPS]).astype(np.float32)
-    mask = mouth_mask(space, lips)
 
     all_poses = space.poses(points, transforms)
     chosen, cells = _pick_per_cell(features, _main_pose_axis(all_poses))
     size = (space.width, space.height)
-    canvases = [
-        cv2.warpAffine(
-            np.ascontiguousarray(frames[i]), transforms[i], size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
-        )
-        for i in range(len(points))
-    ]
-    frame_ring = np.concatenate(
-        [ring_colours(np.stack(canvases[i : i + 64]), mask) for i in range(0, len(canvases), 64)]
+    patches = np.stack(
+        [
+            cv2.warpAffine(
+                np.ascontiguousarray(frames[i]),
+                transforms[i],
+                size,
+                flags=cv2.INTER_AREA,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            for i in chosen
+        ]
     )
-    patches = np.stack([canvases[i] for i in chosen])
     opening = features[:, 0]
     coverage = Coverage(
         frames=len(points),
@@ -236,11 +214,8 @@ def build_mouth_atlas(frames: Sequence[np.ndarray], landmarks: np.ndarray) -> Mo
         poses=all_poses[chosen],
         lips=lips[chosen],
         chins=chins[chosen].astype(np.float32),
-        ring_colour=frame_ring[chosen].astype(np.float32),
-        frame_ring=frame_ring.astype(np.float32),
         sources=np.asarray(chosen, np.int32),
         cells=cells,
-        mask=mask,
         coverage=coverage,
     )
 
@@ -280,7 +255,7 @@ def _pick_per_cell(features: np.ndarray, pose: np.ndarray) -> tuple[list[int], n
 def atlas_grid(atlas: MouthAtlas, tile: int = 72) -> np.ndarray:
     """(H, W, 3) uint8 RGB: the person's mouths on the opening × width grid the atlas indexes them by (closed at
     the top, widest on the right), each cut to the mouth region; empty cells are grey. For the admin preview."""
-    support = np.argwhere(atlas.mask > 0.05)
+    support = np.argwhere(mouth_mask(atlas.space, atlas.lips) > 0.05)
     (y0, x0), (y1, x1) = support.min(axis=0), support.max(axis=0) + 1
     height = max(1, round(tile * (y1 - y0) / max(x1 - x0, 1)))
     gap = 2
