@@ -67,7 +67,10 @@ class AvatarSerializer(TenantScopedSerializer):
     (percent) and ``error`` follow the build, ``warnings`` holds one line per thing to check in the preview;
     both in the request's language (Accept-Language)."""
 
-    error = serializers.SerializerMethodField(help_text="Why the build failed, in the request's language.")
+    error = serializers.SerializerMethodField(
+        help_text="Why the avatar cannot be used (its build failed, or its built files must be built again), in "
+        "the request's language."
+    )
     warnings = serializers.SerializerMethodField(
         help_text="What to check in the preview, one line each, in the request's language."
     )

@@ -351,3 +351,28 @@ def test_build_error_and_warnings_are_shown_in_the_admin_users_language(
         assert f'<p class="avatar-build__error errornote">{error}</p>' in failed_page
         assert owner.get(f"{ADMIN}/avatar/{warned.pk}/build-status/").json()["warnings"][0] == warning
         assert owner.get(f"{ADMIN}/avatar/{failed.pk}/build-status/").json()["error"] == error
+
+
+def test_a_bundle_from_an_older_version_says_to_build_again_in_the_readers_language(owner, world_a, _media_root):
+    """A ready avatar whose bundle this version cannot read: the admin (the language switcher) and the API
+    (Accept-Language) say what to do, in the reader's language, without the server's paths."""
+    from realtime.avatar.format import BUNDLE_VERSION, MANIFEST_FILE
+    from tests.fixtures.live import make_talking_role
+    from tests.fixtures.tenancy import key_client
+
+    avatar = make_talking_role(world_a, _media_root).avatar
+    api = key_client(world_a.raw_key)
+    assert api.get(f"/api/v1/avatars/{avatar.pk}/").json()["error"] == ""  # its bundle reads
+    manifest = bundle_location(avatar) / MANIFEST_FILE
+    manifest.write_text(manifest.read_text().replace(f'"version": {BUNDLE_VERSION}', '"version": 1', 1))
+    expected = {
+        "zh-hans": "该形象由旧版 LiveHuman 构建，需要重新构建：请在形象列表中选中它，执行“重新构建所选形象”。",
+        "en": "This avatar was built by an older version of LiveHuman and must be built again: select it in the "
+        "avatar list and run 'Build the selected avatars again'.",
+    }
+    for language, error in expected.items():
+        owner.post("/i18n/setlang/", {"language": language, "next": "/admin/"})
+        page = html.unescape(owner.get(f"{ADMIN}/avatar/{avatar.pk}/change/").content.decode())
+        assert f'<p class="avatar-build__error errornote">{error}</p>' in page
+        assert owner.get(f"{ADMIN}/avatar/{avatar.pk}/build-status/").json()["error"] == error
+        assert api.get(f"/api/v1/avatars/{avatar.pk}/", HTTP_ACCEPT_LANGUAGE=language).json()["error"] == error

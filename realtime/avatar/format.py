@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .messages import Message
+from .messages import Message, gettext_noop
 
 BUNDLE_VERSION = 2
 MANIFEST_FILE = "manifest.json"
@@ -37,8 +37,29 @@ REBUILD_HINT = (
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in full-frame pixels, x2/y2 exclusive
 
 
+# What a tenant is told about a bundle this code cannot read: what to do, never the server's paths (those are
+# in the exception's text, for the log). Translated when shown (messages.py).
+OUTDATED_BUNDLE = Message(
+    gettext_noop(
+        "This avatar was built by an older version of LiveHuman and must be built again: "
+        "select it in the avatar list and run 'Build the selected avatars again'."
+    )
+)
+DAMAGED_BUNDLE = Message(
+    gettext_noop(
+        "This avatar's built files are missing or damaged. Build it again: select it in the avatar list and run "
+        "'Build the selected avatars again'."
+    )
+)
+
+
 class UnsupportedBundle(ValueError):
-    """A bundle this code cannot read: unknown version, missing files, or shapes that disagree with the manifest."""
+    """A bundle this code cannot read: unknown version, missing files, or shapes that disagree with the manifest.
+    The text names the files, for the operator's log; ``message`` says what to do, for the tenant."""
+
+    def __init__(self, detail: str, message: Message = DAMAGED_BUNDLE) -> None:
+        super().__init__(detail)
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -82,7 +103,8 @@ class Manifest:
         if version != BUNDLE_VERSION:
             raise UnsupportedBundle(
                 f"Avatar bundle {folder} has version {version!r}; this LiveHuman reads version {BUNDLE_VERSION}. "
-                + REBUILD_HINT
+                + REBUILD_HINT,
+                OUTDATED_BUNDLE,
             )
         try:
             manifest = cls(
