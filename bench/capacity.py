@@ -11,7 +11,11 @@ One run, in order:
 2. Latency, one session at a time on an otherwise idle server, measured at this
    client: offer → first video frame; voice end → first reply audio (and first
    changed video frame) over ``--turns`` spoken questions; REST ``say`` → first
-   audible audio; REST ``interrupt`` → silence.
+   audible audio; REST ``interrupt`` → silence over ``--interrupts`` cuts, split
+   into the server's share (its own histograms, read from ``/metrics``: the
+   channel layer's hop, then the interrupt's arrival → the end of speech in the
+   audio handed to aiortc) and the client's (the silent packet's RTP arrival,
+   then aiortc's jitter buffer and decoder until ``recv`` returns it).
 3. Capacity: ``--sessions`` sessions (comma list) all speaking a long text at
    once. Server CPU is read from the daphne processes (``psutil``), so this
    process's clients are not charged to it; a session holds when its client
@@ -21,7 +25,7 @@ One run, in order:
 4. Where a speaking session's CPU goes: ``bench.stage_costs`` in a child
    process (server in-process, clients in a further process).
 
-    python -m bench.capacity [--processes 1] [--sessions 2,4,8] [--turns 10] [--window 8]
+    python -m bench.capacity [--processes 1] [--sessions 2,4,8] [--turns 10] [--interrupts 10] [--window 8]
 
 On a shared machine read the ratios and the CPU figures, not the wall clock.
 """
@@ -32,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -47,12 +52,15 @@ from typing import Any
 import aiohttp
 import numpy as np
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from testkit.ports import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 25
 VOICED_RMS = 300  # int16 RMS of a received 20-ms packet that carries speech (the avatar's silence decodes near 0)
+QUIET_BLOCKS = 8  # a received packet is judged in 2.5-ms blocks for where its sound ends (an interrupt's fade-out)
+PACKET_S = 0.02
 CHANGED = 6.0  # mean |difference| of a 16×16 block (of a 128-px grey thumbnail) above which the picture changed
 LONG_TEXT = (
     "Good morning, and welcome to the station. I am the astronaut who looks after this module. "
@@ -78,6 +86,23 @@ class Server:
     processes: list[subprocess.Popen]
     role: int
     key: str
+    metrics_token: str
+
+    async def histogram(self, http: aiohttp.ClientSession, name: str, **labels: str) -> list[tuple[float, float]]:
+        """The ``(le, cumulative count)`` buckets of histogram ``name`` (with ``labels``), summed over the processes."""
+        buckets: dict[float, float] = {}
+        for url in self.urls:
+            headers = {"Authorization": f"Bearer {self.metrics_token}"}
+            async with http.get(f"{url}/metrics", headers=headers) as response:
+                response.raise_for_status()
+                text = await response.text()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    wanted = all(sample.labels.get(k) == v for k, v in labels.items())
+                    if sample.name == f"{name}_bucket" and wanted:
+                        le = float(sample.labels["le"])
+                        buckets[le] = buckets.get(le, 0.0) + sample.value
+        return sorted(buckets.items())
 
     def cpu_seconds(self) -> float:
         """CPU time the daphne processes (and their children) have used so far."""
@@ -97,6 +122,7 @@ def running_server(folder: Path, processes: int, redis_url: str | None, repo: Pa
     """Set up a fresh demo in ``folder`` and run ``processes`` daphne processes of the checkout ``repo`` on it."""
     env = dict(os.environ, LIVEHUMAN_DATA_DIR=str(folder), PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
     env["LIVEHUMAN_MAX_SESSIONS_PER_WORKER"] = "64"  # the capacity points go past the default cap of 8
+    env["LIVEHUMAN_METRICS_TOKEN"] = metrics_token = secrets.token_urlsafe(16)
     env.pop("DATABASE_URL", None)
     if redis_url:
         env["REDIS_URL"] = redis_url
@@ -125,7 +151,7 @@ def running_server(folder: Path, processes: int, redis_url: str | None, repo: Pa
             wait_for_port(port, 120, process)
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         try:
-            yield Server(urls, started, credentials["role"], credentials["key"])
+            yield Server(urls, started, credentials["role"], credentials["key"], metrics_token)
         except Exception:
             for port in ports:  # what the server said, before the folder goes
                 tail = (folder / f"daphne-{port}.log").read_text(errors="replace").splitlines()[-40:]
@@ -146,27 +172,52 @@ def _stop(process: subprocess.Popen) -> None:
 # --- a client -------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Packet:
+    """A received 20-ms audio packet: when ``recv`` returned it, its RMS, its RTP timestamp, and how far into it its
+    sound ends (0: silent throughout; 20 ms: sounding at its end)."""
+
+    at: float
+    level: float
+    pts: int
+    quiet_from: float
+
+    @classmethod
+    def of(cls, at: float, pts: int, samples: np.ndarray) -> Packet:
+        blocks = np.sqrt(np.mean(samples.reshape(QUIET_BLOCKS, -1) ** 2, axis=1))
+        loud = np.flatnonzero(blocks >= VOICED_RMS)
+        quiet_from = (loud[-1] + 1) * PACKET_S / QUIET_BLOCKS if len(loud) else 0.0
+        return cls(at, float(np.sqrt(np.mean(samples**2))), pts, quiet_from)
+
+
 @dataclass
 class Seen:
-    """What one client received: audio packets (arrival, RMS), video frames (arrival) and, while decoding, a grey
-    thumbnail of the latest frames."""
+    """What one client received: audio packets, each audio packet's RTP arrival (by its frame's ``pts``), video frames
+    (arrival) and, while decoding, a grey thumbnail of the latest frames."""
 
-    audio: list[tuple[float, float]] = field(default_factory=list)
+    audio: list[Packet] = field(default_factory=list)
+    rtp_arrivals: dict[int, float] = field(default_factory=dict)
     video: list[float] = field(default_factory=list)
     pictures: deque[tuple[float, np.ndarray]] = field(default_factory=lambda: deque(maxlen=10 * FPS))
 
     def first_audio(self, after: float, voiced: bool = True) -> float | None:
-        return next((at for at, level in self.audio if at >= after and (level >= VOICED_RMS) == voiced), None)
+        return next((p.at for p in self.audio if p.at >= after and (p.level >= VOICED_RMS) == voiced), None)
 
-    def silent_from(self, after: float, packets: int = 10) -> float | None:
-        """Arrival of the first of ``packets`` silent packets in a row after ``after``."""
-        run: list[float] = []
-        for at, level in self.audio:
-            if at < after:
+    def silent_from(self, after: float, packets: int = 10) -> Packet | None:
+        """The packet after ``after`` in which the sound ends for at least ``packets`` packets: its sound ends in
+        it (a fade-out) or before it, and the ``packets`` − 1 after it are silent throughout."""
+        start, run = None, 0
+        for packet in self.audio:
+            if packet.at < after:
                 continue
-            run = [*run, at] if level < VOICED_RMS else []
-            if len(run) == packets:
-                return run[0]
+            if start is not None and packet.quiet_from == 0:
+                run += 1
+            elif packet.quiet_from < PACKET_S:
+                start, run = packet, 1
+            else:
+                start, run = None, 0
+            if run == packets:
+                return start
         return None
 
     def first_changed_frame(self, after: float) -> float | None:
@@ -276,7 +327,22 @@ class Client:
                 self.events.append((loop.time(), json.loads(message.data)))
 
     def _on_track(self, track: Any) -> None:
+        if track.kind == "audio":
+            self._note_rtp_arrivals(next(t.receiver for t in self.peer.getTransceivers() if t.receiver.track is track))
         self._tasks.append(asyncio.ensure_future(self._read(track)))
+
+    def _note_rtp_arrivals(self, receiver: Any) -> None:
+        """Note when each audio packet reaches the receiver, before aiortc's jitter buffer holds it, by its RTP
+        timestamp counted from the first packet's (the decoder stamps the frames it returns so)."""
+        handle, loop = receiver._handle_rtp_packet, asyncio.get_running_loop()
+        first: list[int] = []
+
+        async def noted(packet: Any, arrival_time_ms: int) -> None:
+            first[:] = first or [packet.timestamp]
+            self.seen.rtp_arrivals[(packet.timestamp - first[0]) % 2**32] = loop.time()
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = noted
 
     async def _read(self, track: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
@@ -287,8 +353,8 @@ class Client:
                 frame = await track.recv()
                 at = loop.time()
                 if track.kind == "audio":
-                    samples = frame.to_ndarray().astype(np.float64) if self.decode else np.zeros(1)
-                    self.seen.audio.append((at, float(np.sqrt(np.mean(samples**2)))))
+                    samples = frame.to_ndarray().astype(np.float64) if self.decode else np.zeros(QUIET_BLOCKS)
+                    self.seen.audio.append(Packet.of(at, frame.pts, samples))
                 else:
                     self.seen.video.append(at)
                     if self.decode:
@@ -330,7 +396,27 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {1000 * statistics.median(ordered):.0f} ms, p95 {1000 * p95:.0f} ms (n={len(ordered)})"
 
 
-async def latency(http: aiohttp.ClientSession, server: Server, turns: int) -> None:
+def histogram_percentiles(buckets: list[tuple[float, float]]) -> str:
+    """p50 and p95 of a Prometheus histogram's ``(le, cumulative count)`` buckets, interpolated within the bucket
+    as ``histogram_quantile`` does."""
+    count = buckets[-1][1] if buckets else 0
+    if not count:
+        return "no samples"
+
+    def quantile(q: float) -> float:
+        rank, lower, below = q * count, 0.0, 0.0
+        for le, cumulative in buckets:
+            if cumulative >= rank:
+                if le == float("inf"):
+                    return lower
+                return lower + (le - lower) * (rank - below) / max(cumulative - below, 1e-9)
+            lower, below = le, cumulative
+        return lower
+
+    return f"p50 {1000 * quantile(0.5):.1f} ms, p95 {1000 * quantile(0.95):.1f} ms (n={count:.0f}, from its buckets)"
+
+
+async def latency(http: aiohttp.ClientSession, server: Server, turns: int, interrupts: int) -> None:
     from testkit.speech import SpeechSynthesizer
     from testkit.voice import SpeakingTrack
 
@@ -348,6 +434,8 @@ async def latency(http: aiohttp.ClientSession, server: Server, turns: int) -> No
     to_frame: list[float] = []
     say_audio: list[float] = []
     to_silence: list[float] = []
+    to_rtp: list[float] = []  # REST sent → the RTP arrival of the packet in which the sound ends
+    in_receiver: list[float] = []  # that packet's RTP arrival → aiortc's recv returns it (jitter buffer, decoder)
     # A worker preloads every active role when its first session starts: that session pays for the loading.
     first = Client(http, server, server.urls[0])
     cold = await first.open()
@@ -381,6 +469,7 @@ async def latency(http: aiohttp.ClientSession, server: Server, turns: int) -> No
             say_audio.append(client.seen.first_audio(sent) - sent)
             await client.idle()
             await asyncio.sleep(0.3)
+        for _ in range(interrupts):
             await client.command("say", {"text": LONG_TEXT})
             async with asyncio.timeout(30):
                 while client.seen.first_audio(loop.time() - 0.5) is None:
@@ -390,8 +479,13 @@ async def latency(http: aiohttp.ClientSession, server: Server, turns: int) -> No
             await client.command("interrupt")
             await client.idle()
             await asyncio.sleep(0.5)
-            if (at := client.seen.silent_from(cut)) is not None:
-                to_silence.append(at - cut)
+            if (packet := client.seen.silent_from(cut)) is not None:
+                to_silence.append(packet.at + packet.quiet_from - cut)
+                if (arrived := client.seen.rtp_arrivals.get(packet.pts)) is not None:
+                    to_rtp.append(arrived + packet.quiet_from - cut)
+                    in_receiver.append(packet.at - arrived)
+        hop = await server.histogram(http, "livehuman_command_hop_seconds", command="interrupt")
+        on_server = await server.histogram(http, "livehuman_interrupt_silence_seconds")
     finally:
         mic.stop()
         await client.close()
@@ -401,6 +495,10 @@ async def latency(http: aiohttp.ClientSession, server: Server, turns: int) -> No
     print(f"   voice end → first changed frame:       {percentiles(to_frame)}")
     print(f"   REST say → first audible audio:        {percentiles(say_audio)}   (goal 400)")
     print(f"   REST interrupt → silence:              {percentiles(to_silence)}   (goal 120, jitter buffer included)")
+    print(f"     server: REST → owner (channel layer): {histogram_percentiles(hop)}")
+    print(f"     server: owner → speech ends in what aiortc takes: {histogram_percentiles(on_server)}   (goal < 20)")
+    print(f"     client: REST sent → that packet's RTP arrival: {percentiles(to_rtp)}")
+    print(f"     client: RTP arrival → out of aiortc's jitter buffer and decoder: {percentiles(in_receiver)}")
 
 
 async def hold(http: aiohttp.ClientSession, server: Server, sessions: int, window: float) -> tuple[bool, float]:
@@ -463,7 +561,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"1. server up: {', '.join(server.urls)}, RSS {server.rss_mb():.0f} MB after start-up")
         async with aiohttp.ClientSession() as http:
             if args.turns:
-                await latency(http, server, args.turns)
+                await latency(http, server, args.turns, args.interrupts)
             count_without_decoding()
             print(f"\n3. capacity: sessions all speaking, {args.window:g} s each point")
             for sessions in [int(n) for n in args.sessions.split(",") if n]:
@@ -483,6 +581,7 @@ if __name__ == "__main__":
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="channel layer for >1 process")
     parser.add_argument("--sessions", default="2,4,8", help="session counts of the capacity points")
     parser.add_argument("--turns", type=int, default=10, help="spoken turns of the latency part (0: skip it)")
+    parser.add_argument("--interrupts", type=int, default=10, help="REST interrupts of the latency part")
     parser.add_argument("--window", type=float, default=8.0, help="seconds each capacity point is measured")
     parser.add_argument("--stages", type=int, default=4, help="sessions of the stage-cost part (0: skip it)")
     parser.add_argument("--server-repo", type=Path, default=REPO, help="run the server from another checkout")

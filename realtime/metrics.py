@@ -41,6 +41,21 @@ LIPSYNC_BATCH_SIZE = Histogram(
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
 )
 INTERRUPTS = Counter("livehuman_interrupts_total", "Answers cut short: interrupt, barge-in or say with interrupt.")
+# Fine buckets below 40 ms: an interrupt's own share is the rest of the 20 ms packet on air plus what the cut costs.
+FINE_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.012, 0.014, 0.016, 0.018, 0.02, 0.025, 0.03, 0.04, 0.06, 0.1, 0.25)
+INTERRUPT_SILENCE = Histogram(
+    "livehuman_interrupt_silence_seconds",
+    "From an interrupt reaching the session's process to the end of speech in the audio handed to the sender "
+    "(the first packet taken after the cut, plus its fade-out).",
+    buckets=FINE_BUCKETS,
+)
+COMMAND_HOP = Histogram(
+    "livehuman_command_hop_seconds",
+    "From a REST command handed to the channel layer to its arrival at the process that owns the session, by "
+    "command (read from the wall clock: across hosts it includes their clocks' offset).",
+    ["command"],
+    buckets=FINE_BUCKETS,
+)
 ERRORS = Counter("livehuman_errors_total", "Errors reported to clients, by code.", ["code"])
 DEGRADE_STEPS = Counter(
     "livehuman_degrade_steps_total",

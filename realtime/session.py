@@ -27,7 +27,7 @@ from .conversation.spoken import MeasuredTTS
 from .degrade import DegradeGovernor, Level, ladder_for
 from .frame_size import FrameSize, ShownSize
 from .ledger import MessageLedger, MessageTimings, MessageWriter
-from .metrics import DEGRADE_STEPS, INTERRUPTS, FpsMeter, observe_answer
+from .metrics import DEGRADE_STEPS, INTERRUPT_SILENCE, INTERRUPTS, FpsMeter, observe_answer
 from .net.outbound import OutboundPolicy
 from .peer import Peer
 from .pipeline import SpeechPipeline, TaskOwner
@@ -86,7 +86,8 @@ class LiveSession:
             pending=lambda: self.ledger.busy,
             on_change=lambda state: self._notify(self.events.state_changed, state.value),
         )
-        self.audio_track = AvatarAudioTrack(self.clock, self.timeline)
+        self._interrupted_at: float | None = None  # session-clock time the interrupt being carried out arrived
+        self.audio_track = AvatarAudioTrack(self.clock, self.timeline, on_cut_heard=self._cut_heard)
         self.fps_meter = FpsMeter(target=lambda: self.config.fps)
         self.video_track = AvatarVideoTrack(
             self.clock,
@@ -188,7 +189,11 @@ class LiveSession:
         return self.ledger.writer(message_id, self.pipeline.open_message(message_id))
 
     async def interrupt(self) -> None:
-        """Stop the answers being written, cut every queued and playing message; the next audio packet is silence."""
+        """Stop the answers being written, cut every queued and playing message; the next audio packet is silence.
+
+        The time from here to the end of speech in what the audio track hands to aiortc goes to
+        ``livehuman_interrupt_silence_seconds``."""
+        self._interrupted_at = self.clock.now()
         await self._cut()
 
     async def switch_role(self, config: SessionConfig) -> None:
@@ -416,6 +421,12 @@ class LiveSession:
         if timings.interrupted and self.conversation is not None:
             self.conversation.history.set_assistant(message_id, timings.text)  # only what the user heard
         self._notify(self.events.message_finished, message_id, timings)
+
+    def _cut_heard(self, silent_at: float) -> None:
+        """The audio track handed over the first packet after a cut: an interrupt's time to silence, if one cut."""
+        if self._interrupted_at is not None:
+            INTERRUPT_SILENCE.observe(max(0.0, silent_at - self._interrupted_at))
+            self._interrupted_at = None
 
     def _level_changed(self, old: Level, new: Level, reason: str) -> None:
         """The governor moved: make the video what the new level says, and tell the logs, metrics and page."""

@@ -63,6 +63,7 @@ class PlayoutTimeline:
     def __init__(self) -> None:
         self._video: dict[int, ScheduledFrame] = {}
         self._audio: dict[int, np.ndarray] = {}
+        self.cuts = 0  # how many times ``clear`` ran: the audio track notes the first packet it takes after one
 
     def put(self, at: int, video: np.ndarray, audio: np.ndarray) -> None:
         """Schedule ``video`` from ``at`` for as long as its ``audio`` (1/fps s of 48 kHz samples) lasts."""
@@ -109,6 +110,7 @@ class PlayoutTimeline:
         """Forget everything not yet sent (interrupt)."""
         self._video.clear()
         self._audio.clear()
+        self.cuts += 1
 
     def __len__(self) -> int:
         """Frames scheduled and not yet sent."""

@@ -42,16 +42,28 @@ MAX_AUDIO_LAG_PACKETS = 5  # 100 ms: beyond this late, skip ahead rather than gr
 
 
 class AvatarAudioTrack(MediaStreamTrack):
-    """Speech scheduled on the timeline, else silence; one 20 ms mono s16 frame per ``recv``."""
+    """Speech scheduled on the timeline, else silence; one 20 ms mono s16 frame per ``recv``.
+
+    ``on_cut_heard(t)`` hears, for the first packet handed over after each cut of the timeline, the session-clock
+    time its sound ends: when it is handed over, plus whatever it still carries (a fade-out), so an interrupt's
+    time to silence is measured where aiortc takes the audio.
+    """
 
     kind = "audio"
 
-    def __init__(self, clock: SessionClock, timeline: PlayoutTimeline) -> None:
+    def __init__(
+        self,
+        clock: SessionClock,
+        timeline: PlayoutTimeline,
+        on_cut_heard: Callable[[float], None] | None = None,
+    ) -> None:
         super().__init__()
         self._clock = clock
         self._timeline = timeline
+        self.on_cut_heard = on_cut_heard
         self._next_packet: int | None = None
         self._silence = np.zeros(PACKET_SAMPLES, np.int16)
+        self._cuts_heard = timeline.cuts
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -59,6 +71,10 @@ class AvatarAudioTrack(MediaStreamTrack):
         packet = self._advance()
         await self._clock.sleep_until(packet * PACKET_SECONDS)
         samples = self._timeline.take_audio(packet)
+        if self._timeline.cuts != self._cuts_heard:
+            self._cuts_heard = self._timeline.cuts
+            if self.on_cut_heard is not None:
+                self.on_cut_heard(self._clock.now() + sound_length(samples) / OUTPUT_RATE)
         frame = av.AudioFrame.from_ndarray(
             (self._silence if samples is None else samples).reshape(1, -1), format="s16", layout="mono"
         )
@@ -76,6 +92,14 @@ class AvatarAudioTrack(MediaStreamTrack):
         packet = self._next_packet
         self._next_packet += 1
         return packet
+
+
+def sound_length(samples: np.ndarray | None) -> int:
+    """Samples up to the last one that is not zero: where a packet's sound ends (0 for silence)."""
+    if samples is None:
+        return 0
+    sounding = np.flatnonzero(samples)
+    return int(sounding[-1]) + 1 if len(sounding) else 0
 
 
 class AvatarVideoTrack(MediaStreamTrack):

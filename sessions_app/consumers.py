@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -19,6 +20,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from realtime.errors import SessionError
+from realtime.metrics import COMMAND_HOP
 
 from .client_errors import language_from_scope
 from .commands import Code, CommandError, parse_command
@@ -124,6 +126,8 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     # --- the channel layer (sessions_app.control) -------------------------------------------------------------
 
     async def session_command(self, event: dict[str, Any]) -> None:
+        if "sent_at" in event:
+            COMMAND_HOP.labels(event["command"].get("type", "")).observe(max(0.0, time.time() - event["sent_at"]))
         reply = await self.owner.answer(event["command"])
         if event.get("reply_channel"):
             await self.channel_layer.send(event["reply_channel"], {"type": REPLY, **reply})

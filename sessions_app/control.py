@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,7 +67,8 @@ def run(session: ChatSession, command: Command) -> dict[str, Any]:
     # A role not loaded yet loads while the caller waits; everything else is quick.
     slow = isinstance(command, SwitchRole)
     timeout = livehuman_settings.ROLE_SWITCH_TIMEOUT_S if slow else livehuman_settings.SESSION_REPLY_TIMEOUT_S
-    reply = _ask(session, {"type": COMMAND, "command": command.to_message()}, timeout)
+    # sent_at: the owner reports how long the channel layer took to bring it (``livehuman_command_hop_seconds``)
+    reply = _ask(session, {"type": COMMAND, "command": command.to_message(), "sent_at": time.time()}, timeout)
     if reply is None:
         raise CommandError(Code.NOT_LIVE, _("The server that runs this session did not answer; try again."))
     if not reply["ok"]:

@@ -4,9 +4,9 @@ JSON log lines of a real daphne.
 Two real daphne processes share a Redis channel layer. A session lives on A: an aiortc client calls it over real
 WebRTC and speaks a question into its microphone (Piper speech), REST ``say`` and ``interrupt`` arrive through B.
 A's ``/metrics`` then shows that session by state and tenant, the fps it delivered, lip-sync batch sizes, every
-stage's latency, the interrupt and an error by its code; B's shows none of them (each process reports its own)
-but counts the REST requests and database queries it served. A's log lines about the session are JSON objects
-naming the session and its tenant.
+stage's latency, the interrupt (with its channel-layer hop and its time to silence) and an error by its code; B's
+shows none of them (each process reports its own) but counts the REST requests and database queries it served.
+A's log lines about the session are JSON objects naming the session and its tenant.
 """
 
 from __future__ import annotations
@@ -113,6 +113,10 @@ async def test_each_daphne_reports_its_own_sessions_stages_and_requests(
         assert total(on_a, "livehuman_stage_latency_seconds_count", stage=stage) >= 1, stage
         assert total(on_b, "livehuman_stage_latency_seconds_count", stage=stage) == 0, stage
     assert total(on_a, "livehuman_interrupts_total") >= 1 and total(on_b, "livehuman_interrupts_total") == 0
+    # The REST interrupt came through B: A timed the channel layer's hop and the interrupt until its audio fell silent.
+    assert total(on_a, "livehuman_command_hop_seconds_count", command="interrupt") >= 1
+    assert total(on_b, "livehuman_command_hop_seconds_count") == 0
+    assert total(on_a, "livehuman_interrupt_silence_seconds_count") >= 1
     assert total(on_a, "livehuman_errors_total", code="bad_message") == 1
     # django-prometheus: B served the REST calls and queried the database for them.
     assert total(on_b, "django_http_requests_total_by_method_total", method="POST") >= 2

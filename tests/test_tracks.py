@@ -136,6 +136,27 @@ async def test_a_late_sender_skips_past_slots_instead_of_falling_behind():
     assert len(skipped) == 1 and skipped[0][1] == 25 and 6 <= skipped[0][0] <= 8
 
 
+@pytest.mark.looptime  # the packets are counted, and the clock's time of each is exact
+async def test_the_first_packet_after_a_cut_reports_when_its_sound_ends():
+    clock, timeline = SessionClock(), PlayoutTimeline()
+    heard: list[float] = []
+    track = AvatarAudioTrack(clock, timeline, on_cut_heard=heard.append)
+    first = await track.recv()
+    speech = np.full(10 * PACKET_SAMPLES, 1000, np.int16)  # 200 ms scheduled from the next packet on
+    timeline.put(first.pts + PACKET_SAMPLES, np.zeros((2, 2, 3), np.uint8), speech)
+    sounding = [await track.recv() for _ in range(3)]
+    assert all(frame.to_ndarray().all() for frame in sounding) and not heard
+
+    timeline.clear()
+    after = (await track.recv()).to_ndarray().ravel()
+    sound = np.flatnonzero(after)
+    ends = (sound[-1] + 1 if len(sound) else 0) / 48_000
+    assert heard == [clock.now() + ends]
+    for _ in range(3):
+        await track.recv()
+    assert len(heard) == 1  # once per cut
+
+
 async def test_timeline_takes_each_frame_once_and_clear_forgets_everything():
     timeline = PlayoutTimeline()
     audio = np.ones(1600, np.int16)  # 30 fps: 1600 samples a frame, so frames straddle packets
