@@ -10,7 +10,8 @@ while the pool keeps the models warm for the next session and for role switches
 
 Every lip-sync model has one ``BatchingExecutor``: the frames all sessions ask
 of that model are gathered into shared forward passes, run one at a time in the
-pool's render thread.
+pool's render thread. The pool also sets the process's allocator up for those
+batches (allocator.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime.allocator import keep_freed_memory
 from realtime.audio import MEL_BINS, MEL_SILENCE, MEL_WINDOW
 from realtime.avatar.format import MANIFEST_FILE
 from realtime.avatar.reader import AvatarBundle
@@ -98,6 +100,7 @@ class ModelPool:
         """``batch_size``, ``batch_wait_ms`` and ``frame_cache_mb`` have no defaults: the session factory passes
         the LIPSYNC_BATCH_* and AVATAR_FRAME_CACHE_MB settings (``livehuman_site.runtime_settings.pool_options``)."""
         self.device = device  # None: CUDA when torch sees a GPU, else CPU, decided at the first lip-sync load
+        keep_freed_memory()  # one pool per worker process: its batches reuse freed memory from the first on
         # One render thread by default: numpy/torch already use the cores, and one queue keeps frame order simple.
         self._executor = ThreadPoolExecutor(render_threads, thread_name_prefix="lipsync")
         self._resolve = resolve
