@@ -16,7 +16,8 @@ import pytest
 from avatars_app.bundle.builder import build_bundle
 from bench.face import seam_ratio
 from realtime.avatar.reader import AvatarBundle
-from realtime.engines.lipsync.atlas import AtlasLipSync, choose_entries, colour_gains, target_shapes
+from realtime.engines.lipsync import atlas as atlas_module
+from realtime.engines.lipsync.atlas import AtlasLipSync, BaseParts, choose_entries, colour_gains, target_shapes
 from realtime.engines.lipsync.base import LipSyncRequest
 from realtime.engines.lipsync.default import DefaultLipSync
 from realtime.engines.lipsync.mouth_atlas import (
@@ -250,3 +251,16 @@ def test_a_batch_of_many_sessions_gives_each_sessions_own_frames(avatar, speech)
     alone.update((id(request), engine.render_batch([request])[0]) for request in others)
     for request, frame in zip(batch, together, strict=True):
         np.testing.assert_array_equal(alone[id(request)], frame)
+
+
+def test_base_frame_parts_are_kept_within_their_budget_and_cut_alike_again(avatar, monkeypatch):
+    fitted = AtlasLipSync().fitted(avatar)
+    first = BaseParts(fitted).get(avatar.frames, 0)
+    budget = 5 * sum(part.nbytes for part in first)
+    monkeypatch.setattr(atlas_module, "BASE_PARTS_BYTES", budget)
+    parts = BaseParts(fitted)
+    for index in range(avatar.frame_count):
+        parts.get(avatar.frames, index)
+        assert parts.nbytes <= budget
+    for kept, again in zip(first, parts.get(avatar.frames, 0), strict=True):  # long evicted: cut anew
+        np.testing.assert_array_equal(kept, again)

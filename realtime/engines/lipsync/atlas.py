@@ -16,12 +16,16 @@ Per batch, vectorised across every request it holds:
 4. the canvas is warped back onto the base frame (the similarity that aligns its rigid points) through the
    feathered lower-face region.
 
-Only the mask's bounding box is touched; everything else is the base frame's own pixels.
+Only the mask's bounding box is touched; everything else is the base frame's own pixels. What depends on the
+base frame alone (the inside of its face outline, its face on the canvas, its paste-back weights) is made once
+per avatar or kept per base frame (BaseParts), and a batch's frames of one avatar are composed in one pass
+whichever sessions they come from.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +62,7 @@ ALIGN_REACH = 0.08  # face heights: how far around each upper-lip point the alig
 MOUTH_MARGIN = 0.08  # face heights of full weight around both mouths and chins before the feather
 MOUTH_FEATHER = 0.03  # face heights over which the mouth fades into the base frame
 POSE_COST = 15.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
+BASE_PARTS_BYTES = 32 << 20  # per avatar: BaseParts of about 350 base frames at 720x528
 
 
 @dataclass
@@ -186,6 +191,7 @@ class AtlasLipSync(LipSyncEngine):
     def __init__(self, device: str = "cpu") -> None:
         super().__init__(device)
         self._fitted: dict[Path, FittedAvatar] = {}
+        self._parts: dict[Path, BaseParts] = {}
         self._lock = threading.Lock()
 
     def fitted(self, avatar: AvatarBundle) -> FittedAvatar:
@@ -196,6 +202,7 @@ class AtlasLipSync(LipSyncEngine):
                 atlas = MouthAtlas.load(avatar.extra_folder(ATLAS))
                 size = (avatar.manifest.height, avatar.manifest.width)
                 fitted = self._fitted[avatar.path] = fit_avatar(atlas, avatar.landmarks, size)
+                self._parts[avatar.path] = BaseParts(fitted)
             return fitted
 
     def render_batch(self, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
@@ -218,7 +225,8 @@ class AtlasLipSync(LipSyncEngine):
             positions = [position for run in runs for position in run]
             entries = np.concatenate([entries for entries, _ in chosen])
             weights = np.concatenate([weights for _, weights in chosen])
-            frames = compose(fitted, avatar.frames, _frame_indices(requests, positions), entries, weights)
+            parts = self._parts[avatar.path]
+            frames = compose(fitted, parts, avatar.frames, _frame_indices(requests, positions), entries, weights)
             for position, frame in zip(positions, frames, strict=True):
                 out[position] = frame
         return out  # type: ignore[return-value]
@@ -349,8 +357,67 @@ def colour_gains(bases: np.ndarray, patches: np.ndarray, mouth: np.ndarray, face
     return np.clip(base / np.maximum(patch, 1.0), *GAIN_LIMITS).astype(np.float32)
 
 
+class BaseParts:
+    """Per base frame, what composing on it needs that depends on that frame alone: its face cut onto the canvas
+    and the weights that paste the canvas back into its box. Idle loops and speech walk the same base frames again
+    and again (and sessions of one avatar share them), so they are kept for the frames used last, up to
+    BASE_PARTS_BYTES per avatar (about 90 kB a frame)."""
+
+    def __init__(self, fitted: FittedAvatar) -> None:
+        self.fitted = fitted
+        self._kept: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.nbytes = 0  # what is kept
+        self._lock = threading.Lock()
+
+    def get(self, frames: Sequence[np.ndarray], index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) uint8: frame ``index``'s face on the canvas; (h, w, 1) float32: the paste-back weights in
+        its box (empty when the box is)."""
+        with self._lock:
+            kept = self._kept.get(index)
+            if kept is not None:
+                self._kept.move_to_end(index)
+                return kept
+        kept = self._cut(frames, index)
+        with self._lock:
+            if index not in self._kept:
+                self._kept[index] = kept
+                self.nbytes += sum(part.nbytes for part in kept)
+                while self.nbytes > BASE_PARTS_BYTES and len(self._kept) > 1:
+                    self.nbytes -= sum(part.nbytes for part in self._kept.popitem(last=False)[1])
+        return kept
+
+    def _cut(self, frames: Sequence[np.ndarray], index: int) -> tuple[np.ndarray, np.ndarray]:
+        fitted, space = self.fitted, self.fitted.atlas.space
+        to_canvas = invert_similarity(fitted.to_frame[index : index + 1])[0]
+        face = cv2.warpAffine(
+            np.ascontiguousarray(frames[index]),
+            to_canvas,
+            (space.width, space.height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        x1, y1, x2, y2 = fitted.boxes[index]
+        if x2 <= x1 or y2 <= y1:
+            return face, np.zeros((0, 0, 1), np.float32)
+        box = (int(x2 - x1), int(y2 - y1))
+        alpha = cv2.warpAffine(fitted.region, _box_matrix(fitted, index), box, flags=cv2.INTER_LINEAR, borderValue=0)
+        return face, alpha[..., None]
+
+
+def _box_matrix(fitted: FittedAvatar, index: int) -> np.ndarray:
+    """Canvas → frame ``index``'s box (its mask's support)."""
+    matrix = fitted.to_frame[index].copy()
+    matrix[:, 2] -= fitted.boxes[index, :2]
+    return matrix
+
+
 def compose(
-    fitted: FittedAvatar, frames: np.ndarray, indices: np.ndarray, entries: np.ndarray, weights: np.ndarray
+    fitted: FittedAvatar,
+    parts: BaseParts,
+    frames: Sequence[np.ndarray],
+    indices: np.ndarray,
+    entries: np.ndarray,
+    weights: np.ndarray,
 ) -> list[np.ndarray]:
     """Per request: cut the base frame's lower face onto the canvas, move its jaw to the chosen mouth's, lay the
     blended, colour-matched atlas mouth over it, and paste the result back through the feathered region mask."""
@@ -369,22 +436,13 @@ def compose(
     drop = ((weights * atlas.chins[entries]).sum(axis=1) - fitted.chin[indices]).astype(np.float32)
     inside = fitted.inside_faces[indices] / np.float32(255)
     shift = jaw_shift(fitted, indices, drop, inside)
-    size = (space.width, space.height)
     xs = np.broadcast_to(np.arange(space.width, dtype=np.float32), (space.height, space.width))
     ys = np.arange(space.height, dtype=np.float32)[:, None]
-    to_canvas = invert_similarity(fitted.to_frame[indices])
+    faces, alphas = zip(*(parts.get(frames, index) for index in indices), strict=True)
     bases = np.stack(
         [
-            cv2.remap(
-                cv2.warpAffine(
-                    np.ascontiguousarray(frames[i]), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-                ),
-                xs,
-                ys - dy,
-                cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            for i, m, dy in zip(indices, to_canvas, shift, strict=True)
+            cv2.remap(face, xs, ys - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for face, dy in zip(faces, shift, strict=True)
         ]
     ).astype(np.float32)
     # The mouth is laid in also past the base face's outline (a chin that drops must cover what was below it),
@@ -396,19 +454,16 @@ def compose(
     patches *= colour_gains(bases, patches, mouth[..., 0], inside * own)[:, None, None, :]
     canvases = bases + mouth * (patches - bases)
     results = []
-    for canvas, index in zip(canvases, indices, strict=True):
+    for canvas, index, alpha in zip(canvases, indices, alphas, strict=True):
         frame = np.array(frames[index])
-        x1, y1, x2, y2 = fitted.boxes[index]
-        if x2 <= x1 or y2 <= y1:
-            results.append(frame)
-            continue
-        matrix = fitted.to_frame[index].copy()
-        matrix[:, 2] -= (x1, y1)
-        box = (int(x2 - x1), int(y2 - y1))
-        warped = cv2.warpAffine(canvas, matrix, box, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(fitted.region, matrix, box, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
-        region = frame[y1:y2, x1:x2].astype(np.float32)
-        region += alpha * (warped - region)
-        frame[y1:y2, x1:x2] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+        if alpha.size:
+            x1, y1, x2, y2 = fitted.boxes[index]
+            box = (int(x2 - x1), int(y2 - y1))
+            warped = cv2.warpAffine(
+                canvas, _box_matrix(fitted, index), box, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+            region = frame[y1:y2, x1:x2].astype(np.float32)
+            region += alpha * (warped - region)
+            frame[y1:y2, x1:x2] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
         results.append(frame)
     return results
