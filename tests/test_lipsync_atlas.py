@@ -17,7 +17,15 @@ from avatars_app.bundle.builder import build_bundle
 from bench.face import seam_ratio
 from realtime.avatar.reader import AvatarBundle
 from realtime.engines.lipsync import atlas as atlas_module
-from realtime.engines.lipsync.atlas import AtlasLipSync, BaseParts, choose_entries, colour_gains, target_shapes
+from realtime.engines.lipsync.atlas import (
+    AtlasLipSync,
+    BaseParts,
+    choose_entries,
+    colour_gains,
+    fit_avatar,
+    target_shapes,
+)
+from realtime.engines.lipsync.atlas_build import SEEN_FRAMES, spread_poses
 from realtime.engines.lipsync.base import LipSyncRequest
 from realtime.engines.lipsync.default import DefaultLipSync
 from realtime.engines.lipsync.mouth_atlas import (
@@ -40,7 +48,8 @@ from tests.test_lipsync_mouth_warp import piper_speech
 # reads vary), bench.face about 0.68 over a minute: the bound catches a regression (0.2 before the per-frame mask)
 # without failing on Piper's variation.
 RENDERED_CORRELATION = 0.6
-# The chosen entries' opening against loudness in dB: the pose cost trades some of it for mouths that fit the head.
+# The chosen entries' opening as seen on their base frames against loudness in dB: the pose cost trades some of it for
+# mouths that fit the head.
 CHOSEN_CORRELATION = 0.6
 
 
@@ -86,16 +95,40 @@ def test_atlas_indexes_the_persons_mouths_by_shape(avatar):
 
 
 def test_atlas_saved_by_an_older_build_still_loads(avatar, tmp_path):
-    """Bundles built before the unused arrays were dropped hold them still: loading ignores what it does not read."""
+    """Bundles built before hold arrays nothing reads now, and no measured openings: loading ignores the former
+    and takes each entry's own opening, on every base frame, for the latter."""
     atlas = MouthAtlas.load(avatar.extra_folder(ATLAS))
     atlas.save(tmp_path)
     arrays = dict(np.load(tmp_path / ARRAYS_FILE))
+    current = {name: arrays.pop(name) for name in ("seen", "seen_frames")}
     older = {"ring_colour": np.zeros((len(atlas.patches), 3)), "frame_ring": np.zeros((avatar.frame_count, 3))}
     np.savez(tmp_path / ARRAYS_FILE, **arrays, **older, mask=np.zeros(atlas.patches.shape[1:3]))
     loaded = MouthAtlas.load(tmp_path)
-    assert set(arrays) == set(np.load(tmp_path / ARRAYS_FILE)) - {*older, "mask"}
     np.testing.assert_array_equal(loaded.patches, atlas.patches)
     np.testing.assert_array_equal(loaded.features, atlas.features)
+    assert current["seen"].shape[1] > 1
+    fitted = fit_avatar(loaded, avatar.landmarks, (avatar.manifest.height, avatar.manifest.width))
+    np.testing.assert_array_equal(fitted.seen, np.broadcast_to(atlas.features[:, 0], fitted.seen.shape))
+
+
+def test_the_build_measures_how_open_each_mouth_is_seen_on_the_avatars_frames(avatar):
+    """Each entry's opening as the face mesh reads it composed on base frames spread over the head poses; every
+    base frame takes the readings of its nearest measured pose (a measured frame, its own)."""
+    atlas = MouthAtlas.load(avatar.extra_folder(ATLAS))
+    assert atlas.seen.shape == (len(atlas.patches), min(SEEN_FRAMES, avatar.frame_count))
+    assert len(np.unique(atlas.seen_frames)) == len(atlas.seen_frames)
+    fitted = AtlasLipSync().fitted(avatar)
+    for column, frame in enumerate(atlas.seen_frames):
+        np.testing.assert_array_equal(fitted.seen[frame], atlas.seen[:, column])
+    # Readings of openings: the entries open most where they were measured most open in their own frames.
+    assert np.corrcoef(atlas.seen.mean(axis=1), atlas.features[:, 0])[0, 1] > 0.5
+
+
+def test_measured_poses_spread_to_the_extremes():
+    line = np.linspace(-1, 1, 21)[:, None] ** 3  # poses along one way of turning, crowded in the middle
+    chosen = spread_poses(np.concatenate([line, np.zeros_like(line)], axis=1), 3)
+    assert sorted(chosen.tolist()) == [0, 10, 20]
+    assert len(spread_poses(line, 50)) == len(line)
 
 
 def test_thin_footage_asks_for_more_speech(avatar):
@@ -125,8 +158,7 @@ def test_chosen_mouths_follow_loudness_and_close_in_pauses(avatar, speech):
     indices = np.array([r.frame_index for r in requests])
     shapes = mouth_shapes([r.audio for r in requests], np.stack([r.mel for r in requests]))
     entries, weights = choose_entries(fitted, target_shapes(fitted, shapes), indices)
-    atlas = fitted.atlas
-    opening = (atlas.features[entries, 0] * weights).sum(axis=1)
+    opening = (fitted.seen[indices[:, None], entries] * weights).sum(axis=1)  # as seen on each base frame
     loudness = _loudness_db(requests)
 
     lag, correlation = _best_lag_correlation(opening, loudness)

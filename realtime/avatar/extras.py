@@ -46,7 +46,7 @@ ExtraBuilder = Callable[[ExtraInputs], ExtraResult]
 
 # name -> "module:function". Engines register their build step here.
 EXTRA_BUILDERS: dict[str, str] = {
-    "mouth_atlas": "realtime.engines.lipsync.mouth_atlas:build",
+    "mouth_atlas": "realtime.engines.lipsync.atlas_build:build",
 }
 
 

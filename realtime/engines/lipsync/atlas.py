@@ -5,7 +5,9 @@ Per batch, vectorised across every request it holds:
 1. audio → a target mouth shape per frame (opening, width, rounding in face heights), from the same loudness and
    vowel features as the weights-free warp (visemes.py), mapped onto this person's range of shapes: silence and
    quiet consonants give their most closed mouth, the loudest open vowels their widest;
-2. each atlas entry costs its (range-normalised) distance to the target; along a run of consecutive frames of one
+2. each atlas entry costs its (range-normalised) distance to the target, its opening taken as the face mesh
+   reads it on this base frame's head pose (measured at build time, atlas_build.py: the same mouth is seen
+   more or less open on differently turned heads); along a run of consecutive frames of one
    avatar (one session's frames in one batch) a Viterbi pass adds a cost for every jump between consecutive
    entries, so the mouth does not flicker between far-apart shapes; the chosen entry is blended with the next
    best in proportion to how close their costs are;
@@ -83,6 +85,7 @@ class FittedAvatar:
     chin: np.ndarray  # (N,) … of their chin
     region: np.ndarray  # (H, W) what is pasted back (mouth_atlas.lower_face_mask)
     jaw_columns: np.ndarray  # (W,) how much each canvas column follows the jaw: 1 at the centre, 0 at the cheeks
+    seen: np.ndarray  # (N, K) each entry's opening as seen on each base frame (its nearest measured pose)
     rest: np.ndarray  # (3,) the closed mouth's shape
     low: np.ndarray  # (3,) narrowest / least shapes (2nd percentile)
     high: np.ndarray  # (3,) widest / most
@@ -108,11 +111,14 @@ def fit_avatar(atlas: MouthAtlas, landmarks: np.ndarray, frame_size: tuple[int, 
     canvas_points = apply(to_canvas, np.asarray(landmarks, np.float32)[:, [MOUTH_LEFT, MOUTH_RIGHT, 17, CHIN], :2])
     columns = np.arange(space.width, dtype=np.float32)
     face_ovals = apply(to_canvas, np.asarray(landmarks, np.float32)[:, FACE_OVAL]).astype(np.float32)
+    poses = space.poses(landmarks, to_canvas)
+    measured = poses[atlas.seen_frames]
+    nearest = np.argmin(((poses[:, None, :] - measured[None, :, :]) ** 2).sum(axis=2), axis=1)
     return FittedAvatar(
         atlas=atlas,
         to_frame=to_frame,
         boxes=boxes,
-        poses=space.poses(landmarks, to_canvas),
+        poses=poses,
         upper_lips=apply(to_canvas, np.asarray(landmarks, np.float32)[:, UPPER_LIP]).astype(np.float32),
         outer_lips=apply(to_canvas, np.asarray(landmarks, np.float32)[:, OUTER_LIPS]).astype(np.float32),
         face_ovals=face_ovals,
@@ -125,6 +131,7 @@ def fit_avatar(atlas: MouthAtlas, landmarks: np.ndarray, frame_size: tuple[int, 
         chin=canvas_points[:, 3, 1],
         region=region,
         jaw_columns=bump((columns - space.width / 2) / (0.22 * space.scale)).astype(np.float32),
+        seen=np.ascontiguousarray(atlas.seen[:, nearest].T),
         rest=np.median(features[closed], axis=0),
         low=np.percentile(features, 2, axis=0),
         high=np.percentile(features, 98, axis=0),
@@ -145,10 +152,13 @@ def target_shapes(fitted: FittedAvatar, openness_jaw_stretch: np.ndarray) -> np.
 
 def choose_entries(fitted: FittedAvatar, targets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For a run of consecutive frames (targets (B, 3), base frame ``indices`` (B,)): (B, 2) entry indices (best
-    path, runner-up) and (B, 2) blend weights."""
+    path, runner-up) and (B, 2) blend weights. The opening compared with the target is the one seen on each base
+    frame, so the rendered mouth opens with the loudness whichever way the base frame's head is turned."""
     features = fitted.atlas.features
     span = np.maximum(fitted.high - fitted.low, 1e-3)
-    distance = (((features[None, :, :] - targets[:, None, :]) / span) ** 2 * WEIGHTS).sum(axis=2)  # (B, K)
+    shapes = np.repeat(features[None, :, :], len(targets), axis=0)
+    shapes[:, :, 0] = fitted.seen[indices]
+    distance = (((shapes - targets[:, None, :]) / span) ** 2 * WEIGHTS).sum(axis=2)  # (B, K)
     pose_gap = ((fitted.atlas.poses[None, :, :] - fitted.poses[indices][:, None, :]) ** 2).sum(axis=2)
     distance += POSE_COST * pose_gap
     jumps = JUMP_COST * (((features[:, None, :] - features[None, :, :]) / span) ** 2 * WEIGHTS).sum(axis=2)

@@ -6,13 +6,15 @@ binned on a grid of opening × width; each filled cell keeps its most typical
 frame (nearest the cell's centre). The result is a few dozen small patches
 instead of the whole clip, with each patch's shape, head pose, lip contours, chin
 and the frame it came from: what the engine reads at run time (colour is matched
-per rendered frame, so none is stored). A coverage report says how
+per rendered frame, so none is stored), plus how open each mouth is seen on the
+avatar's own frames (measured by the build step, atlas_build.py). A coverage report says how
 many distinct shapes were found and what range of opening, and asks for more
 speech when the range is thin.
 
 Files in the bundle's ``extras/mouth_atlas/`` folder: ``mouth_atlas.npz`` (arrays) and
 ``mouth_atlas.json`` (canvas geometry and the coverage report). Bundles built before may hold further
-arrays (``ring_colour``, ``frame_ring``, ``mask``): loading ignores them.
+arrays (``ring_colour``, ``frame_ring``, ``mask``): loading ignores them; bundles built before the openings
+were measured on the avatar's frames load with the entries' own openings in their place.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.avatar.extras import ExtraInputs, ExtraResult
 from realtime.avatar.messages import Message, gettext_noop
 from realtime.face import topology
 
@@ -73,7 +74,9 @@ class Coverage:
 @dataclass(frozen=True)
 class MouthAtlas:
     """Patches (K, H, W, 3) uint8 on the canvas, their shapes (K, 3), head poses (K, 24), lips (K, 40, 2) and chin
-    heights (K,) in canvas pixels, source frame indices (K,) and grid cells (K, 2) = (opening level, width level)."""
+    heights (K,) in canvas pixels, source frame indices (K,) and grid cells (K, 2) = (opening level, width level);
+    ``seen`` (K, M): the opening in face heights the face mesh reads of each entry composed on each of the M base
+    frames ``seen_frames`` (M,) (atlas_build.py; before it measures, M = 1 and the entries' own openings)."""
 
     space: MouthSpace
     patches: np.ndarray
@@ -83,6 +86,8 @@ class MouthAtlas:
     chins: np.ndarray
     sources: np.ndarray
     cells: np.ndarray
+    seen: np.ndarray
+    seen_frames: np.ndarray
     coverage: Coverage
 
     @property
@@ -101,6 +106,8 @@ class MouthAtlas:
             chins=self.chins,
             sources=self.sources,
             cells=self.cells,
+            seen=self.seen,
+            seen_frames=self.seen_frames,
         )
         info = {"scale": self.space.scale, "width": self.space.width, "height": self.space.height}
         (folder / INFO_FILE).write_text(json.dumps({**info, "coverage": asdict(self.coverage)}, indent=1))
@@ -114,7 +121,17 @@ class MouthAtlas:
             raise AtlasMissing(f"Avatar bundle {folder} has no mouth atlas; rebuild the avatar") from None
         space = MouthSpace(arrays["template"], info["scale"], info["width"], info["height"])
         names = ("patches", "features", "poses", "lips", "chins", "sources", "cells")  # older extras are ignored
-        return cls(space, **{name: arrays[name] for name in names}, coverage=Coverage(**info["coverage"]))
+        loaded = {name: arrays[name] for name in names}
+        if "seen" in arrays:
+            loaded.update(seen=arrays["seen"], seen_frames=arrays["seen_frames"])
+        else:  # built before the openings were measured on the avatar's frames
+            loaded.update(unmeasured(loaded["features"]))
+        return cls(space, **loaded, coverage=Coverage(**info["coverage"]))
+
+
+def unmeasured(features: np.ndarray) -> dict[str, np.ndarray]:
+    """``seen`` and ``seen_frames`` of an atlas not measured on its frames: each entry's own opening, everywhere."""
+    return {"seen": features[:, :1].astype(np.float32), "seen_frames": np.zeros(1, np.int32)}
 
 
 LIPS = topology.OUTER_LIPS + topology.INNER_LIPS
@@ -157,16 +174,6 @@ def lower_face_mask(space: MouthSpace) -> np.ndarray:
     )
     cols = 1 - smoothstep((np.abs(xs - width / 2) - 0.34 * scale) / (0.08 * scale))
     return (rows * cols).astype(np.float32)
-
-
-def build(inputs: ExtraInputs) -> ExtraResult:
-    """The avatar build's step (registered in realtime/avatar/extras.py): the atlas of a video's kept frames.
-    A photo has one mouth: its engine draws the inside instead, so nothing is built for it."""
-    if inputs.kind != "video":
-        return ExtraResult(metadata={"built": False, "reason": f"a {inputs.kind} avatar has one mouth"})
-    atlas = build_mouth_atlas(inputs.frames, inputs.landmarks)
-    atlas.save(inputs.folder)
-    return ExtraResult(metadata={"built": True, **asdict(atlas.coverage)}, warnings=atlas.coverage.warnings)
 
 
 def build_mouth_atlas(frames: Sequence[np.ndarray], landmarks: np.ndarray) -> MouthAtlas:
@@ -216,6 +223,7 @@ def build_mouth_atlas(frames: Sequence[np.ndarray], landmarks: np.ndarray) -> Mo
         chins=chins[chosen].astype(np.float32),
         sources=np.asarray(chosen, np.int32),
         cells=cells,
+        **unmeasured(features[chosen]),
         coverage=coverage,
     )
 
