@@ -65,6 +65,7 @@ MOUTH_MARGIN = 0.08  # face heights of full weight around both mouths and chins 
 MOUTH_FEATHER = 0.03  # face heights over which the mouth fades into the base frame
 POSE_COST = 15.0  # per squared face height of rigid-point mismatch: a mouth from another head pose fits badly
 BASE_PARTS_BYTES = 32 << 20  # per avatar: BaseParts of about 350 base frames at 720x528
+_BYTE = np.float32(255)  # a uint8 mask's full weight
 
 
 @dataclass
@@ -331,7 +332,7 @@ def mouth_masks(fitted: FittedAvatar, indices: np.ndarray, lips: np.ndarray, dro
         hull -= (x0, y0)
         cv2.fillConvexPoly(mask, hull, 255)
         cv2.polylines(mask, [hull], True, 255, thickness=2 * margin + 1)  # the hull grown by the margin
-        out[k, y0:y1, x0:x1] = cv2.GaussianBlur(mask, (2 * feather + 1, 2 * feather + 1), 0) / 255.0
+        np.divide(cv2.GaussianBlur(mask, (2 * feather + 1, 2 * feather + 1), 0), _BYTE, out=out[k, y0:y1, x0:x1])
     return out
 
 
@@ -437,32 +438,30 @@ def compose(
     if weights[:, 1].any():  # the runner-up blended in
         patches *= weights[:, 0, None, None, None]
         patches += weights[:, 1, None, None, None] * atlas.patches[entries[:, 1]]
-    patches = np.stack(
-        [
-            cv2.remap(p, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            for p, mx, my in zip(patches, map_x, map_y, strict=True)
-        ]
-    )
+    aligned = np.empty_like(patches)
+    for patch, mx, my, into in zip(patches, map_x, map_y, aligned, strict=True):
+        cv2.remap(patch, mx, my, cv2.INTER_LINEAR, dst=into, borderMode=cv2.BORDER_REPLICATE)
     drop = ((weights * atlas.chins[entries]).sum(axis=1) - fitted.chin[indices]).astype(np.float32)
-    inside = fitted.inside_faces[indices] / np.float32(255)
+    inside = fitted.inside_faces[indices] / _BYTE
     shift = jaw_shift(fitted, indices, drop, inside)
     xs = np.broadcast_to(np.arange(space.width, dtype=np.float32), (space.height, space.width))
     ys = np.arange(space.height, dtype=np.float32)[:, None]
     faces, alphas = zip(*(parts.get(frames, index) for index in indices), strict=True)
-    bases = np.stack(
-        [
-            cv2.remap(face, xs, ys - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            for face, dy in zip(faces, shift, strict=True)
-        ]
-    ).astype(np.float32)
+    moved = np.empty((len(indices), space.height, space.width, 3), np.uint8)
+    for face, dy, into in zip(faces, shift, moved, strict=True):
+        cv2.remap(face, xs, ys - dy, cv2.INTER_LINEAR, dst=into, borderMode=cv2.BORDER_REPLICATE)
+    bases = moved.astype(np.float32)
     # The mouth is laid in also past the base face's outline (a chin that drops must cover what was below it),
     # but only where its own frame had face.
     mouth = mouth_masks(fitted, indices, aligned_lips(fitted, indices, entries[:, 0]), drop)[..., None]
 
     own = fitted.own_faces[entries[:, 0]]
     mouth *= own[..., None]
-    patches *= colour_gains(bases, patches, mouth[..., 0], inside * own)[:, None, None, :]
-    canvases = bases + mouth * (patches - bases)
+    aligned *= colour_gains(bases, aligned, mouth[..., 0], inside * own)[:, None, None, :]
+    canvases = aligned  # bases + mouth * (aligned - bases), in place
+    canvases -= bases
+    canvases *= mouth
+    canvases += bases
     results = []
     for canvas, index, alpha in zip(canvases, indices, alphas, strict=True):
         frame = np.array(frames[index])
@@ -473,7 +472,10 @@ def compose(
                 canvas, _box_matrix(fitted, index), box, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
             region = frame[y1:y2, x1:x2].astype(np.float32)
-            region += alpha * (warped - region)
-            frame[y1:y2, x1:x2] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+            warped -= region
+            warped *= alpha
+            region += warped
+            region += 0.5
+            frame[y1:y2, x1:x2] = np.clip(region, 0, 255, out=region)
         results.append(frame)
     return results
