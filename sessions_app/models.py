@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from avatars_app.models import Role
 from livehuman_site.tenancy.models import TenantAPIKey, TenantOwnedModel, TenantQuerySet
@@ -26,9 +27,11 @@ class ChatSession(TenantOwnedModel):
     """
 
     class State(models.TextChoices):
-        CREATED = "created", _("created")
-        CONNECTED = "connected", _("connected")
-        ENDED = "ended", _("ended")
+        # A context of their own: "created" and "ended" are also the time columns' labels, and Chinese says
+        # a state (已创建) and a time (创建时间) differently.
+        CREATED = "created", pgettext_lazy("session state", "created")
+        CONNECTED = "connected", pgettext_lazy("session state", "connected")
+        ENDED = "ended", pgettext_lazy("session state", "ended")
 
     class EndReason(models.TextChoices):
         CLIENT = "client", _("ended by the client")
@@ -134,4 +137,4 @@ class Message(TenantOwnedModel):
         ordering = ["created_at"]
 
     def __str__(self) -> str:
-        return f"{self.speaker}: {self.text[:40]}"
+        return f"{self.get_speaker_display()}: {self.text[:40]}"

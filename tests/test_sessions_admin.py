@@ -61,3 +61,30 @@ def test_ending_sessions_from_the_list(owner_client, session):
     session.refresh_from_db()
     assert session.state == ChatSession.State.ENDED and session.end_reason == ChatSession.EndReason.CLIENT
     assert session.ended_at is not None
+
+
+@pytest.mark.parametrize(
+    ("language", "created_state", "ended_state", "ended_label", "speaker"),
+    [("zh-hans", "已创建", "已结束", "结束时间", "用户"), ("en", "created", "ended", "Ended", "user")],
+)
+def test_states_read_as_states_and_times_as_times_in_each_language(
+    owner_client, session, world_a, language, created_state, ended_state, ended_label, speaker
+):
+    """ "created" and "ended" are both a state and a time column: Chinese words them differently (已创建, 创建时间)."""
+    ended = ChatSession.objects.create(tenant=world_a.tenant, role=session.role, user=world_a.member)
+    ended.end(ChatSession.EndReason.CLIENT)
+    listing = owner_client.get(
+        reverse("admin:sessions_app_chatsession_changelist"), HTTP_ACCEPT_LANGUAGE=language
+    ).content.decode()
+    assert f'<td class="field-state">{created_state}</td>' in listing
+    assert f'<td class="field-state">{ended_state}</td>' in listing
+    link = reverse("admin:sessions_app_chatsession_change", args=[quote(session.pk)])
+    assert f'<a href="{link}">{str(session.pk)[:8]}</a>' in listing  # the short id, which the search matches
+    page = owner_client.get(
+        reverse("admin:sessions_app_chatsession_change", args=[quote(ended.pk)]), HTTP_ACCEPT_LANGUAGE=language
+    ).content.decode()
+    assert f"<label>{ended_label}:</label>" in page
+    transcript = owner_client.get(
+        reverse("admin:sessions_app_chatsession_change", args=[quote(session.pk)]), HTTP_ACCEPT_LANGUAGE=language
+    ).content.decode()
+    assert f"{speaker}: What time is it?" in transcript
