@@ -30,8 +30,14 @@ SHADE = 0.8  # how dark the opened gap gets at its centre
 def _soft_ramp(a: np.ndarray) -> np.ndarray:
     """0 below 0, then ``a`` itself up to 0.7, bending onto 1 by 1.3 (a smooth minimum of a and 1; slope ≤ 1)."""
     k = 0.3
-    bend = a - (a - 1 + k) ** 2 / (4 * k)
-    return np.where(a <= 0, 0.0, np.where(a < 1 - k, a, np.where(a > 1 + k, 1.0, bend)))
+    out = a - 1 + k  # in place from here: one (B, H, W) array instead of eight
+    np.square(out, out=out)
+    out /= 4 * k
+    np.subtract(a, out, out=out)
+    np.copyto(out, 1.0, where=a > 1 + k)
+    np.copyto(out, a, where=a < 1 - k)
+    np.copyto(out, 0.0, where=a <= 0)
+    return out
 
 
 def warp_mouth(frame: np.ndarray, box: Sequence[int], shape: MouthShape) -> np.ndarray:
@@ -106,8 +112,9 @@ def warp_mouths(
     box_w, box_h, cx, lip_line, drop, corner, chin, relax, reach_x = map(
         param, ("box_w", "box_h", "cx", "lip_line", "drop", "corner", "chin", "relax", "reach_x")
     )
-    xs = np.stack([w.x0 + np.arange(width, dtype=np.float32) for w in warps])[:, None, :]  # (B, 1, W)
-    ys = np.stack([w.y0 + np.arange(height, dtype=np.float32) for w in warps])[:, :, None]  # (B, H, 1)
+    x0, y0 = (np.array([getattr(w, name) for w in warps], np.float32)[:, None] for name in ("x0", "y0"))
+    xs = (x0 + np.arange(width, dtype=np.float32))[:, None, :]  # (B, 1, W)
+    ys = (y0 + np.arange(height, dtype=np.float32))[:, :, None]  # (B, H, 1)
     below = ys - lip_line
 
     column_drop = drop * bump((xs - cx) / (0.85 * box_w))
@@ -121,21 +128,19 @@ def warp_mouths(
     corner_rows = bump((below - 0.5 * drop) / (0.9 * box_h + 0.5 * drop))
     dx = corner * corner_rows * corner_cols
 
-    map_x = (xs - dx).astype(np.float32)
-    map_y = (ys - dy).astype(np.float32)
-    regions = np.stack(
-        [
-            cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            for frame, mx, my in zip(frames, map_x, map_y, strict=True)
-        ]
-    ).astype(np.float32)
+    map_x = (xs - dx).astype(np.float32, copy=False)
+    map_y = (ys - dy).astype(np.float32, copy=False)
+    regions = np.empty((len(warps), height, width, 3), np.uint8)
+    for frame, mx, my, into in zip(frames, map_x, map_y, regions, strict=True):
+        cv2.remap(frame, mx, my, cv2.INTER_LINEAR, dst=into, borderMode=cv2.BORDER_REPLICATE)
 
     # The gap between the lips: a lens from corner to corner inside the held rows, darkest in its middle and
     # fading at its edges (a hard-edged hole reads as a sticker).
     lens = np.abs(np.cos(np.clip((xs - cx) / np.maximum(0.48 * box_w + 0.8 * corner, 1.0), -1, 1) * (np.pi / 2)))
     opening = column_drop * lens
     edge = np.maximum(1.5, 0.3 * opening)
-    # Only rows inside the opening get shaded: a band of each window from the lip line down by the drop.
+    # Only rows inside the opening get shaded (the rest stay the warped pixels): a band of each window from the lip
+    # line down by the drop.
     top = np.floor(lip_line[:, 0, 0] - 0.5) - ys[:, 0, 0]
     bottom = np.ceil(lip_line[:, 0, 0] + drop[:, 0, 0] - 0.5) - ys[:, 0, 0] + 1
     band = int(min(max(bottom - top), height))
@@ -144,8 +149,10 @@ def warp_mouths(
     from_top = ys[each, rows] - lip_line + 0.5
     inside = smoothstep(from_top / edge) * smoothstep((opening - from_top) / edge)
     shade = (SHADE * inside * smoothstep(opening / 3))[..., None]
-    regions[each, rows] += shade * (INNER_MOUTH_RGB - regions[each, rows])
-    regions = np.clip(regions + 0.5, 0, 255).astype(np.uint8)
+    shaded = regions[each, rows].astype(np.float32)
+    shaded += shade * (INNER_MOUTH_RGB - shaded)
+    shaded += 0.5
+    regions[each, rows] = np.clip(shaded, 0, 255, out=shaded)
     for out, warp, region in zip(outs, warps, regions, strict=True):
         out[warp.y0 : warp.y1, warp.x0 : warp.x1] = region[: warp.y1 - warp.y0, : warp.x1 - warp.x0]
     return outs
