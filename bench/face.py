@@ -15,7 +15,9 @@ landmark distances — and for each avatar and engine the bench prints:
 - seam: mean gradient magnitude along the edge of the region the engine changed, over the same ring of the
   untouched base frame (goal ≤ 1.2);
 - realism proxy: Bhattacharyya distance between colour histograms of rendered and real mouth regions;
-- speed: rendered frames per second on one core, at batch 1 and batch 8; build seconds per video-second.
+- speed: rendered frames per CPU second (OpenCV on one thread, the allocator set up as a worker's model pool sets
+  it: frames per second of one core, whatever else the machine runs), at batch 1 and at batch 8 (consecutive
+  frames of one session); build seconds per video-second.
 
 Side-by-side stills (base frame, today's engine, the new engine) are written as PNGs under ``--out``.
 
@@ -38,6 +40,7 @@ import django
 import numpy as np
 import skimage.data
 
+from realtime.allocator import keep_freed_memory
 from realtime.audio import SAMPLE_RATE, to_16k, to_float32
 from realtime.avatar.idle_loop import idle_loop
 from realtime.avatar.reader import AvatarBundle
@@ -163,10 +166,10 @@ def histogram_distance(a: np.ndarray, b: np.ndarray) -> float:
 def speed(engine: LipSyncEngine, requests: list, batch: int, limit: int = 200) -> float:
     chunks = [requests[i : i + batch] for i in range(0, min(len(requests), limit), batch)]
     engine.render_batch(chunks[0])
-    started = time.perf_counter()
+    started = time.process_time()
     for chunk in chunks:
         engine.render_batch(chunk)
-    return sum(map(len, chunks)) / (time.perf_counter() - started)
+    return sum(map(len, chunks)) / (time.process_time() - started)
 
 
 def evaluate(
@@ -260,6 +263,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "test-artifacts" / "face")
     args = parser.parse_args()
     cv2.setNumThreads(1)
+    keep_freed_memory()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (a shared machine skews the fps)")
     landmarker = FaceLandmarker(num_threads=1)
     speech = piper_speech(args.seconds)
