@@ -151,10 +151,13 @@ def target_shapes(fitted: FittedAvatar, openness_jaw_stretch: np.ndarray) -> np.
     return np.stack([opening, width, rounding], axis=1).astype(np.float32)
 
 
-def choose_entries(fitted: FittedAvatar, targets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For a run of consecutive frames (targets (B, 3), base frame ``indices`` (B,)): (B, 2) entry indices (best
-    path, runner-up) and (B, 2) blend weights. The opening compared with the target is the one seen on each base
-    frame, so the rendered mouth opens with the loudness whichever way the base frame's head is turned."""
+def choose_entries(
+    fitted: FittedAvatar, targets: np.ndarray, indices: np.ndarray, runs: Sequence[slice] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """For frames (targets (B, 3), base frame ``indices`` (B,)) in ``runs`` of consecutive frames (slices; default:
+    all of them one run): (B, 2) entry indices (best path along each run, runner-up) and (B, 2) blend weights. The
+    opening compared with the target is the one seen on each base frame, so the rendered mouth opens with the
+    loudness whichever way the base frame's head is turned."""
     features = fitted.atlas.features
     span = np.maximum(fitted.high - fitted.low, 1e-3)
     shapes = np.repeat(features[None, :, :], len(targets), axis=0)
@@ -163,22 +166,31 @@ def choose_entries(fitted: FittedAvatar, targets: np.ndarray, indices: np.ndarra
     pose_gap = ((fitted.atlas.poses[None, :, :] - fitted.poses[indices][:, None, :]) ** 2).sum(axis=2)
     distance += POSE_COST * pose_gap
     jumps = JUMP_COST * (((features[:, None, :] - features[None, :, :]) / span) ** 2 * WEIGHTS).sum(axis=2)
-    total = distance[0].copy()
-    back = np.zeros(distance.shape, np.int32)
-    for t in range(1, len(targets)):  # Viterbi: cheapest path with the jump cost between consecutive entries
-        step = total[:, None] + jumps
-        back[t] = np.argmin(step, axis=0)
-        total = step[back[t], np.arange(len(features))] + distance[t]
     path = np.empty(len(targets), np.int32)
-    path[-1] = int(np.argmin(total))
-    for t in range(len(targets) - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
+    for run in runs or [slice(0, len(targets))]:
+        path[run] = _cheapest_path(distance[run], jumps)
     masked = distance.copy()
     masked[np.arange(len(path)), path] = np.inf
     runner_up = np.argmin(masked, axis=1)
     gap = masked[np.arange(len(path)), runner_up] - distance[np.arange(len(path)), path]
     second = SECOND_BEST * np.exp(-np.maximum(gap, 0) / 0.05)
     return np.stack([path, runner_up], axis=1), np.stack([1 - second, second], axis=1).astype(np.float32)
+
+
+def _cheapest_path(distance: np.ndarray, jumps: np.ndarray) -> np.ndarray:
+    """Viterbi: the entries (B,) along one run whose distances (B, K) plus the jump costs (K, K) between
+    consecutive entries are least."""
+    total = distance[0].copy()
+    back = np.zeros(distance.shape, np.int32)
+    for t in range(1, len(distance)):
+        step = total[:, None] + jumps
+        back[t] = np.argmin(step, axis=0)
+        total = step[back[t], np.arange(distance.shape[1])] + distance[t]
+    path = np.empty(len(distance), np.int32)
+    path[-1] = int(np.argmin(total))
+    for t in range(len(distance) - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
 
 
 def _runs(requests: Sequence[LipSyncRequest]) -> list[list[int]]:
@@ -225,26 +237,20 @@ class AtlasLipSync(LipSyncEngine):
         for run in _runs(requests):
             by_avatar.setdefault(id(requests[run[0]].avatar), []).append(run)
         for runs in by_avatar.values():
-            # Entries are chosen along each run (one session's consecutive frames); the frames of every run of the
-            # avatar (a batch of many sessions holds one short run each) are then composed in one pass.
+            # All frames of one avatar in one pass (a batch of many sessions holds a short run of each); entries
+            # are chosen along each run, one session's consecutive frames.
             avatar = requests[runs[0][0]].avatar
             fitted = self.fitted(avatar)
-            chosen = [
-                choose_entries(fitted, target_shapes(fitted, shapes[run]), _frame_indices(requests, run))
-                for run in runs
-            ]
             positions = [position for run in runs for position in run]
-            entries = np.concatenate([entries for entries, _ in chosen])
-            weights = np.concatenate([weights for _, weights in chosen])
-            parts = self._parts[avatar.path]
-            frames = compose(fitted, parts, avatar.frames, _frame_indices(requests, positions), entries, weights)
+            ends = np.cumsum([len(run) for run in runs])
+            indices = np.array([requests[p].frame_index for p in positions])
+            targets = target_shapes(fitted, shapes[positions])
+            slices = [slice(end - len(run), end) for run, end in zip(runs, ends, strict=True)]
+            entries, weights = choose_entries(fitted, targets, indices, slices)
+            frames = compose(fitted, self._parts[avatar.path], avatar.frames, indices, entries, weights)
             for position, frame in zip(positions, frames, strict=True):
                 out[position] = frame
         return out  # type: ignore[return-value]
-
-
-def _frame_indices(requests: Sequence[LipSyncRequest], positions: list[int]) -> np.ndarray:
-    return np.array([requests[p].frame_index for p in positions])
 
 
 def jaw_shift(fitted: FittedAvatar, indices: np.ndarray, drop: np.ndarray, inside: np.ndarray) -> np.ndarray:
