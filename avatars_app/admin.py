@@ -30,7 +30,6 @@ from realtime.engines.lipsync.mouth_atlas import ATLAS
 from .build_messages import avatar_error, avatar_warnings
 from .build_stages import stage_label
 from .bundle.preview import atlas_png, preview_png
-from .engine_labels import TranslatedEngineChoicesMixin
 from .models import API_KEY_URLS, Avatar, Prompt, PromptVersion, Role, Voice
 from .services import bundle_location, check_avatar_quota, check_upload_quota, record_source
 from .tasks import queue_build
@@ -54,7 +53,7 @@ class VoiceAdminForm(forms.ModelForm):
 
 
 @admin.register(Voice)
-class VoiceAdmin(TranslatedEngineChoicesMixin, TenantScopedAdmin):
+class VoiceAdmin(TenantScopedAdmin):
     form = VoiceAdminForm
     list_display = ["name", "engine", "voice_id", "language", "rate"]
     list_filter = ["engine", "language"]
@@ -106,7 +105,7 @@ class RoleAdminForm(forms.ModelForm):
 
 
 @admin.register(Role)
-class RoleAdmin(TranslatedEngineChoicesMixin, TenantScopedAdmin):
+class RoleAdmin(TenantScopedAdmin):
     form = RoleAdminForm
     list_display = ["name", "avatar", "voice", "prompt", "llm_engine", "language", "fps", "active"]
     list_filter = ["active", "language", "llm_engine", "asr_engine"]
@@ -148,7 +147,7 @@ class AvatarAdminForm(forms.ModelForm):
 
 
 @admin.register(Avatar)
-class AvatarAdmin(TranslatedEngineChoicesMixin, TenantScopedAdmin):
+class AvatarAdmin(TenantScopedAdmin):
     form = AvatarAdminForm
     list_display = [
         *("name", "status", "progress_percent", "stage_display", "fps"),

@@ -1,13 +1,13 @@
-"""Engine names in the admin user's language. ``realtime.engines.registry.LABELS`` stays Django-free (English);
-this maps the same names to lazily translated labels for the admin's choice fields."""
+"""Engine names in the reader's language. ``realtime.engines.registry.LABELS`` stays Django-free (English); this
+maps the same names to lazily translated labels, the engine fields' choices: the admin's forms, lists and
+filters and the API's browsable forms all show them in the reader's language."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.db import models
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+
+from realtime.engines.registry import engine_choices
 
 ENGINE_LABELS: dict[str, Promise] = {
     "piper": _("Piper (offline)"),
@@ -28,13 +28,7 @@ ENGINE_LABELS: dict[str, Promise] = {
     "photo": _("Photo mouth (lips moved on a portrait, drawn inside)"),
 }
 
-ENGINE_FIELDS = frozenset({"engine", "asr_engine", "llm_engine", "lipsync_engine"})
 
-
-class TranslatedEngineChoicesMixin:
-    """Admin mixin: the engine fields' choices show the translated label (the registry's English otherwise)."""
-
-    def formfield_for_choice_field(self, db_field: models.Field, request: Any, **kwargs: Any) -> Any:
-        if db_field.name in ENGINE_FIELDS:
-            kwargs["choices"] = [(name, ENGINE_LABELS.get(name, label)) for name, label in db_field.choices]
-        return super().formfield_for_choice_field(db_field, request, **kwargs)  # type: ignore[misc]
+def translated_engine_choices(kind: str) -> list[tuple[str, Promise | str]]:
+    """The registry's engines of ``kind`` as model field choices, each with its translated label."""
+    return [(name, ENGINE_LABELS.get(name, label)) for name, label in engine_choices(kind)]

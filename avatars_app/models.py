@@ -14,8 +14,8 @@ from encrypted_fields.fields import EncryptedCharField
 from livehuman_site.conf import livehuman_settings
 from livehuman_site.outbound import OutboundURLValidator, validate_outbound_url
 from livehuman_site.tenancy.models import TenantOwnedModel
-from realtime.engines.registry import engine_choices
 
+from .engine_labels import translated_engine_choices
 from .voice_checks import check_voice_settings
 
 
@@ -43,7 +43,7 @@ class Voice(TenantOwnedModel):
     """A TTS engine and its voice settings."""
 
     name = models.CharField(_("name"), max_length=120)
-    engine = models.CharField(_("TTS engine"), max_length=32, choices=engine_choices("tts"), default="piper")
+    engine = models.CharField(_("TTS engine"), max_length=32, choices=translated_engine_choices("tts"), default="piper")
     voice_id = models.CharField(
         _("voice id"),
         max_length=200,
@@ -167,7 +167,7 @@ class Avatar(TenantOwnedModel):
     width = models.PositiveIntegerField(_("width"), default=0, editable=False)
     height = models.PositiveIntegerField(_("height"), default=0, editable=False)
     lipsync_engine = models.CharField(
-        _("lip-sync engine"), max_length=32, choices=engine_choices("lipsync"), default="default"
+        _("lip-sync engine"), max_length=32, choices=translated_engine_choices("lipsync"), default="default"
     )
     task_id = models.CharField(_("build task"), max_length=64, blank=True, editable=False)
     build_started_at = models.DateTimeField(_("build started"), null=True, blank=True, editable=False)
@@ -204,7 +204,7 @@ class Role(TenantOwnedModel):
         Prompt, on_delete=models.SET_NULL, related_name="roles", verbose_name=_("prompt"), null=True, blank=True
     )
     asr_engine = models.CharField(
-        _("speech recognition"), max_length=32, choices=engine_choices("asr"), default="pocketsphinx"
+        _("speech recognition"), max_length=32, choices=translated_engine_choices("asr"), default="pocketsphinx"
     )
     asr_base_url = models.CharField(
         _("ASR server URL"),
@@ -218,7 +218,9 @@ class Role(TenantOwnedModel):
     )
     asr_model = models.CharField(_("ASR model"), max_length=120, blank=True)
     asr_api_key = EncryptedCharField(_("ASR API key"), max_length=500, blank=True, null=True)  # empty: NULL
-    llm_engine = models.CharField(_("LLM engine"), max_length=32, choices=engine_choices("llm"), default="echo")
+    llm_engine = models.CharField(
+        _("LLM engine"), max_length=32, choices=translated_engine_choices("llm"), default="echo"
+    )
     llm_model = models.CharField(_("LLM model"), max_length=120, blank=True)
     llm_base_url = models.URLField(_("LLM base URL"), blank=True, validators=[validate_outbound_url])
     llm_api_key = EncryptedCharField(_("LLM API key"), max_length=500, blank=True, null=True)  # empty is stored as NULL

@@ -321,6 +321,23 @@ def test_engine_choices_are_translated_in_the_chinese_admin(owner, settings, pag
     assert translated in html and english not in html
 
 
+@pytest.mark.parametrize(
+    ("language", "label", "other"),
+    [
+        ("zh-hans", "默认：使用本人的口型（视频）或移动嘴唇（照片）", "Default: the person's own mouths"),
+        ("en", "Default: the person's own mouths (video) or moved lips (photo)", "默认"),
+    ],
+)
+def test_the_avatar_list_and_its_filter_name_engines_in_the_users_language(
+    owner, ready_avatar, settings, language, label, other
+):
+    settings.LANGUAGE_CODE = language
+    page = html.unescape(owner.get(f"{ADMIN}/avatar/").content.decode())
+    assert f'<td class="field-lipsync_engine">{label}</td>' in page  # the column
+    assert f'?lipsync_engine__exact={ready_avatar.lipsync_engine}">{label}</a>' in page  # the filter
+    assert other not in page
+
+
 def test_build_error_and_warnings_are_shown_in_the_admin_users_language(
     owner, tmp_path, eager_builds, django_capture_on_commit_callbacks
 ):
