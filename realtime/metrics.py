@@ -63,6 +63,12 @@ DEGRADE_STEPS = Counter(
     "resolution, engine).",
     ["direction", "step"],
 )
+HEAP_TRIM_SECONDS = Histogram(
+    "livehuman_heap_trim_seconds",
+    "How long each trim of the C heap took (glibc's malloc_trim, a moment after each session ends: the free "
+    "pages its frames left go back to the operating system).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+)
 AVATAR_BUILDS = Counter("livehuman_avatar_builds_total", "Avatar builds finished, by outcome.", ["outcome"])
 AVATAR_BUILD_SECONDS = Histogram(
     "livehuman_avatar_build_seconds",

@@ -11,7 +11,7 @@ while the pool keeps the models warm for the next session and for role switches
 Every lip-sync model has one ``BatchingExecutor``: the frames all sessions ask
 of that model are gathered into shared forward passes, run one at a time in the
 pool's render thread. The pool also sets the process's allocator up for those
-batches (allocator.py).
+batches, and has it give freed memory back after each session (allocator.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.allocator import keep_freed_memory
+from realtime.allocator import keep_freed_memory, trim_later
 from realtime.audio import MEL_BINS, MEL_SILENCE, MEL_WINDOW
 from realtime.avatar.format import MANIFEST_FILE
 from realtime.avatar.reader import AvatarBundle
@@ -96,9 +96,12 @@ class ModelPool:
         batch_wait_ms: float,
         engine_options: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
         frame_cache_mb: int,
+        trim_heap: bool = True,
     ) -> None:
         """``batch_size``, ``batch_wait_ms`` and ``frame_cache_mb`` have no defaults: the session factory passes
-        the LIPSYNC_BATCH_* and AVATAR_FRAME_CACHE_MB settings (``livehuman_site.runtime_settings.pool_options``)."""
+        the LIPSYNC_BATCH_* and AVATAR_FRAME_CACHE_MB settings (``livehuman_site.runtime_settings.pool_options``).
+        ``trim_heap``: trim the C heap a moment after each lease is released (``allocator.trim_later``), so the
+        worker's RSS does not keep every session's peak; False only to measure what that is worth (``bench.memory``)."""
         self.device = device  # None: CUDA when torch sees a GPU, else CPU, decided at the first lip-sync load
         keep_freed_memory()  # one pool per worker process: its batches reuse freed memory from the first on
         # One render thread by default: numpy/torch already use the cores, and one queue keeps frame order simple.
@@ -109,6 +112,7 @@ class ModelPool:
         # Process-wide constructor arguments by kind and engine name, e.g. {"lipsync": {"wav2lip": {"checkpoint": …}}}
         self._engine_options = engine_options or {}
         self._frame_cache_bytes = frame_cache_mb * 1024 * 1024  # decoded frames kept per avatar, for all sessions
+        self.trim_heap = trim_heap
         self._loaded: dict[Hashable, Any] = {}
         self._load_locks: dict[Hashable, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -261,6 +265,8 @@ class ModelPool:
         self._users.subtract(lease.keys)
         self._users += Counter()  # drop keys nobody holds any more
         self._leases -= 1
+        if self.trim_heap:
+            trim_later()
 
 
 def default_device() -> str:

@@ -1,4 +1,5 @@
-"""The worker's allocator keeps freed batch-sized memory for the next batch, unless the operator set it up.
+"""The worker's allocator keeps freed batch-sized memory for the next batch, unless the operator set it up, and
+gives the free pages back to the operating system after a session ends.
 
 Each case runs in a fresh interpreter: what glibc's thresholds are in this test process depends on every test
 that ran before it.
@@ -6,12 +7,23 @@ that ran before it.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
 
 import pytest
+from prometheus_client import REGISTRY
+
+from realtime import allocator
+from realtime.engines.tts.base import VoiceSettings
+from realtime.session import LiveSession
+from testkit.bundles import write_astronaut_bundle
+from testkit.defaults import model_pool, session_config
+from testkit.voice import RecordingEvents
+from testkit.waits import until
+from tests.fixtures.fake_engines import BlockTTS, LevelLipSync
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc")
 
@@ -64,3 +76,83 @@ def test_the_operators_own_setting_wins():
     changed, mapped, _ = probe("keep", MALLOC_MMAP_THRESHOLD_="131072")
     assert not changed
     assert mapped >= 16 << 20
+
+
+# Run in a fresh process, so no other test's allocations and no allocator setting blur its RSS. Several
+# threads (each gets its own malloc arena) allocate 1 MB arrays and keep every other one: the freed ones are holes
+# between live blocks, which free() can never shrink the heap past. A 4 MB block freed first raises glibc's mmap
+# threshold above 1 MB, as a worker's first video frames do, so the 1 MB blocks come from the arenas.
+FREE_IN_THREADS = """
+import json, os, threading
+import numpy as np
+from realtime import allocator
+
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def allocate(kept):
+    arrays = [np.ones(1 << 20, np.uint8) for _ in range(ARRAYS)]
+    kept.extend(arrays[::2])
+
+np.ones(4 << 20, np.uint8)
+kept = []
+threads = [threading.Thread(target=allocate, args=(kept,)) for _ in range(THREADS)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+before = rss()
+released = allocator.trim()
+print(json.dumps({"before": before, "after": rss(), "released": released, "kept": len(kept)}))
+"""
+THREADS, ARRAYS = 4, 64
+FREED_BYTES = THREADS * ARRAYS // 2 * 2**20  # 128 MB freed, as many still alive
+
+
+def test_trim_gives_the_pages_of_freed_blocks_back():
+    code = FREE_IN_THREADS.replace("THREADS", str(THREADS)).replace("ARRAYS", str(ARRAYS))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "LD_PRELOAD"}
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True, cwd=root
+    )
+    rss = json.loads(child.stdout.splitlines()[-1])
+    assert rss["released"] and rss["kept"] == THREADS * ARRAYS // 2
+    # Most of what was freed leaves RSS: each 1 MB hole is 255 or 256 whole pages; half of it is a safe floor.
+    assert rss["before"] - rss["after"] >= FREED_BYTES // 2, rss
+
+
+def trims() -> float:
+    return REGISTRY.get_sample_value("livehuman_heap_trim_seconds_count") or 0.0
+
+
+async def test_a_session_that_ends_has_the_heap_trimmed_once(tmp_path):
+    """A real session speaks, its frames are rendered, it closes: a moment after its lease went back the heap
+    was trimmed, once (counted by the trim itself, in the process's metrics registry)."""
+    lipsync = LevelLipSync()
+    pool = model_pool(
+        device="cpu",
+        resolve=lambda kind, name: (lambda first: lipsync) if kind == "lipsync" else (lambda first: BlockTTS()),
+    )
+    bundle = write_astronaut_bundle(tmp_path / "astronaut")
+    config = session_config(
+        session_id="s",
+        role_id=1,
+        role_name="r",
+        fps=25,
+        avatar_path=bundle,
+        lipsync_engine="default",
+        tts_engine="piper",
+        voice=VoiceSettings(),
+    )
+    live = await LiveSession.open(config, pool, RecordingEvents())
+    await live.say("Somebody is talking.", 1)
+    await until(lambda: lipsync.batches, what="the first frames rendered")
+    before = trims()
+    await live.close()
+    await live.close()  # idempotent: the lease goes back once
+    assert pool.active_leases == 0
+    await until(lambda: trims() > before, timeout_s=allocator.SETTLE_S + 10, what="the heap trimmed after the session")
+    await pool.aclose()
+    assert trims() - before == 1
