@@ -436,6 +436,7 @@ async def latency(http: aiohttp.ClientSession, server: Server, turns: int, inter
     to_silence: list[float] = []
     to_rtp: list[float] = []  # REST sent → the RTP arrival of the packet in which the sound ends
     in_receiver: list[float] = []  # that packet's RTP arrival → aiortc's recv returns it (jitter buffer, decoder)
+    answered: list[float] = []  # REST sent → its 202 (the view, both channel-layer hops and the cut itself)
     # A worker preloads every active role when its first session starts: that session pays for the loading.
     first = Client(http, server, server.urls[0])
     cold = await first.open()
@@ -477,6 +478,7 @@ async def latency(http: aiohttp.ClientSession, server: Server, turns: int, inter
             await asyncio.sleep(1.0)
             cut = loop.time()
             await client.command("interrupt")
+            answered.append(loop.time() - cut)
             await client.idle()
             await asyncio.sleep(0.5)
             if (packet := client.seen.silent_from(cut)) is not None:
@@ -495,6 +497,7 @@ async def latency(http: aiohttp.ClientSession, server: Server, turns: int, inter
     print(f"   voice end → first changed frame:       {percentiles(to_frame)}")
     print(f"   REST say → first audible audio:        {percentiles(say_audio)}   (goal 400)")
     print(f"   REST interrupt → silence:              {percentiles(to_silence)}   (goal 120, jitter buffer included)")
+    print(f"     client: REST sent → its 202 (view, owner and back): {percentiles(answered)}")
     print(f"     server: REST → owner (channel layer): {histogram_percentiles(hop)}")
     print(f"     server: owner → speech ends in what aiortc takes: {histogram_percentiles(on_server)}   (goal < 20)")
     print(f"     client: REST sent → that packet's RTP arrival: {percentiles(to_rtp)}")

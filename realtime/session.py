@@ -189,7 +189,8 @@ class LiveSession:
         return self.ledger.writer(message_id, self.pipeline.open_message(message_id))
 
     async def interrupt(self) -> None:
-        """Stop the answers being written, cut every queued and playing message; the next audio packet is silence.
+        """Stop the answers being written, cut every queued and playing message; the next audio packet fades to
+        silence within its first 5 ms.
 
         The time from here to the end of speech in what the audio track hands to aiortc goes to
         ``livehuman_interrupt_silence_seconds``."""
@@ -253,6 +254,7 @@ class LiveSession:
 
     async def _cut(self, **swap: Any) -> None:
         """Interrupt; ``swap`` (avatar, tts, render) goes into the pipeline while its stages are stopped."""
+        self.pipeline.silence()  # first, before anything awaits
         if self.conversation is not None:
             await self.conversation.cancel_answers()
         cut = self.ledger.cut()  # first: a cue firing while the stages stop now finds nothing

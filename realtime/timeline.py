@@ -7,7 +7,8 @@ frame covers ``[start, start + its audio length)``; audio is kept by 20 ms
 packet (packet ``n`` at ``n · 20 ms``). The player writes a frame and its audio
 from the same position, so whichever track takes them, they leave stamped with
 the same instant. Whatever is still here has not been sent: an interrupt clears
-it and the next packet is silence.
+it, and the next packet is silence — or, when speech was being sent, that speech
+faded out over its first 5 ms, since a step from speech to zero clicks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from realtime.avatar.reader import AvatarBundle
 PACKET_SECONDS = 0.02  # opus frame size in WebRTC
 PACKETS_PER_SECOND = 50
 PACKET_SAMPLES = int(OUTPUT_RATE * PACKET_SECONDS)  # 960 at 48 kHz
+FADE_SAMPLES = OUTPUT_RATE // 200  # 5 ms: long enough that a cut does not click, short against the 20 ms packet
+# Half a raised cosine, from just under 1 to just over 0: no step at either end.
+FADE_OUT = 0.5 * (1 + np.cos(np.pi * np.arange(1, FADE_SAMPLES + 1) / (FADE_SAMPLES + 1)))
 
 
 def samples_per_frame(fps: int) -> int:
@@ -64,6 +68,8 @@ class PlayoutTimeline:
         self._video: dict[int, ScheduledFrame] = {}
         self._audio: dict[int, np.ndarray] = {}
         self.cuts = 0  # how many times ``clear`` ran: the audio track notes the first packet it takes after one
+        self._sent_speech: int | None = None  # the packet taken last, if it carried speech: a cut fades the next
+        self._fading: int | None = None  # the packet a cut faded out (a second clear keeps it as it is)
 
     def put(self, at: int, video: np.ndarray, audio: np.ndarray) -> None:
         """Schedule ``video`` from ``at`` for as long as its ``audio`` (1/fps s of 48 kHz samples) lasts."""
@@ -98,7 +104,9 @@ class PlayoutTimeline:
         """Packet ``packet``'s 960 samples, if anything was scheduled in it; earlier packets are dropped."""
         for stale in [key for key in self._audio if key < packet]:
             del self._audio[stale]
-        return self._audio.pop(packet, None)
+        samples = self._audio.pop(packet, None)
+        self._sent_speech = packet if samples is not None and packet != self._fading else None
+        return samples
 
     def drop_past(self, at: int) -> None:
         """Forget what should have left before ``at``: bounds memory when no peer is taking anything yet."""
@@ -107,9 +115,18 @@ class PlayoutTimeline:
             del self._audio[stale]
 
     def clear(self) -> None:
-        """Forget everything not yet sent (interrupt)."""
+        """Forget everything not yet sent (interrupt). When the packet taken last carried speech, the one after it
+        keeps the first 5 ms of what was scheduled there, faded out to silence; a second clear leaves that as is."""
+        if self._fading not in self._audio and self._sent_speech is not None:
+            following = self._audio.get(self._sent_speech + 1)
+            if following is not None:
+                self._fading = self._sent_speech + 1
+                faded = np.zeros(PACKET_SAMPLES, np.int16)
+                faded[:FADE_SAMPLES] = following[:FADE_SAMPLES] * FADE_OUT
+                self._audio[self._fading] = faded
+        kept = {self._fading: self._audio[self._fading]} if self._fading in self._audio else {}
         self._video.clear()
-        self._audio.clear()
+        self._audio = kept
         self.cuts += 1
 
     def __len__(self) -> int:

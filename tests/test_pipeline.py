@@ -13,12 +13,14 @@ import pytest
 from realtime.audio import SAMPLE_RATE, mel_window, melspectrogram, to_16k
 from realtime.clock import SessionClock
 from realtime.engines.tts.base import PCM, TTSError
-from realtime.frames import AudioChunk, FrameJob, MessageEnd
+from realtime.frames import AudioChunk, AVSegment, FrameJob, MessageEnd
 from realtime.pipeline import PipelineFull, PlayoutSettings, SpeechPipeline, TaskOwner
 from realtime.pipeline.features import FeatureStage, _settled
+from realtime.pipeline.player import Player
 from realtime.pipeline.render import RenderStage
 from realtime.pipeline.stage import Generation, Stage
-from realtime.timeline import FrameRate, PlayoutTimeline, samples_per_frame
+from realtime.timeline import FADE_SAMPLES, FrameRate, PlayoutTimeline, samples_per_frame
+from realtime.tracks import AvatarAudioTrack
 from testkit.defaults import playout_settings
 from testkit.waits import until
 from tests.fixtures.fake_engines import TTS_RATE, BlockTTS, LevelLipSync, block_level, level_of, painted_level
@@ -191,6 +193,55 @@ async def test_interrupt_empties_every_queue_behind_the_cut(make_pipeline):
     assert len(h.timeline.puts) - puts_at_cut == expected_frames(tts, "Fresh start here.")
     assert not h.listener.of("played", 1)
     assert all(at < cut for _, _, _, at in h.listener.of("on_air", 1))
+
+
+async def test_an_interrupt_silences_the_audio_track_within_one_packet_and_fades_it(make_pipeline):
+    h = make_pipeline(BlockTTS(delay_s=0.05, piece_s=0.1, tone_hz=277))
+    track = AvatarAudioTrack(h.clock, h.timeline)
+    packets: list[np.ndarray] = []
+
+    async def pull() -> None:  # as aiortc's sender does, one packet per 20 ms
+        while True:
+            packets.append((await track.recv()).to_ndarray().ravel().astype(np.int32))
+
+    def loud_at_its_end(packet: np.ndarray) -> bool:
+        """Cutting after this packet without a fade would step by more than twice the speech's own steepest step."""
+        return abs(packet[-1]) > 2 * np.abs(np.diff(packet)).max()
+
+    h.owner.spawn(pull(), name="test.audio")
+    h.pipeline.say(" ".join(f"This is sentence number {n} of the answer." for n in range(8)), message_id=1)
+    await until(lambda: len(packets) > 10 and loud_at_its_end(packets[-1]), what="speech loud at a packet's end")
+    cut = len(packets)  # no await between here and the cut: every packet from this index on was taken after it
+    await h.pipeline.restart()
+    await until(lambda: len(packets) > cut + 10, what="ten packets after the cut")
+
+    after = packets[cut : cut + 10]
+    assert not any(packet.any() for packet in after[1:])  # silence from the second packet on
+    assert after[0].any() and not after[0][FADE_SAMPLES:].any()  # the first fades out in its first 5 ms
+    steps = np.abs(np.diff(np.concatenate([packets[cut - 1], *after])))
+    assert steps.max() < abs(packets[cut - 1][-1])  # no click: every step is smaller than a hard cut's
+
+
+@pytest.mark.looptime  # the slots pass on a fast-forwarded clock
+async def test_the_player_drops_a_segment_cut_while_it_waited_for_its_slot():
+    clock, generation = SessionClock(), Generation()
+    timeline = RecordingTimeline(FPS, clock)
+    player = Player(
+        generation, clock, timeline, Listener(clock), rate=FrameRate(FPS), lead_frames=1, max_ahead_frames=2, maxsize=16
+    )
+    owner = TaskOwner()
+    owner.spawn(player.run(), name="test.player")
+    audio = np.ones(samples_per_frame(FPS), np.int16)
+    for _ in range(10):
+        player.inbox.put_nowait(AVSegment(generation.value, 1, np.zeros((2, 2, 3), np.uint8), audio))
+    await until(lambda: len(timeline.puts) >= 2, what="the player ahead of the clock, waiting for the next slot")
+
+    generation.bump()  # what SpeechPipeline.silence does, while the player's task still runs
+    player.clear()
+    scheduled = len(timeline.puts)
+    await asyncio.sleep(10 / FPS)  # the slots of every queued segment pass
+    assert len(timeline.puts) == scheduled and len(timeline) == 0
+    await owner.aclose()
 
 
 async def test_say_is_all_or_nothing_when_the_queue_is_full(make_pipeline):

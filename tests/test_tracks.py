@@ -157,6 +157,23 @@ async def test_the_first_packet_after_a_cut_reports_when_its_sound_ends():
     assert len(heard) == 1  # once per cut
 
 
+@pytest.mark.looptime
+async def test_a_cut_fades_the_speech_out_within_the_next_packet_without_a_click():
+    clock, timeline = SessionClock(), PlayoutTimeline()
+    track = AvatarAudioTrack(clock, timeline)
+    first = await track.recv()
+    speech = np.full(10 * PACKET_SAMPLES, 1000, np.int16)  # a hard cut of this steps by 1000
+    timeline.put(first.pts + PACKET_SAMPLES, np.zeros((2, 2, 3), np.uint8), speech)
+    sent = [(await track.recv()).to_ndarray().ravel() for _ in range(2)]
+    timeline.clear()
+    timeline.clear()  # an interrupt clears before it stops the stages and again after: the fade stays as it was
+    after = [(await track.recv()).to_ndarray().ravel() for _ in range(5)]
+    assert [bool(packet.any()) for packet in after] == [True, False, False, False, False]
+    assert not after[0][len(after[0]) // 2 :].any()  # silent well before the packet's end
+    steps = np.abs(np.diff(np.concatenate([sent[-1], *after]).astype(np.int32)))
+    assert steps.max() < 1000 / 20  # the fade: no step anywhere near the hard cut's
+
+
 async def test_timeline_takes_each_frame_once_and_clear_forgets_everything():
     timeline = PlayoutTimeline()
     audio = np.ones(1600, np.int16)  # 30 fps: 1600 samples a frame, so frames straddle packets

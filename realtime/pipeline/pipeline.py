@@ -153,12 +153,20 @@ class SpeechPipeline:
         """Start a message whose text will be added chunk by chunk, after whatever is being said."""
         return MessageStream(self.speech.inbox, self.generation.value, message_id)
 
+    def silence(self) -> None:
+        """Make everything queued stale and take it off the timeline now: the next audio packet fades to silence.
+
+        No await: an interrupt calls this before anything it waits for (an LLM stream closing, the stages
+        stopping), so none of that delays the silence; ``restart`` then stops and empties the stages."""
+        self.generation.bump()
+        self.player.clear()
+
     async def restart(
         self, *, avatar: AvatarBundle | None = None, tts: TTSEngine | None = None, render: Renderer | None = None
     ) -> None:
         """Interrupt: make everything queued stale, stop every stage mid-item, empty every queue and the timeline,
         and start again; while every stage is stopped, swap in another role's avatar, voice and renderer if given."""
-        self.generation.bump()
+        self.silence()
         await self.owner.cancel(*self._tasks.values())
         self._tasks.clear()
         for stage in self.stages:

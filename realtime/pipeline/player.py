@@ -79,6 +79,8 @@ class Player(Stage):
         if isinstance(item, AVSegment):
             duration = len(item.audio)
             await self.clock.sleep_until((self.first_start() - self.max_ahead_frames * duration) / OUTPUT_RATE)
+            if not self.is_current(item):
+                return  # cut while it waited (``SpeechPipeline.silence`` runs before this task is stopped)
             at = self.first_start()
             if item.subtitle is None and self._next is not None and at > self._next and self.on_late is not None:
                 self.on_late(-(-(at - self._next) // duration), OUTPUT_RATE // duration)
