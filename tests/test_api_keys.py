@@ -120,3 +120,30 @@ def test_a_key_acts_for_its_tenant_only(world_a, world_b):
     assert Voice.objects.get(pk=response.json()["id"]).tenant == world_a.tenant
     names = [voice["name"] for voice in key_client(world_a.raw_key).get("/api/v1/voices/").json()["results"]]
     assert names == ["acme voice"]
+
+
+@pytest.mark.parametrize(
+    ("language", "headings", "help_text"),
+    [
+        (
+            "zh-hans",
+            ["前缀", "名称", "会话", "配置", "创建时间", "过期时间", "已过期", "已吊销"],
+            "API 密钥吊销后，客户端将无法再使用它（吊销后不可恢复）。",
+        ),
+        (
+            "en",
+            ["Prefix", "Name", "Sessions", "Configuration", "Created", "Expires", "Expired", "Revoked"],
+            "If the API key is revoked, clients cannot use it anymore. (This cannot be undone.)",
+        ),
+    ],
+)
+def test_the_key_list_and_form_read_in_the_admin_users_language(world_a, cast, language, headings, help_text):
+    """The library's own fields have English labels only; the tenant's key model relabels them."""
+    client = cast.client("own_owner")
+    listing = client.get(reverse("admin:tenancy_tenantapikey_changelist"), HTTP_ACCEPT_LANGUAGE=language)
+    shown = re.findall(r'<div class="text">\s*(?:<a [^>]*>|<span>)([^<]+)<', listing.content.decode())
+    assert shown == headings
+    change = client.get(
+        reverse("admin:tenancy_tenantapikey_change", args=[quote(world_a.api_key.pk)]), HTTP_ACCEPT_LANGUAGE=language
+    )
+    assert help_text in change.content.decode()

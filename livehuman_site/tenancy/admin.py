@@ -244,11 +244,16 @@ class TenantAPIKeyAdmin(TenantScopedAdmin, APIKeyModelAdmin):
         "scope_configuration",
         "created",
         "expiry_date",
-        "_has_expired",
+        "expired",
         "revoked",
     ]
     list_filter = ["revoked", "scope_sessions", "scope_configuration", "created"]
     actions = ["revoke_keys"]
+
+    @admin.display(description=gettext_lazy("expired"), boolean=True)
+    def expired(self, key: TenantAPIKey) -> bool:
+        """The library's ``_has_expired``, under a translated heading."""
+        return key.has_expired
 
     def save_model(self, request: HttpRequest, obj: TenantAPIKey, form: Any, change: bool) -> None:
         if change:

@@ -147,6 +147,26 @@ class TenantAPIKey(AbstractAPIKey):
     """An integration's key: shown once at creation, stored hashed, revocable; it acts for one tenant, within its
     scopes. A new key runs sessions only: a key that leaks from a client cannot rewrite the tenant's roles."""
 
+    # The library's fields again, with labels in the admin user's language: its own are English only (no
+    # verbose_name, or strings no catalog of ours would keep). Only labels and help differ from the library's.
+    prefix = models.CharField(_("prefix"), max_length=8, unique=True, editable=False)
+    created = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    name = models.CharField(
+        _("name"),
+        max_length=50,
+        blank=False,
+        default=None,
+        help_text=_("A free-form name for the API key. Need not be unique. 50 characters max."),
+    )
+    revoked = models.BooleanField(
+        _("revoked"),
+        blank=True,
+        default=False,
+        help_text=_("If the API key is revoked, clients cannot use it anymore. (This cannot be undone.)"),
+    )
+    expiry_date = models.DateTimeField(
+        _("expires"), blank=True, null=True, help_text=_("Once API key expires, clients cannot use it anymore.")
+    )
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("tenant"))
     scope_sessions = models.BooleanField(
         _("sessions"),
