@@ -16,7 +16,8 @@
    with the same instant (encode + decode + jitter buffers; what a client that
    plays on arrival would see).
 3. Interrupt-to-silence: ``interrupt`` during speech, repeated; the time until
-   the server's audio track sends silence, and until the client receives it.
+   the speech ends in what the server's audio track hands to aiortc (the track's
+   own report, fade-out included), and until the client receives the silence.
 
     python -m bench.talking [--seconds 60] [--frames 100] [--pipeline-seconds 3] [--interrupts 5] [--skip-wav2lip]
 """
@@ -52,7 +53,7 @@ from realtime.session import LiveSession
 from realtime.timeline import FrameRate, PlayoutTimeline
 from testkit.bundles import write_astronaut_bundle
 from testkit.defaults import model_pool, open_bundle, playout_settings, session_config
-from testkit.peers import ReceivingPeer, mouth_change, rms, spy_first_pts
+from testkit.peers import Received, ReceivingPeer, mouth_change, rms, spy_first_pts
 
 BATCH = 8
 SENTENCE_S = 3.0  # audio handed to the features stage a sentence at a time, as Piper delivers it
@@ -208,6 +209,9 @@ class Events:
     async def ended(self, reason: str) -> None:
         print(f"   session ended: {reason}")
 
+    async def media_started(self) -> None:
+        pass
+
 
 async def until(condition, timeout: float) -> None:
     async with asyncio.timeout(timeout):
@@ -308,27 +312,26 @@ async def long_say(bundle_path: Path, seconds: float) -> None:
 
 async def interrupts(bundle_path: Path, count: int) -> None:
     live, client, _, _, pool = await open_call(bundle_path)
-    sent: list[tuple[float, float]] = []  # (loop time, rms) of every packet the server's audio track hands over
-    original = live.audio_track.recv
+    silent_at: list[float] = []  # session-clock time the speech ends in the first packet after each cut
+    measure = live.audio_track.on_cut_heard
 
-    async def recv():
-        frame = await original()
-        sent.append((asyncio.get_running_loop().time(), rms(frame.to_ndarray())))
-        return frame
+    def cut_heard(at: float) -> None:
+        silent_at.append(at)
+        if measure is not None:
+            measure(at)
 
-    live.audio_track.recv = recv
+    live.audio_track.on_cut_heard = cut_heard
     loop = asyncio.get_running_loop()
     server_ms, client_ms = [], []
     for n in range(count):
         await live.say(PARAGRAPH, 100 + n)
         await until(lambda: client.audio and rms(client.audio[-1].data) > 500, 20)
         await asyncio.sleep(0.3)
-        cut = loop.time()
+        cut, cut_clock = loop.time(), live.clock.now()
         await live.interrupt()
         await asyncio.sleep(0.6)
-        server_ms.append(1000 * (first_lasting_silence([p for p in sent if p[0] >= cut]) - cut))
-        received = [(f.arrived, rms(f.data)) for f in client.audio if f.arrived >= cut]
-        client_ms.append(1000 * (first_lasting_silence(received) - cut))
+        server_ms.append(1000 * (silent_at[-1] - cut_clock))
+        client_ms.append(1000 * (silence_begins([f for f in client.audio if f.arrived >= cut]) - cut))
     print(f"\n3. interrupt to silence ({count} interrupts during speech)")
     print(f"   server audio track: median {statistics.median(server_ms):.0f} ms, max {max(server_ms):.0f} ms")
     print(
@@ -340,11 +343,15 @@ async def interrupts(bundle_path: Path, count: int) -> None:
     await pool.aclose()
 
 
-def first_lasting_silence(packets: list[tuple[float, float]]) -> float:
-    """Time of the packet after the last loud one (everything from there on is silent)."""
-    loud = [i for i, (_, level) in enumerate(packets) if level >= SILENT_RMS]
-    index = loud[-1] + 1 if loud else 0
-    return packets[min(index, len(packets) - 1)][0]
+def silence_begins(packets: list[Received]) -> float:
+    """When the silence that lasts to the end begins: the arrival of the last packet with sound in it plus where,
+    in 2.5-ms blocks, its sound ends (a cut's fade-out ends 5 ms in); the first packet's arrival if none sounds."""
+    loud = [packet for packet in packets if rms(packet.data) >= SILENT_RMS]
+    if not loud:
+        return packets[0].arrived
+    blocks = np.array_split(loud[-1].data, 8)
+    sounding = [n for n, block in enumerate(blocks) if rms(block) >= SILENT_RMS]
+    return loud[-1].arrived + (sounding[-1] + 1 if sounding else 0) * 0.0025
 
 
 async def main(args: argparse.Namespace) -> None:
