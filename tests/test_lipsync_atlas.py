@@ -9,6 +9,8 @@ model as well.
 
 from __future__ import annotations
 
+import gc
+
 import cv2
 import numpy as np
 import pytest
@@ -296,3 +298,13 @@ def test_base_frame_parts_are_kept_within_their_budget_and_cut_alike_again(avata
         assert parts.nbytes <= budget
     for kept, again in zip(first, parts.get(avatar.frames, 0), strict=True):  # long evicted: cut anew
         np.testing.assert_array_equal(kept, again)
+
+
+def test_the_kept_base_frame_parts_go_with_the_avatar(avatar, speech):
+    passing = AvatarBundle.open(avatar.path)
+    engine = AtlasLipSync()
+    engine.render_batch(frame_requests(passing, speech)[:4])
+    assert len(engine.parts) == 1
+    del passing
+    gc.collect()
+    assert len(engine.parts) == 0

@@ -27,6 +27,7 @@ whichever sessions they come from.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -214,7 +215,7 @@ class AtlasLipSync(LipSyncEngine):
     def __init__(self, device: str = "cpu") -> None:
         super().__init__(device)
         self._fitted: dict[Path, FittedAvatar] = {}
-        self._parts: dict[Path, BaseParts] = {}
+        self.parts: dict[int, BaseParts] = {}  # by the avatar object's id, while it lives
         self._lock = threading.Lock()
 
     def fitted(self, avatar: AvatarBundle) -> FittedAvatar:
@@ -225,8 +226,17 @@ class AtlasLipSync(LipSyncEngine):
                 atlas = MouthAtlas.load(avatar.extra_folder(ATLAS))
                 size = (avatar.manifest.height, avatar.manifest.width)
                 fitted = self._fitted[avatar.path] = fit_avatar(atlas, avatar.landmarks, size)
-                self._parts[avatar.path] = BaseParts(fitted)
             return fitted
+
+    def base_parts(self, avatar: AvatarBundle) -> BaseParts:
+        """The avatar's kept base-frame parts: they go when the avatar object does (roles come and go)."""
+        fitted = self.fitted(avatar)
+        with self._lock:
+            parts = self.parts.get(id(avatar))
+            if parts is None:
+                parts = self.parts[id(avatar)] = BaseParts(fitted)
+                weakref.finalize(avatar, self.parts.pop, id(avatar), None)
+            return parts
 
     def render_batch(self, requests: Sequence[LipSyncRequest]) -> list[np.ndarray]:
         if not requests:
@@ -247,7 +257,7 @@ class AtlasLipSync(LipSyncEngine):
             targets = target_shapes(fitted, shapes[positions])
             slices = [slice(end - len(run), end) for run, end in zip(runs, ends, strict=True)]
             entries, weights = choose_entries(fitted, targets, indices, slices)
-            frames = compose(fitted, self._parts[avatar.path], avatar.frames, indices, entries, weights)
+            frames = compose(fitted, self.base_parts(avatar), avatar.frames, indices, entries, weights)
             for position, frame in zip(positions, frames, strict=True):
                 out[position] = frame
         return out  # type: ignore[return-value]
