@@ -64,6 +64,11 @@ def audio_seconds(call: Call, frame: Received) -> float:
     return (frame.pts + call.first_pts["audio"]) / 48_000
 
 
+def video_seconds(call: Call, frame: Received) -> float:
+    """Session-clock time of a received video frame."""
+    return (frame.pts + call.first_pts["video"]) / 90_000
+
+
 def video_tick(call: Call, frame: Received) -> int:
     return round((frame.pts + call.first_pts["video"]) * FPS / 90_000)
 
@@ -196,32 +201,38 @@ async def test_interrupt_silences_the_audio_for_good_and_rests_the_mouth(chat_se
     await call.communicator.send_json_to({"type": "interrupt"})
     client = call.client
 
-    def silence_from() -> float | None:
-        """Arrival of the first packet of the silence that ends the audio since the interrupt, once it lasts 1 s."""
+    def silence_from() -> Received | None:
+        """The first packet of the silence that ends the audio since the interrupt, once it lasts 1 s."""
         after = [f for f in client.audio if f.arrived >= sent_at]
         loud = [i for i, f in enumerate(after) if rms(f.data) >= SILENT_RMS]
         start = loud[-1] + 1 if loud else 0
-        return after[start].arrived if len(after) - start >= 50 else None
+        return after[start] if len(after) - start >= 50 else None
+
+    def silent_s() -> float | None:
+        """Session-clock time at which the lasting silence starts."""
+        silence = silence_from()
+        return None if silence is None else audio_seconds(call, silence)
 
     # the sentence would have gone on for seconds: a second of silence after the interrupt is the interrupt's doing;
     # how fast it comes is bench.talking's number (3. interrupt to silence), so the deadline here only catches a hang
     await until(
-        lambda: (start := silence_from()) is not None and any(f.arrived > start + 0.6 for f in client.video),
+        lambda: (start := silent_s()) is not None and any(video_seconds(call, f) > start + 0.6 for f in client.video),
         timeout_s=20,
         what="a lasting silence (and the video past it) after the interrupt",
     )
-    silent_at = silence_from()
-    print(f"interrupt to silence at the client: {(silent_at - sent_at) * 1000:.0f} ms")
+    silence = silence_from()
+    print(f"interrupt to silence at the client: {(silence.arrived - sent_at) * 1000:.0f} ms")
 
     await call.log.wait_for("state", state="idle")
     _, timings = await call.log.wait_for("timings")
     message = await database_sync_to_async(Message.objects.get)(pk=timings["message_id"])
     assert message.interrupted and message.total_ms > 0
-    assert silence_from() == silent_at, "the voice came back after the interrupt"
-    # the mouth is back to the still face once the voice has stopped (0.3 s: A/V skew and the face easing shut)
+    assert silence_from() is silence, "the voice came back after the interrupt"
+    # the mouth is back to the still face once the voice has stopped: in frames stamped more than 0.3 s of session
+    # time after the silence's first packet (A/V skew and the face easing shut), however late they arrived
     live = call.live
     still, box = live.lease.avatar.frames[0], live.lease.avatar.mouth_boxes[0]
-    late = [f for f in call.client.video if f.arrived > silent_at + 0.3]
+    late = [f for f in call.client.video if video_seconds(call, f) > audio_seconds(call, silence) + 0.3]
     assert late and max(mouth_change(f.data, still, box) for f in late) < MOVED
     await call.hang_up()
 
