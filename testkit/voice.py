@@ -34,12 +34,14 @@ TIME_BASE = fractions.Fraction(1, RATE)
 
 @dataclass
 class Spoken:
-    """One queued utterance; ``started_at`` (loop time) is when its first sample was due, once it has been."""
+    """One queued utterance; ``started_at`` (loop time) is when its first sample was due, once it has been, and
+    ``started_s`` where it starts in the track's own media time (its pts in seconds), however late it was read."""
 
     utterance: Utterance
     samples: np.ndarray  # 48 kHz
     speed: float
     started_at: float | None = None
+    started_s: float | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -63,6 +65,12 @@ class SpeakingTrack(MediaStreamTrack):
         self._offset = 0
         self._start: float | None = None
         self._pts = 0
+
+    @property
+    def read_s(self) -> float:
+        """Media time (s) up to which the track's reader has taken audio: a measure of how far the listener has
+        heard that does not depend on how late it read."""
+        return 0.0 if self._start is None else (self._pts + FRAME_SAMPLES) / RATE
 
     def say(self, utterance: Utterance) -> Spoken:
         spoken = Spoken(utterance, to_48k(utterance.samples), self.speed)
@@ -89,6 +97,7 @@ class SpeakingTrack(MediaStreamTrack):
         if self._current is None and self._queue:
             self._current, self._offset = self._queue.pop(0), 0
             self._current.started_at = due
+            self._current.started_s = self._pts / RATE
         out = np.zeros(FRAME_SAMPLES, np.int16)
         if self._current is not None:
             piece = self._current.samples[self._offset : self._offset + FRAME_SAMPLES]
