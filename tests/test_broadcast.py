@@ -78,7 +78,7 @@ async def test_a_broadcast_started_on_one_process_is_driven_from_the_other(
         )
         assert restarted.status_code == 202 and restarted.json()["state"] in {"connecting", "live"}, restarted.text
         await wait_for_rtmp(on_b, session_id, "live")
-        await asyncio.sleep(1.0)
+        await asyncio.to_thread(rtmp_server.wait_for_pictures, 2, 10)  # the restarted stream carries pictures
         assert (await on_b.post(f"/api/v1/sessions/{session_id}/end/")).status_code == 200
     recordings = rtmp_server.wait_for_recording(2)
 

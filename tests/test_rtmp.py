@@ -184,7 +184,7 @@ async def test_a_speaking_session_streams_h264_and_aac_in_step_to_nginx(live, rt
 async def test_a_dropped_server_is_retried_and_the_session_goes_on(live, rtmp_server):
     await live.start_rtmp(rtmp_server.url, LOCAL, FAST_RETRY)
     await wait_for_state(live, "live")
-    await asyncio.sleep(1.0)
+    await asyncio.to_thread(rtmp_server.wait_for_pictures, 1, 10)
     rtmp_server.stop()
     await wait_for_state(live, "retrying")
     error = live.snapshot()["rtmp"]["last_error"]
@@ -192,7 +192,7 @@ async def test_a_dropped_server_is_retried_and_the_session_goes_on(live, rtmp_se
     await live.say("Still here while the stream is down.", 1)  # the session itself is untouched
     rtmp_server.start()
     await wait_for_state(live, "live", timeout=30)
-    await asyncio.sleep(1.5)
+    await asyncio.to_thread(rtmp_server.wait_for_pictures, 2, 10)
     await live.stop_rtmp()
     recordings = rtmp_server.wait_for_recording(2)
     for recording in recordings:
