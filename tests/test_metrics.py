@@ -97,6 +97,7 @@ async def test_each_daphne_reports_its_own_sessions_stages_and_requests(
             await socket.wait_for("error", code="bad_message")
 
             on_a, on_b = await scrape(a), await scrape(b)
+            received = list(client.video)
         finally:
             await client.close()
             await socket.close()
@@ -104,9 +105,14 @@ async def test_each_daphne_reports_its_own_sessions_stages_and_requests(
     # The live session is counted where it runs, by state and tenant, and nowhere else.
     assert total(on_a, "livehuman_live_sessions", tenant="acme") == 1
     assert total(on_b, "livehuman_live_sessions") == 0
-    # Frames delivered each second against the role's 25 fps target.
+    # Frames delivered each second against the role's 25 fps target: never above it, and as many as the client
+    # received per second of the frames' own timestamps (a loaded machine sends and receives fewer; a lost packet
+    # only lowers what the client counts).
     seconds = total(on_a, "livehuman_session_fps_delivered_count", target="25")
-    assert seconds >= 2 and 10 < total(on_a, "livehuman_session_fps_delivered_sum", target="25") / seconds < 30
+    delivered = total(on_a, "livehuman_session_fps_delivered_sum", target="25") / max(seconds, 1)
+    received_fps = (len(received) - 1) / ((received[-1].pts - received[0].pts) / 90_000)
+    print(f"\nfps: the metric's mean {delivered:.1f}, the client's {received_fps:.1f} by pts")
+    assert seconds >= 2 and 0.8 * received_fps < delivered < 30, (delivered, received_fps)
     assert total(on_a, "livehuman_session_fps_ratio_count") == seconds
     assert total(on_a, "livehuman_lipsync_batch_size_count") > 0
     for stage in ("vad_decision", "asr_tail", "llm_first_token", "tts_first_audio", "first_frame"):
