@@ -137,6 +137,11 @@ class MessageLedger:
             return None
         return utterance.timings(self.clock.now(), interrupted=False, durations=self.durations)
 
+    def heard(self, message_id: int) -> str:
+        """The words of an open message on air by now: what an interrupt now would keep ("" when not open)."""
+        utterance = self._open.get(message_id)
+        return "" if utterance is None else utterance.spoken.until(self.clock.now(), self.durations.get)
+
     def cut(self) -> list[tuple[int, MessageTimings]]:
         """Close every open message as interrupted now; their timings, oldest first."""
         cut, self._open = self._open, {}
