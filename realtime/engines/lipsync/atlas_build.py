@@ -26,6 +26,7 @@ from realtime.face.mesh import FaceLandmarker
 from .atlas import BaseParts, compose, fit_avatar
 from .mouth_atlas import MouthAtlas, build_mouth_atlas
 
+BATCH = 8  # entries composed at once
 SEEN_FRAMES = 25  # base frames measured on (bench.face harness, a minute: r 0.69 with 12, 0.75 with 25, 0.79 with 50)
 
 
@@ -63,8 +64,10 @@ def measure_seen(
     landmarker = FaceLandmarker()
     seen = np.empty((len(entries), len(bases)), np.float32)
     for column, base in enumerate(bases):
-        rendered = compose(fitted, parts, frames, np.full(len(entries), base), entries, weights)
-        for k, frame in enumerate(rendered):
-            found = landmarker.landmarks(frame, seed=landmarks[base])
-            seen[k, column] = topology.mouth_opening(found.points) if found is not None else atlas.features[k, 0]
+        for start in range(0, len(entries), BATCH):  # a session's batch at a time: no more memory than a session
+            chunk = entries[start : start + BATCH]
+            rendered = compose(fitted, parts, frames, np.full(len(chunk), base), chunk, weights[: len(chunk)])
+            for k, frame in enumerate(rendered, start):
+                found = landmarker.landmarks(frame, seed=landmarks[base])
+                seen[k, column] = topology.mouth_opening(found.points) if found is not None else atlas.features[k, 0]
     return dataclasses.replace(atlas, seen=seen, seen_frames=bases)
