@@ -46,7 +46,7 @@ async def start_call(session_id, raw_key: str, *, microphone: bool = False) -> C
     connected, _ = await communicator.connect()
     assert connected
     log = EventLog(communicator)
-    await log.wait_for("state")
+    await log.wait_for("state", timeout=60)  # the session's start-up: engines load first, slowly on a loaded machine
     live = live_session(session_id)
     first_pts = spy_first_pts(live)
     client = ReceivingPeer(microphone=microphone)
@@ -228,12 +228,14 @@ async def test_interrupt_silences_the_audio_for_good_and_rests_the_mouth(chat_se
     message = await database_sync_to_async(Message.objects.get)(pk=timings["message_id"])
     assert message.interrupted and message.total_ms > 0
     assert silence_from() is silence, "the voice came back after the interrupt"
-    # the mouth is back to the still face once the voice has stopped: in frames stamped more than 0.3 s of session
-    # time after the silence's first packet (A/V skew and the face easing shut), however late they arrived
-    live = call.live
-    still, box = live.lease.avatar.frames[0], live.lease.avatar.mouth_boxes[0]
+    # the mouth is back at rest once the voice has stopped: in frames stamped more than 0.3 s of session time after
+    # the silence's first packet (A/V skew and the face easing shut), however late they arrived, the mouth is that
+    # of one of the idle loop's own frames (the still portrait sways and breathes: a later frame of the loop is not
+    # the first one, and a loaded machine only waits through more of the loop)
+    avatar = call.live.lease.avatar
+    rest = [(avatar.frames[k], avatar.mouth_boxes[k]) for k in range(len(avatar.frames))]
     late = [f for f in call.client.video if video_seconds(call, f) > audio_seconds(call, silence) + 0.3]
-    assert late and max(mouth_change(f.data, still, box) for f in late) < MOVED
+    assert late and max(min(mouth_change(f.data, still, box) for still, box in rest) for f in late) < MOVED
     await call.hang_up()
 
 
