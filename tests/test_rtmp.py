@@ -158,15 +158,19 @@ async def test_a_speaking_session_streams_h264_and_aac_in_step_to_nginx(live, rt
     await speak(live, 1)
     await asyncio.sleep(1.0)
     assert live.snapshot()["rtmp"]["state"] == "live"
-    sent = sentence_lags(live, *await source.stop())
+    tapped = await source.stop()
+    sent = sentence_lags(live, *tapped)
     await live.stop_rtmp()
     [recording] = rtmp_server.wait_for_recording(1)
 
     video, audio, audio_start, codecs = decode(recording)
     assert codecs == {"video": "h264", "audio": "aac"}
+    # The stream's frame rate by its own timestamps is the rate the session sent in the same run (25, or fewer
+    # when a loaded machine made the session skip slots: that is the degradation ladder's business, not RTMP's).
     times = np.array([at for at, _ in video])
     fps = (len(times) - 1) / (times[-1] - times[0])
-    assert times[-1] - times[0] > 4 and abs(fps - 25) < 1.5, (len(times), times[-1] - times[0], fps)
+    sent_fps = (len(tapped[0]) - 1) / (tapped[0][-1][0] - tapped[0][0][0])
+    assert times[-1] - times[0] > 4 and abs(fps - sent_fps) < 1.5 and fps < 25 + 1.5, (len(times), fps, sent_fps)
 
     rms = windows_rms(audio)  # one value per 20 ms
     voiced = np.flatnonzero(rms > VOICED_RMS)
@@ -176,7 +180,8 @@ async def test_a_speaking_session_streams_h264_and_aac_in_step_to_nginx(live, rt
     # A/V sync: the mouth starts with the voice in the stream as it does in what the session sends (the
     # default engine opens the mouth a frame ahead of the sound), within one frame.
     lags = sentence_lags(live, video, audio, audio_start)
-    print(f"\nRTMP: {len(video)} frames at {fps:.2f} fps; mouth after voice {lags} s (as sent: {sent} s)")
+    print(f"\nRTMP: {len(video)} frames at {fps:.2f} fps (sent {sent_fps:.2f})")
+    print(f"mouth after voice {lags} s (as sent: {sent} s)")
     assert len(lags) == len(sent) >= 1, (lags, sent)
     assert all(abs(streamed - own) <= 1 / 25 for streamed, own in zip(lags, sent, strict=True)), (lags, sent)
 
@@ -220,7 +225,8 @@ async def test_a_minute_of_speech_stays_within_one_frame(live, rtmp_server):
         message_id += 1
         await speak(live, message_id)
         await asyncio.sleep(1.0)  # a pause between sentences: each one starts from silence
-    sent = sentence_lags(live, *await source.stop())
+    tapped = await source.stop()
+    sent = sentence_lags(live, *tapped)
     await live.stop_rtmp()
     [recording] = rtmp_server.wait_for_recording(1)
     video, audio, audio_start, _ = decode(recording)
