@@ -11,13 +11,13 @@ every worker reaches sooner or later hold from its first batch. An operator's ow
 
 Memory kept that way stays resident in the heap arenas after the session that freed it is gone: RSS would
 keep every peak of every session. So ``trim_later`` has ``malloc_trim(0)`` (glibc ≥ 2.8) walk every arena a
-moment after a session ends and ``madvise`` its whole free pages back to the kernel: the next session faults
+moment after sessions end and ``madvise`` its whole free pages back to the kernel: the next session faults
 in once the pages it touches, where a low mmap threshold (``MALLOC_MMAP_THRESHOLD_``) would fault in every
 frame's. The moment (``SETTLE_S``) is for work the session started that goes on after it closed (a sentence
 being synthesised, a batch being rendered, in executor threads) and frees its memory when it ends. A trim with
 much to give back takes tens of milliseconds and holds each arena's lock while it walks it: never per frame,
-never on the event loop. ``malloc_trim`` leaves the top of each thread's arena (up to the trim threshold)
-resident.
+never on the event loop. ``malloc_trim`` leaves the top of each thread arena (up to the trim threshold)
+resident, so ``keep_freed_memory`` also has the threads started after it share glibc's main arena.
 
 Elsewhere (musl, macOS; jemalloc preloaded, with arenas of its own) nothing here changes anything that matters.
 """
@@ -26,16 +26,22 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 import threading
 import time
+from collections.abc import Callable
 
 from .metrics import HEAP_TRIM_SECONDS
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 32 << 20  # the most glibc's own threshold rises to on 64-bit
 TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # as glibc pairs them
 OPERATOR_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+# One arena for the whole worker: malloc_trim gives back the main arena's top but no thread arena's, which
+# kept up to a trim threshold each (bench.memory: +176 MB after 101 sessions with glibc's up to 16 arenas on 2
+# cores, +62 with one, at the same CPU per session within this busy machine's noise).
+ARENAS = 1
 # A closed session's last work ends within a second on a busy 2-core machine (bench.memory's rounds: RSS
 # settled 0.5–1 s after the last close); twice that, to be sure.
 SETTLE_S = 2.0
@@ -53,14 +59,22 @@ _MALLOC_TRIM = _glibc("malloc_trim")
 
 
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds for this process (idempotent). False where nothing was changed:
-    not glibc, or the operator set the allocator up through the environment."""
+    """Raise glibc's mmap and trim thresholds for this process and have the threads started from now on share
+    one arena (idempotent). False where nothing was changed: not glibc, or the operator set the allocator up
+    through the environment."""
     if any(name in os.environ for name in OPERATOR_SETTINGS) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     mallopt = _glibc("mallopt")
     if mallopt is None:
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return all(mallopt(*setting) for setting in _settings())
+
+
+def _settings() -> list[tuple[int, int]]:
+    settings = [(M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD)]
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        settings.append((M_ARENA_MAX, ARENAS))
+    return settings
 
 
 def trim() -> bool:
@@ -74,8 +88,27 @@ def trim() -> bool:
     return released
 
 
-def trim_later(delay_s: float = SETTLE_S) -> None:
-    """``trim`` in a thread of its own, ``delay_s`` from now (a daemon: it never holds the process up)."""
-    timer = threading.Timer(delay_s, trim)
-    timer.daemon = True
-    timer.start()
+_later_guard = threading.Lock()
+_later: threading.Timer | None = None
+
+
+def trim_later(delay_s: float = SETTLE_S, *, idle: Callable[[], bool] = lambda: False) -> None:
+    """``trim`` in a thread of its own, ``delay_s`` after the last call: each call puts it off again, so sessions
+    ending together cost one walk of the arenas, and the next sessions one fault-in of the pages they touch.
+
+    If ``idle()`` says no session runs any more by then, the garbage cycles the closed sessions left are
+    collected first, so their memory is free when the arenas are walked: a full collection holds the GIL for
+    hundreds of milliseconds on a busy machine, too long while any session's media waits for it."""
+    global _later
+    with _later_guard:
+        if _later is not None:
+            _later.cancel()  # no use once it is trimming: that trim runs on, and this one after it
+        _later = threading.Timer(delay_s, _collect_and_trim, args=(idle,))
+        _later.daemon = True  # never holds the process up at exit
+        _later.start()
+
+
+def _collect_and_trim(idle: Callable[[], bool]) -> None:
+    if idle():
+        gc.collect()
+    trim()

@@ -266,7 +266,7 @@ class ModelPool:
         self._users += Counter()  # drop keys nobody holds any more
         self._leases -= 1
         if self.trim_heap:
-            trim_later()
+            trim_later(idle=lambda: self._leases == 0)
 
 
 def default_device() -> str:
