@@ -11,13 +11,15 @@ every worker reaches sooner or later hold from its first batch. An operator's ow
 
 Memory kept that way stays resident in the heap arenas after the session that freed it is gone: RSS would
 keep every peak of every session. So ``trim_later`` has ``malloc_trim(0)`` (glibc ≥ 2.8) walk every arena a
-moment after sessions end and ``madvise`` its whole free pages back to the kernel: the next session faults
-in once the pages it touches, where a low mmap threshold (``MALLOC_MMAP_THRESHOLD_``) would fault in every
-frame's. The moment (``SETTLE_S``) is for work the session started that goes on after it closed (a sentence
-being synthesised, a batch being rendered, in executor threads) and frees its memory when it ends. A trim with
-much to give back takes tens of milliseconds and holds each arena's lock while it walks it: never per frame,
-never on the event loop. ``malloc_trim`` leaves the top of each thread arena (up to the trim threshold)
-resident, so ``keep_freed_memory`` also has the threads started after it share glibc's main arena.
+moment after the worker's last session ends and ``madvise`` its whole free pages back to the kernel: the next
+session faults in once the pages it touches, where a low mmap threshold (``MALLOC_MMAP_THRESHOLD_``) would
+fault in every frame's. The moment (``SETTLE_S``) is for work the session started that goes on after it
+closed (a sentence being synthesised, a batch being rendered, in executor threads) and frees its memory when
+it ends. A trim with much to give back takes tens of milliseconds and holds each arena's lock while it walks
+it, stalling every thread that allocates: so only an idle worker trims, never one whose sessions' media would
+wait for it. While sessions run, what the ended ones freed is what the next ones reuse. ``malloc_trim`` leaves
+the top of each thread arena (up to the trim threshold) resident, so ``keep_freed_memory`` also has the
+threads started after it share glibc's main arena.
 
 Elsewhere (musl, macOS; jemalloc preloaded, with arenas of its own) nothing here changes anything that matters.
 """
@@ -92,13 +94,14 @@ _later_guard = threading.Lock()
 _later: threading.Timer | None = None
 
 
-def trim_later(delay_s: float = SETTLE_S, *, idle: Callable[[], bool] = lambda: False) -> None:
-    """``trim`` in a thread of its own, ``delay_s`` after the last call: each call puts it off again, so sessions
-    ending together cost one walk of the arenas, and the next sessions one fault-in of the pages they touch.
+def trim_later(delay_s: float = SETTLE_S, *, idle: Callable[[], bool] = lambda: True) -> None:
+    """``trim`` in a thread of its own, ``delay_s`` after the last call, if ``idle()`` then says no session runs:
+    each call puts it off again, so sessions ending together cost one walk of the arenas, and the next sessions
+    one fault-in of the pages they touch.
 
-    If ``idle()`` says no session runs any more by then, the garbage cycles the closed sessions left are
-    collected first, so their memory is free when the arenas are walked: a full collection holds the GIL for
-    hundreds of milliseconds on a busy machine, too long while any session's media waits for it."""
+    The garbage cycles the closed sessions left are collected first, so their memory is free when the arenas are
+    walked. Both wait for an idle worker: a full collection holds the GIL, and a trim the arena's lock, for
+    hundreds of milliseconds on a busy machine, too long while any session's media waits for them."""
     global _later
     with _later_guard:
         if _later is not None:
@@ -109,6 +112,7 @@ def trim_later(delay_s: float = SETTLE_S, *, idle: Callable[[], bool] = lambda: 
 
 
 def _collect_and_trim(idle: Callable[[], bool]) -> None:
-    if idle():
-        gc.collect()
+    if not idle():
+        return  # a session started meanwhile: the memory is in use again
+    gc.collect()
     trim()

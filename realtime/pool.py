@@ -100,8 +100,9 @@ class ModelPool:
     ) -> None:
         """``batch_size``, ``batch_wait_ms`` and ``frame_cache_mb`` have no defaults: the session factory passes
         the LIPSYNC_BATCH_* and AVATAR_FRAME_CACHE_MB settings (``livehuman_site.runtime_settings.pool_options``).
-        ``trim_heap``: trim the C heap a moment after each lease is released (``allocator.trim_later``), so the
-        worker's RSS does not keep every session's peak; False only to measure what that is worth (``bench.memory``)."""
+        ``trim_heap``: trim the C heap a moment after the last lease is released (``allocator.trim_later``), so
+        an idle worker's RSS does not keep every session's peak; False only to measure what that is worth
+        (``bench.memory``)."""
         self.device = device  # None: CUDA when torch sees a GPU, else CPU, decided at the first lip-sync load
         keep_freed_memory()  # one pool per worker process: its batches reuse freed memory from the first on
         # One render thread by default: numpy/torch already use the cores, and one queue keeps frame order simple.

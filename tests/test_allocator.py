@@ -198,3 +198,15 @@ async def test_a_session_that_ends_has_the_heap_trimmed(tmp_path):
     assert pool.active_leases == 0
     await until(lambda: trims() > before, timeout_s=allocator.SETTLE_S + 10, what="the heap trimmed after the session")
     await pool.aclose()
+
+
+def test_a_worker_with_a_session_left_running_is_not_trimmed():
+    """A trim holds the arena's lock for as long as it walks the heap: while any session runs, the delayed trim
+    gives up instead of stalling that session's media (the timer thread is joined: no waiting on the clock)."""
+    before = trims()
+    allocator.trim_later(0, idle=lambda: False)
+    allocator._later.join()
+    assert trims() == before
+    allocator.trim_later(0, idle=lambda: True)
+    allocator._later.join()
+    assert trims() == before + 1
