@@ -175,7 +175,9 @@ async def test_a_speaking_session_streams_h264_and_aac_in_step_to_nginx(live, rt
     rms = windows_rms(audio)  # one value per 20 ms
     voiced = np.flatnonzero(rms > VOICED_RMS)
     assert len(voiced) > 50, rms.max()  # over a second of speech
-    assert rms[: max(1, voiced[0] - 10)].max() < 100  # silent before the avatar speaks
+    # Silent while the avatar idles: the stream's first 0.8 s (the second before the avatar was asked to speak),
+    # and never later than 10 windows before its voice (a loaded machine may start the recording late).
+    assert rms[: max(1, min(40, voiced[0] - 10))].max() < 100
 
     # A/V sync: the mouth starts with the voice in the stream as it does in what the session sends (the
     # default engine opens the mouth a frame ahead of the sound), within one frame.
