@@ -42,7 +42,7 @@ from realtime.engines.lipsync.visemes import mouth_shapes
 from realtime.engines.registry import engine_class
 from realtime.face import topology
 from realtime.face.mesh import FaceLandmarker
-from testkit.bundles import frame_requests, prebuilt_options
+from testkit.bundles import assert_same_frame, frame_requests, prebuilt_options
 from tests.fixtures.media import megamind
 from tests.test_lipsync_mouth_warp import piper_speech
 
@@ -270,7 +270,7 @@ def test_batches_give_the_frames_of_single_calls_for_unrelated_requests(avatar, 
     engine = AtlasLipSync()
     together = engine.render_batch(requests)
     for request, frame in zip(requests, together, strict=True):
-        np.testing.assert_array_equal(engine.render_batch([request])[0], frame)
+        assert_same_frame(frame, engine.render_batch([request])[0])
 
 
 def test_a_batch_of_many_sessions_gives_each_sessions_own_frames(avatar, speech):
@@ -284,7 +284,7 @@ def test_a_batch_of_many_sessions_gives_each_sessions_own_frames(avatar, speech)
     alone = dict(zip(map(id, run), engine.render_batch(run), strict=True))
     alone.update((id(request), engine.render_batch([request])[0]) for request in others)
     for request, frame in zip(batch, together, strict=True):
-        np.testing.assert_array_equal(alone[id(request)], frame)
+        assert_same_frame(frame, alone[id(request)])
 
 
 def test_base_frame_parts_are_kept_within_their_budget_and_cut_alike_again(avatar, monkeypatch):

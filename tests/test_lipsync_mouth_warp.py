@@ -13,7 +13,7 @@ from realtime.engines.lipsync.visemes import mouth_shape
 from realtime.engines.registry import engine_class
 from realtime.engines.tts.base import VoiceSettings
 from realtime.engines.tts.piper import PiperTTS
-from testkit.bundles import frame_requests
+from testkit.bundles import assert_same_frame, frame_requests
 
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -93,7 +93,7 @@ def test_requests_are_independent_of_their_batch(astronaut_bundle):
     engine = MouthWarpLipSync()
     together = engine.render_batch(requests[::-1])[::-1]
     for request, frame in zip(requests, together, strict=True):
-        np.testing.assert_array_equal(engine.render_batch([request])[0], frame)
+        assert_same_frame(frame, engine.render_batch([request])[0])
 
 
 def test_vowels_pick_their_visemes():
@@ -126,4 +126,4 @@ def test_a_batch_renders_the_same_pixels_as_each_frame_alone(astronaut_bundle):
     for start in range(0, len(requests), 8):
         batch = requests[start : start + 8]
         for request, frame in zip(batch, engine.render_batch(batch), strict=True):
-            np.testing.assert_array_equal(frame, engine.render_batch([request])[0])
+            assert_same_frame(frame, engine.render_batch([request])[0])

@@ -24,7 +24,14 @@ from realtime.engines.lipsync.visemes import mouth_shapes
 from realtime.engines.registry import engine_class
 from realtime.face import topology
 from realtime.face.mesh import FaceLandmarker
-from testkit.bundles import MemoryAvatar, astronaut_mesh, frame_requests, prebuilt_options, write_astronaut_bundle
+from testkit.bundles import (
+    MemoryAvatar,
+    assert_same_frame,
+    astronaut_mesh,
+    frame_requests,
+    prebuilt_options,
+    write_astronaut_bundle,
+)
 from tests.test_lipsync_mouth_warp import piper_speech
 
 
@@ -142,7 +149,7 @@ def test_a_batch_renders_the_same_pixels_as_each_frame_alone(avatar, tmp_path):
         batch = mixed[start : start + 8]
         together = engine.render_batch(batch)
         for request, frame in zip(batch, together, strict=True):
-            np.testing.assert_array_equal(frame, engine.render_batch([request])[0])
+            assert_same_frame(frame, engine.render_batch([request])[0])
     assert len(engine.geometries) == 2
 
 
